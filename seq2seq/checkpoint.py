@@ -1,0 +1,36 @@
+"""Self-contained checkpoints: Lightning's file plus the config and both tokenizers, checked on load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from seq2seq.task import FORMAT_VERSION, TranslationTask
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationTask:
+    """Load a trained model ready to translate, or fail with one clear line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; pass checkpoint=PATH to a .ckpt in a run's checkpoints/ folder")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}); is the file complete?") from error
+    if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
+        raise CheckpointError(f"{path}: not a seq2seq checkpoint (no weights or config inside)")
+    if raw.get("seq2seq_format") != FORMAT_VERSION or set(raw.get("tokenizers", {})) != {"source", "target"}:
+        raise CheckpointError(
+            f"{path}: checkpoint format {raw.get('seq2seq_format')!r} is not {FORMAT_VERSION} (or lacks tokenizers); "
+            "retrain it with this version of seq2seq"
+        )
+    hparams = raw["hyper_parameters"]
+    task = TranslationTask(hparams["config"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+    task.load_state_dict(raw["state_dict"])
+    task.on_load_checkpoint(raw)
+    return task.to(device).eval()

@@ -1,0 +1,31 @@
+"""Where the Hydra configs live, and how ``recipe=NAME`` finds ``recipes/NAME.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """``conf/`` or ``recipes/``: inside the package when installed from a wheel, beside it in a checkout."""
+    for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"cannot find the {name}/ directory near {_PACKAGE}; reinstall seq2seq")
+
+
+CONF_DIR = str(resource_dir("conf"))
+
+
+def register_recipes() -> list[str]:
+    """Make each ``recipes/NAME.yaml`` selectable as ``recipe=NAME`` (a global-package config group)."""
+    store = ConfigStore.instance()
+    names = []
+    for path in sorted(resource_dir("recipes").glob("*.yaml")):
+        store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+        names.append(path.stem)
+    return names

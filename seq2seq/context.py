@@ -1,0 +1,96 @@
+"""The context handoff: which of ``nn.GRU``'s returns becomes the decoder's initial hidden state.
+
+Facts this module relies on (checked exactly in tests/test_context.py), in ``nn.GRU``'s own terms:
+
+- ``output`` is ``(seq, batch, directions*hidden)``: top layer, every step. ``h_n`` is
+  ``(layers*directions, batch, hidden)``: every layer, last step. Here ``outputs`` is batch-first.
+- One layer, one direction, no padding: ``output[-1] == h_n``.
+- Packed: ``output[-1]`` is a pad position (zeros); the true last output is at ``lengths - 1``.
+  Not packed: ``h_n`` has run over the pads.
+- Bidirectional: the backward direction's final state is at ``output[0]``, not ``output[-1]``;
+  ``h_n`` holds both directions' true final states.
+
+Modes (``model.context``):
+
+- ``h_n``: the final state of every layer, mapped layer to layer onto the decoder.
+- ``last_output``: the top layer's output at ``lengths - 1`` (forward) and at 0 (backward); one vector,
+  given to every decoder layer.
+- ``naive_last``: ``output[-1]`` as is, both halves: the common pitfall, kept for comparison; one vector
+  given to every decoder layer.
+- ``zero``: no context; the decoder starts from zeros.
+
+Bridges (``model.bridge``) merge the directions: ``concat`` (decoder hidden = directions × encoder hidden),
+``sum`` (decoder hidden = encoder hidden) or ``project`` (Linear + tanh to any decoder hidden size).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seq2seq.encoder import EncoderOutput
+
+MODES = ("h_n", "last_output", "naive_last", "zero")
+BRIDGES = ("concat", "project", "sum")
+
+
+def final_states(encoded: EncoderOutput, mode: str) -> torch.Tensor:
+    """Each direction's final state as ``(layers or 1, directions, batch, hidden)``.
+
+    This is the one place where the GRU's ``(layers*directions, batch, hidden)`` layout is unpicked.
+    """
+    layers_x_directions, batch, hidden = encoded.h_n.shape
+    directions = encoded.outputs.size(-1) // hidden
+    if mode == "h_n":
+        return encoded.h_n.view(layers_x_directions // directions, directions, batch, hidden)
+    if mode == "last_output":
+        rows = torch.arange(batch, device=encoded.outputs.device)
+        forward = encoded.outputs[rows, encoded.lengths.to(rows.device) - 1, :hidden]
+        backward = encoded.outputs[:, 0, hidden:]  # the backward pass ends at position 0
+        per_direction = [forward, backward][:directions]
+    elif mode == "naive_last":
+        per_direction = list(encoded.outputs[:, -1].split(hidden, dim=-1))
+    else:
+        raise ValueError(f"model.context={mode!r} has no final states; use one of {MODES}")
+    return torch.stack(per_direction).unsqueeze(0)
+
+
+def decoder_hidden_size(bridge: str, encoder_hidden: int, directions: int, requested: int | None) -> int:
+    """The decoder size a bridge implies; ``project`` may map to any size (default: the encoder's)."""
+    if bridge not in BRIDGES:
+        raise ValueError(f"model.bridge={bridge!r} is not one of {BRIDGES}")
+    implied = {"concat": encoder_hidden * directions, "sum": encoder_hidden}.get(bridge)
+    if implied is None:
+        return requested or encoder_hidden
+    if requested not in (None, implied):
+        raise ValueError(
+            f"model.decoder.hidden_size={requested} cannot match model.bridge={bridge}, which gives {implied}; "
+            "set it to null or use model.bridge=project"
+        )
+    return implied
+
+
+class ContextBridge(nn.Module):
+    """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder hidden)``."""
+
+    def __init__(
+        self, mode: str, bridge: str, encoder_hidden: int, directions: int, decoder_layers: int, decoder_hidden: int
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"model.context={mode!r} is not one of {MODES}")
+        self.mode, self.bridge = mode, bridge
+        self.decoder_layers, self.decoder_hidden = decoder_layers, decoder_hidden
+        decoder_hidden_size(bridge, encoder_hidden, directions, decoder_hidden)  # raises on a mismatch
+        if bridge == "project":
+            self.projection = nn.Linear(directions * encoder_hidden, decoder_hidden)
+
+    def forward(self, encoded: EncoderOutput) -> torch.Tensor:
+        batch = encoded.outputs.size(0)
+        if self.mode == "zero":
+            return encoded.outputs.new_zeros(self.decoder_layers, batch, self.decoder_hidden)
+        states = final_states(encoded, self.mode)
+        merged = states.sum(1) if self.bridge == "sum" else torch.cat(states.unbind(1), dim=-1)
+        if self.bridge == "project":
+            merged = torch.tanh(self.projection(merged))
+        return merged.expand(self.decoder_layers, -1, -1).contiguous()

@@ -1,0 +1,220 @@
+"""The Tatoeba corpus: find or download the archive, parse it, and split it without leakage.
+
+Knows nothing about tensors or tokenizers. The archive is looked for in the mirror directory first,
+then in the cache, and only then downloaded; a download is verified before it is renamed into the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import unicodedata
+import urllib.error
+import urllib.request
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# manythings.org answers 403 to clients that do not look like a browser.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+MIRROR_ENV = "SEQ2SEQ_MIRROR"
+LANGS = ("eng", "fra")  # column order in the archive's text file
+
+# The PyTorch tutorial's subset: English sides that start like these (after its lower-casing and
+# turning apostrophes into spaces), both sides under ten words.
+TUTORIAL_PREFIXES = (
+    "i am ", "i m ", "he is", "he s ", "she is", "she s ",
+    "you are", "you re ", "we are", "we re ", "they are", "they re ",
+)  # fmt: skip
+TUTORIAL_MAX_WORDS = 10
+
+
+class CorpusError(RuntimeError):
+    """A corpus problem the user can fix; the message says how."""
+
+
+def sha256sum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_archive(path: Path, member: str, sha256: str | None = None) -> None:
+    """Reject a truncated, corrupt or wrong archive with a message naming the file."""
+    if sha256 and (actual := sha256sum(path)) != sha256.lower():
+        raise CorpusError(f"{path}: sha256 {actual} does not match data.sha256={sha256}; delete it or fix the hash")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if member not in archive.namelist():
+                raise CorpusError(f"{path}: archive has no member {member!r}; is it the right file?")
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile("CRC check failed")
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CorpusError(f"{path}: corrupt or truncated zip archive ({error}); delete it and retry") from error
+
+
+def download(url: str, destination: Path, member: str, sha256: str | None = None, timeout: float = 60) -> Path:
+    """Download ``url`` to ``destination`` atomically: a partial or corrupt download leaves no file behind."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=destination.name, suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, 1 << 20)
+        if expected is not None and tmp.stat().st_size != int(expected):
+            raise CorpusError(f"{url}: download truncated ({tmp.stat().st_size} of {expected} bytes); retry")
+        verify_archive(tmp, member, sha256)
+        os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return destination
+
+
+def find_archive(
+    url: str, cache_dir: Path, mirror: str | Path | None = None, sha256: str | None = None, member: str = "fra.txt"
+) -> Path:
+    """Mirror first, then cache, then network. A bad cached copy is removed so the next try rebuilds it."""
+    name = url.rsplit("/", 1)[-1]
+    if mirror is not None and (candidate := Path(mirror).expanduser() / name).is_file():
+        verify_archive(candidate, member, sha256)
+        return candidate
+    cached = Path(cache_dir).expanduser() / name
+    if cached.is_file():
+        try:
+            verify_archive(cached, member, sha256)
+            return cached
+        except CorpusError as error:
+            log.warning("removing bad cached archive: %s", error)
+            cached.unlink()
+    try:
+        log.info("downloading %s to %s", url, cached)
+        return download(url, cached, member, sha256)
+    except (urllib.error.URLError, OSError) as error:
+        raise CorpusError(
+            f"cannot get {name}: no mirror copy ({MIRROR_ENV}={mirror or 'unset'}), none cached in {cached.parent}, "
+            f"and downloading {url} failed ({error}); set {MIRROR_ENV} to a directory holding {name}"
+        ) from error
+
+
+@dataclass
+class ParseReport:
+    """What parsing kept and what it dropped, by reason."""
+
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
+        return f"kept {self.kept} pairs; dropped {sum(self.dropped.values())} malformed lines ({reasons})"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def parse_pairs(raw: bytes) -> tuple[list[tuple[str, str]], ParseReport]:
+    """Parse ``English<TAB>French[<TAB>attribution]`` lines into NFC ``(eng, fra)`` pairs."""
+    report = ParseReport()
+    pairs = []
+    for line in raw.removeprefix(b"\xef\xbb\xbf").splitlines():
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            report.dropped["undecodable"] += 1
+            continue
+        columns = text.split("\t")
+        if len(columns) < 2:
+            report.dropped["without a tab"] += 1
+            continue
+        eng, fra = (unicodedata.normalize("NFC", _CONTROL.sub("", c)).strip() for c in columns[:2])
+        if not eng or not fra:
+            report.dropped["with an empty side"] += 1
+            continue
+        pairs.append((eng, fra))
+    report.kept = len(pairs)
+    if not pairs:
+        raise CorpusError(f"no usable sentence pairs: {report}; is this an English<TAB>French file?")
+    return pairs, report
+
+
+def read_archive(path: Path, member: str = "fra.txt") -> tuple[list[tuple[str, str]], ParseReport]:
+    with zipfile.ZipFile(path) as archive:
+        return parse_pairs(archive.read(member))
+
+
+def is_tutorial_pair(eng: str, fra: str) -> bool:
+    """The PyTorch seq2seq tutorial's filter, applied to its normalisation of the English side."""
+    normalized = re.sub(r"[^a-z!?.]+", " ", eng.lower()).strip()
+    short = len(eng.split()) < TUTORIAL_MAX_WORDS and len(fra.split()) < TUTORIAL_MAX_WORDS
+    return short and normalized.startswith(TUTORIAL_PREFIXES)
+
+
+def select_subset(pairs: list[tuple[str, str]], subset: str | None) -> list[tuple[str, str]]:
+    if subset is None:
+        return pairs
+    if subset == "tutorial":
+        return [p for p in pairs if is_tutorial_pair(*p)]
+    raise CorpusError(f"unknown data.subset={subset!r}; use null or 'tutorial'")
+
+
+def connected_groups(pairs: list[tuple[str, str]]) -> list[int]:
+    """Label each pair with its connected component: pairs sharing a sentence on either side are linked."""
+    parent: dict[tuple[int, str], tuple[int, str]] = {}
+
+    def find(node: tuple[int, str]) -> tuple[int, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for eng, fra in pairs:
+        root_eng, root_fra = find((0, eng)), find((1, fra))
+        if root_eng != root_fra:
+            parent[root_fra] = root_eng
+    roots: dict[tuple[int, str], int] = {}
+    return [roots.setdefault(find((0, eng)), len(roots)) for eng, _ in pairs]
+
+
+def split_pairs(
+    pairs: list[tuple[str, str]], valid_fraction: float, test_fraction: float, seed: int = 0
+) -> dict[str, list[tuple[str, str]]]:
+    """Deterministic, group-disjoint train/valid/test split, independent of translation direction.
+
+    Groups are ordered by a seeded shuffle of their (sorted, direction-free) English sentences, and
+    test then valid are filled with whole groups until they hold their fraction of the pairs.
+    """
+    if not 0 <= valid_fraction + test_fraction < 1:
+        raise CorpusError(f"valid_fraction + test_fraction must be in [0, 1), got {valid_fraction + test_fraction}")
+    labels = connected_groups(pairs)
+    members: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        members.setdefault(label, []).append(index)
+    groups = sorted(members.values(), key=lambda idx: min(pairs[i][0] for i in idx))
+    random.Random(seed).shuffle(groups)
+    quotas = {"test": test_fraction * len(pairs), "valid": valid_fraction * len(pairs)}
+    splits: dict[str, list[tuple[str, str]]] = {"train": [], "valid": [], "test": []}
+    for group in groups:
+        name = next((s for s, quota in quotas.items() if len(splits[s]) < quota), "train")
+        splits[name].extend(pairs[i] for i in group)
+    return splits
+
+
+def orient(pairs: list[tuple[str, str]], src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
+    """Turn ``(eng, fra)`` pairs into ``(source, target)`` pairs."""
+    if sorted((src_lang, tgt_lang)) != sorted(LANGS):
+        raise CorpusError(f"data.src_lang/data.tgt_lang must be fra/eng or eng/fra, got {src_lang}/{tgt_lang}")
+    return pairs if src_lang == "eng" else [(fra, eng) for eng, fra in pairs]

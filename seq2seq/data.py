@@ -1,0 +1,271 @@
+"""From corpus to batches: splits, tokenizers, encoded tensors, token-budget buckets, a LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from seq2seq import corpus
+from seq2seq.cache import atomic_write, content_key, locked
+from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class Batch(NamedTuple):
+    """A padded, batch-first batch. ``target`` is ``BOS y EOS``: inputs are ``[:, :-1]``, labels ``[:, 1:]``."""
+
+    source: torch.Tensor  # (batch, src_len) int64
+    source_lengths: torch.Tensor  # (batch,) int64, on the CPU side of packing as well
+    target: torch.Tensor  # (batch, tgt_len + 2) int64
+    indices: torch.Tensor  # (batch,) positions in the split, to put outputs back in order
+
+
+@dataclass
+class Ragged:
+    """Variable-length id sequences stored flat, so that saving, loading and padding are vectorised."""
+
+    flat: torch.Tensor  # (total,) int32
+    lengths: torch.Tensor  # (n,) int64
+
+    @classmethod
+    def from_lists(cls, sequences: Sequence[Sequence[int]]) -> Ragged:
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+        flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
+        return cls(flat, lengths)
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        return torch.cumsum(self.lengths, 0) - self.lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def pad(self, indices: torch.Tensor, bos: bool = False, eos: bool = False) -> torch.Tensor:
+        """Gather ``indices`` into a ``(len(indices), max_len)`` int64 tensor padded with PAD."""
+        lengths = self.lengths[indices]
+        width = int(lengths.max()) if len(indices) else 0
+        positions = torch.arange(width)
+        mask = positions < lengths[:, None]
+        gather = (self.offsets[indices][:, None] + positions).clamp(max=max(len(self.flat) - 1, 0))
+        out = torch.where(mask, self.flat[gather].long(), PAD)
+        if eos:
+            out = torch.cat([out, torch.full((len(indices), 1), PAD)], 1)
+            out[torch.arange(len(indices)), lengths] = EOS
+        if bos:
+            out = torch.cat([torch.full((len(indices), 1), BOS), out], 1)
+        return out
+
+
+@dataclass
+class EncodedSplit:
+    """One split: its raw text (for scoring) and its subword ids."""
+
+    sources: list[str]
+    targets: list[str]
+    source_ids: Ragged
+    target_ids: Ragged
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def select(self, keep: torch.Tensor) -> EncodedSplit:
+        index = keep.nonzero().squeeze(1)
+        pick = index.tolist()
+        return EncodedSplit(
+            [self.sources[i] for i in pick],
+            [self.targets[i] for i in pick],
+            Ragged.from_lists([self._ids(self.source_ids, i) for i in pick]),
+            Ragged.from_lists([self._ids(self.target_ids, i) for i in pick]),
+        )
+
+    @staticmethod
+    def _ids(ragged: Ragged, i: int) -> list[int]:
+        start = int(ragged.offsets[i])
+        return ragged.flat[start : start + int(ragged.lengths[i])].tolist()
+
+
+def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer) -> EncodedSplit:
+    sources = [s for s, _ in pairs]
+    targets = [t for _, t in pairs]
+    return EncodedSplit(
+        sources, targets, Ragged.from_lists(src_tok.encode(sources)), Ragged.from_lists(tgt_tok.encode(targets))
+    )
+
+
+def load_splits(data_cfg: Any) -> dict[str, list[tuple[str, str]]]:
+    """Archive → parsed pairs → subset → group-disjoint split → (source, target) pairs per split."""
+    archive = corpus.find_archive(data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256)
+    pairs, report = corpus.read_archive(archive)
+    log.info("%s: %s", archive, report)
+    pairs = corpus.select_subset(pairs, data_cfg.subset)
+    splits = corpus.split_pairs(pairs, data_cfg.valid_fraction, data_cfg.test_fraction, data_cfg.split_seed)
+    log.info("split sizes (pairs): %s", {name: len(split) for name, split in splits.items()})
+    return {name: corpus.orient(split, data_cfg.src_lang, data_cfg.tgt_lang) for name, split in splits.items()}
+
+
+def build_tokenizers(data_cfg: Any, train: Sequence[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
+    """Train (or reuse) subword models on the training split only; one joint model if asked."""
+    cache = Path(data_cfg.cache_dir).expanduser()
+    settings = {"model_type": data_cfg.spm_model_type, "character_coverage": data_cfg.character_coverage}
+    sources = [s for s, _ in train]
+    targets = [t for _, t in train]
+    if data_cfg.joint_vocab:
+        joint = cached_tokenizer(cache, sources + targets, vocab_size=data_cfg.vocab_size, **settings)
+        return joint, joint
+    return (
+        cached_tokenizer(cache, sources, vocab_size=data_cfg.vocab_size, **settings),
+        cached_tokenizer(cache, targets, vocab_size=data_cfg.vocab_size, **settings),
+    )
+
+
+def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenizer]:
+    """Everything the model trains on, from the cache when the same inputs and settings made it before."""
+    splits = load_splits(data_cfg)
+    src_tok, tgt_tok = build_tokenizers(data_cfg, splits["train"])
+    everything = [f"{s}\t{t}" for name in SPLITS for s, t in splits[name]]
+    tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
+    key = content_key(everything, {"tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens})
+    path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{key}.pt"
+    with locked(path):
+        if path.is_file():
+            encoded = torch.load(path, weights_only=False)
+        else:
+            encoded = {name: encode_pairs(splits[name], src_tok, tgt_tok) for name in SPLITS}
+            train = encoded["train"]
+            keep = (train.source_ids.lengths <= data_cfg.max_tokens) & (train.target_ids.lengths <= data_cfg.max_tokens)
+            if not bool(keep.all()):
+                log.info("dropping %d training pairs longer than %d tokens", int((~keep).sum()), data_cfg.max_tokens)
+                encoded["train"] = train.select(keep)
+            atomic_write(path, lambda tmp: torch.save(encoded, tmp))
+    return encoded, src_tok, tgt_tok
+
+
+class SplitDataset(Dataset):
+    """Indexed by a whole batch of positions (the sampler yields lists), returns a padded ``Batch``."""
+
+    def __init__(self, split: EncodedSplit):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, indices: list[int]) -> Batch:
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return Batch(
+            self.split.source_ids.pad(index),
+            self.split.source_ids.lengths[index],
+            self.split.target_ids.pad(index, bos=True, eos=True),
+            index,
+        )
+
+
+class TokenBucketSampler(Sampler[list[int]]):
+    """Batches of similar-length sentences holding at most ``batch_tokens`` padded tokens.
+
+    Lengths are sorted with a seeded random tie-break and the batch order is shuffled, both anew each
+    epoch (Lightning calls ``set_epoch``). Under DDP each rank takes every ``world_size``-th batch.
+    """
+
+    def __init__(
+        self,
+        lengths: torch.Tensor,
+        batch_tokens: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.lengths = lengths.numpy()
+        self.batch_tokens = batch_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        tie_break = rng.random(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        order = np.lexsort((tie_break, self.lengths))
+        batches, start = [], 0
+        while start < len(order):
+            # sorted ascending, so the last sentence in a batch is its longest
+            end = start + 1
+            while end < len(order) and (end - start + 1) * self.lengths[order[end]] <= self.batch_tokens:
+                end += 1
+            batches.append(order[start:end].tolist())
+            start = end
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.world_size > 1:
+            usable = len(batches) - len(batches) % self.world_size if self.shuffle else len(batches)
+            batches = batches[self.rank : usable : self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+class TranslationData(L.LightningDataModule):
+    """Prepares the corpus once (cached, locked), then serves bucketed batches for each split."""
+
+    def __init__(self, data_cfg: Any, seed: int = 0):
+        super().__init__()
+        self.cfg = data_cfg
+        self.seed = seed
+        self.splits: dict[str, EncodedSplit] = {}
+        self.src_tok: Tokenizer | None = None
+        self.tgt_tok: Tokenizer | None = None
+
+    def prepare_data(self) -> None:
+        prepare(self.cfg)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits, self.src_tok, self.tgt_tok = prepare(self.cfg)
+
+    def loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        split = self.splits[name]
+        lengths = torch.maximum(split.source_ids.lengths, split.target_ids.lengths + 1)
+        trainer = self._trainer
+        sampler = TokenBucketSampler(
+            lengths,
+            self.cfg.batch_tokens,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        return DataLoader(
+            SplitDataset(split),
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")

@@ -1,0 +1,57 @@
+"""The encoder: embedding + GRU, over a PackedSequence (true lengths) or the padded batch (as the tutorial)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class EncoderOutput(NamedTuple):
+    """What ``nn.GRU`` returns, batch-first, plus the lengths needed to read it correctly."""
+
+    outputs: torch.Tensor  # (batch, src_len, directions * hidden): top layer, every step
+    h_n: torch.Tensor  # (layers * directions, batch, hidden): every layer, last step (GRU layout)
+    lengths: torch.Tensor  # (batch,)
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        packed: bool = True,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.GRU(
+            embedding_dim,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.packed = packed
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.rnn.bidirectional else 1
+
+    def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        embedded = self.dropout(self.embedding(source))
+        if not self.packed:
+            outputs, h_n = self.rnn(embedded)
+            return EncoderOutput(outputs, h_n, lengths)
+        # pack_padded_sequence wants lengths on the CPU; pads then come back as zeros.
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, h_n = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
+        return EncoderOutput(outputs, h_n, lengths)

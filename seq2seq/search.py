@@ -1,0 +1,144 @@
+"""Greedy and batched beam search over the decoder's step (its forward with one token).
+
+All sentences of a batch, and all beams of a sentence, advance together as tensors: the only Python
+loop is over time steps. A sentence's result depends on its own source only, never on its batch-mates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import BOS, EOS, PAD
+
+
+class Hypothesis(NamedTuple):
+    score: float  # log-probability, divided by the length penalty if one is set
+    tokens: list[int]  # without BOS and EOS
+
+
+def length_limits(source_lengths: torch.Tensor, max_length: int | float) -> torch.Tensor:
+    """Per-sentence output limit: an int is absolute; a float ``r`` means ``ceil(r × source length) + 5``."""
+    if isinstance(max_length, float):
+        return (source_lengths.float() * max_length).ceil().long() + 5
+    return torch.full_like(source_lengths, int(max_length))
+
+
+def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
+    """GNMT's ``((5 + length) / 6) ** alpha``; 1 when ``alpha`` is 0."""
+    return ((5 + length) / 6) ** alpha
+
+
+def strip(rows: torch.Tensor) -> list[list[int]]:
+    """Token rows → lists cut at the first EOS (or PAD)."""
+    out = []
+    for row in rows.tolist():
+        for end, token in enumerate(row):
+            if token in (EOS, PAD):
+                row = row[:end]
+                break
+        out.append(row)
+    return out
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_length: int | float = 1.5, min_length: int = 0
+) -> list[list[int]]:
+    """Take the most likely next token at every step, for the whole batch at once."""
+    batch = source.size(0)
+    limits = length_limits(lengths, max_length).to(source.device)
+    state = model.encode(source, lengths)
+    tokens = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
+    steps = []
+    for t in range(int(limits.max())):
+        logits, state = model.decoder(tokens, state)
+        logits = logits[:, -1]
+        if t < min_length:
+            logits[:, EOS] = -math.inf
+        best = logits.argmax(-1)
+        best = torch.where(t + 1 >= limits, EOS, best)
+        best = torch.where(finished, PAD, best)
+        steps.append(best)
+        finished |= best == EOS
+        if bool(finished.all()):
+            break
+        tokens = best[:, None]
+    return strip(torch.stack(steps, 1))
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq,
+    source: torch.Tensor,
+    lengths: torch.Tensor,
+    beam_size: int = 5,
+    max_length: int | float = 1.5,
+    min_length: int = 0,
+    alpha: float = 0.0,
+    n_best: int = 1,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; finished hypotheses are kept until no unfinished one can beat them.
+
+    Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
+    those ending in EOS compete for the finished pool (``beam_size`` per sentence, sorted), the best
+    ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0`` this is greedy search.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
+    device = source.device
+    batch, beam = source.size(0), beam_size
+    limits = length_limits(lengths, max_length).to(device)
+    horizon = int(limits.max())
+    rows = torch.arange(batch, device=device)
+    state = model.encode(source, lengths).select(rows.repeat_interleave(beam))
+    tokens = torch.full((batch * beam, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.full((batch, beam), -math.inf, device=device)
+    scores[:, 0] = 0.0  # all beams start identical: let only one of them expand
+    alive = torch.empty(batch, beam, 0, dtype=torch.long, device=device)
+    done_scores = torch.full((batch, beam), -math.inf, device=device)
+    done_tokens = torch.full((batch, beam, horizon), PAD, dtype=torch.long, device=device)
+    rank = torch.arange(2 * beam, device=device)
+    for t in range(horizon):
+        logits, state = model.decoder(tokens, state)
+        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        vocab = log_probs.size(-1)
+        if t < min_length:
+            log_probs[:, EOS] = -math.inf
+        must_end = (t + 1 >= limits).repeat_interleave(beam)[:, None]
+        not_eos = torch.arange(vocab, device=device) != EOS
+        log_probs = log_probs.masked_fill(must_end & not_eos, -math.inf)
+
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, beam * vocab)
+        top_scores, top_ids = candidates.topk(2 * beam, dim=1)
+        origin, token = top_ids // vocab, top_ids % vocab
+        extended = torch.cat([alive.gather(1, origin[..., None].expand(-1, -1, t)), token[..., None]], dim=2)
+        ends = token == EOS
+
+        # Finished: merge EOS candidates (length-normalised) into the pool, keep the best `beam`.
+        ended_scores = torch.where(ends, top_scores / length_penalty(t + 1, alpha), -math.inf)
+        pool_scores = torch.cat([done_scores, ended_scores], dim=1)
+        pool_tokens = torch.cat([done_tokens, F.pad(extended, (0, horizon - t - 1), value=PAD)], dim=1)
+        done_scores, keep = pool_scores.topk(beam, dim=1)
+        done_tokens = pool_tokens.gather(1, keep[..., None].expand(-1, -1, horizon))
+
+        # Alive: the best `beam` candidates that did not end (EOS ones sort after all others).
+        order = (rank + ends * 2 * beam).argsort(dim=1)[:, :beam]
+        scores = torch.where(ends.gather(1, order), -math.inf, top_scores.gather(1, order))
+        alive = extended.gather(1, order[..., None].expand(-1, -1, t + 1))
+        state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
+        tokens = token.gather(1, order).view(-1, 1)
+
+        # Stop when no sentence's best unfinished beam can still beat its worst finished hypothesis.
+        best_possible = scores.max(1).values / length_penalty(limits, alpha)
+        if bool((done_scores[:, -1] >= best_possible).all()):
+            break
+    return [
+        [Hypothesis(score, tokens) for score, tokens in zip(row_scores, strip(row_tokens)) if score > -math.inf]
+        for row_scores, row_tokens in zip(done_scores[:, :n_best].tolist(), done_tokens[:, :n_best])
+    ]

@@ -1,0 +1,141 @@
+"""Training and validation of a Seq2Seq model as a LightningModule: loss, optimiser, BLEU/chrF."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning as L
+import sacrebleu
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from seq2seq.data import Batch
+from seq2seq.model import Seq2Seq
+from seq2seq.search import greedy_search
+from seq2seq.tokenizer import PAD, Tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when a checkpoint's contents change incompatibly
+
+
+def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The config's ``model`` group → a ``Seq2Seq``."""
+    encoder, decoder = model_cfg["encoder"], model_cfg["decoder"]
+    return Seq2Seq(
+        src_vocab_size,
+        tgt_vocab_size,
+        embedding_dim=model_cfg["embedding_dim"],
+        hidden_size=encoder["hidden_size"],
+        num_layers=encoder["num_layers"],
+        bidirectional=encoder["bidirectional"],
+        packed=encoder["packed"],
+        context=model_cfg["context"],
+        bridge=model_cfg["bridge"],
+        decoder_size=decoder["hidden_size"],
+        feed_context=decoder["feed_context"],
+        dropout=model_cfg["dropout"],
+    )
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """sacrebleu BLEU and chrF on detokenised text, with their signatures."""
+    bleu = sacrebleu.metrics.BLEU()
+    chrf = sacrebleu.metrics.CHRF()
+    return {
+        "bleu": bleu.corpus_score(hypotheses, [references]).score,
+        "chrf": chrf.corpus_score(hypotheses, [references]).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+        "sentences": len(hypotheses),
+    }
+
+
+class TranslationTask(L.LightningModule):
+    """Cross-entropy training with teacher forcing; greedy-decoded BLEU and chrF at every validation."""
+
+    def __init__(self, config: dict[str, Any], src_vocab_size: int, tgt_vocab_size: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.model = build_model(config["model"], src_vocab_size, tgt_vocab_size)
+        self.tokenizers: dict[str, Tokenizer] = {}
+        self._outputs: list[tuple[list[int], list[str], torch.Tensor, torch.Tensor]] = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Carry the tokenizers, so that a checkpoint copied anywhere still translates."""
+        checkpoint["tokenizers"] = {side: tok.model_proto for side, tok in self.tokenizers.items()}
+        checkpoint["seq2seq_format"] = FORMAT_VERSION
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokenizers = {side: Tokenizer(proto) for side, proto in checkpoint.get("tokenizers", {}).items()}
+
+    def loss(self, batch: Batch, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+        logits = self.model(batch.source, batch.source_lengths, batch.target[:, :-1])
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            batch.target[:, 1:].flatten(),
+            ignore_index=PAD,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch, self.config["optim"]["label_smoothing"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.source.size(0))
+        return loss
+
+    def _eval_step(self, batch: Batch) -> None:
+        total = self.loss(batch, reduction="sum")
+        tokens = (batch.target[:, 1:] != PAD).sum()
+        decode = self.config["decode"]
+        hypotheses = greedy_search(self.model, batch.source, batch.source_lengths, decode["max_length"])
+        texts = self.tokenizers["target"].decode(hypotheses)
+        self._outputs.append((batch.indices.tolist(), texts, total.detach(), tokens))
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", "valid")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", "test")
+
+    def _eval_epoch_end(self, prefix: str, split_name: str) -> None:
+        """Gather hypotheses from every rank (each sentence once), then score the whole split."""
+        local = [(i, text) for indices, texts, _, _ in self._outputs for i, text in zip(indices, texts)]
+        loss = torch.stack([o[2] for o in self._outputs]).sum()
+        tokens = torch.stack([o[3] for o in self._outputs]).sum()
+        self._outputs.clear()
+        if dist.is_available() and dist.is_initialized():
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, local)
+            local = [item for part in gathered for item in part]
+            loss, tokens = self.all_gather(loss).sum(), self.all_gather(tokens).sum()
+        split = self.trainer.datamodule.splits[split_name]
+        by_index = dict(local)
+        order = sorted(by_index)
+        scores = corpus_scores([by_index[i] for i in order], [split.targets[i] for i in order])
+        mean_loss = float(loss / tokens)
+        metrics = {"loss": mean_loss, "ppl": math.exp(min(mean_loss, 50)), "bleu": scores["bleu"], "chrf": scores["chrf"]}
+        self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()})  # identical on every rank
+        self.last_scores = {**scores, "loss": mean_loss}
+        if self.trainer.is_global_zero:
+            log.info("%s step %d: %s", prefix, self.global_step, {k: round(v, 3) for k, v in metrics.items()})
+            for i in order[:: max(1, len(order) // 3)][:3]:
+                log.info("  src: %s\n  ref: %s\n  hyp: %s", split.sources[i], split.targets[i], by_index[i])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optim = self.config["optim"]
+        optimizer = torch.optim.AdamW(self.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"])
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=optim["lr_decay"], patience=optim["lr_patience"]
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/bleu"}}

@@ -1,0 +1,81 @@
+"""sentencepiece subword models: trained once per (text, settings), cached, and carried in checkpoints."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from seq2seq.cache import atomic_write_bytes, content_key, locked
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """A sentencepiece model plus the fixed special ids the model relies on."""
+
+    def __init__(self, model_proto: bytes):
+        self.model_proto = model_proto
+        self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        if (self.processor.pad_id(), self.processor.unk_id(), self.processor.bos_id(), self.processor.eos_id()) != (
+            PAD, UNK, BOS, EOS,
+        ):  # fmt: skip
+            raise ValueError("sentencepiece model was not trained with pad=0 unk=1 bos=2 eos=3")
+
+    def __len__(self) -> int:
+        return self.processor.get_piece_size()
+
+    def encode(self, sentences: Sequence[str]) -> list[list[int]]:
+        """Batch-encode in sentencepiece's C++ (multi-threaded), no BOS/EOS."""
+        return self.processor.encode(list(sentences), out_type=int)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return self.processor.decode([list(i) for i in ids])
+
+    def pieces(self, sentence: str) -> list[str]:
+        return self.processor.encode(sentence, out_type=str)
+
+
+def train_tokenizer(
+    sentences: Iterable[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+    seed: int = 0,
+) -> bytes:
+    """Train a sentencepiece model in memory and return its serialized proto."""
+    sentences = list(sentences)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
+        hard_vocab_limit=False,  # small corpora may not support the requested size: take what fits
+        random_seed=seed,
+        num_threads=2,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def cached_tokenizer(cache_dir: Path, sentences: Sequence[str], **settings) -> Tokenizer:
+    """Load the tokenizer for these sentences and settings from the cache, training it on a miss."""
+    path = Path(cache_dir) / "tokenizers" / f"spm-{content_key(sentences, settings)}.model"
+    with locked(path):
+        if not path.is_file():
+            log.info("training sentencepiece %s on %d sentences", settings, len(sentences))
+            atomic_write_bytes(path, train_tokenizer(sentences, **settings))
+        else:
+            log.info("reusing tokenizer %s", path)
+        return Tokenizer(path.read_bytes())

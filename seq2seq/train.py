@@ -1,0 +1,86 @@
+"""``python -m seq2seq.train recipe=NAME``: prepare data, train, keep the best checkpoint, score it on test."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.config import CONF_DIR, register_recipes
+from seq2seq.data import TranslationData
+from seq2seq.task import TranslationTask, build_model
+
+log = logging.getLogger(__name__)
+
+
+def default_precision(accelerator: str) -> str:
+    """bf16 mixed precision on a GPU, full precision on a CPU."""
+    on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
+    build_model(cfg.model, 8, 8)  # fail on a config mistake before any data work
+    data = TranslationData(cfg.data, seed=cfg.seed)
+    data.prepare_data()
+    data.setup()
+    L.seed_everything(cfg.seed, workers=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    task = TranslationTask(config, len(data.src_tok), len(data.tgt_tok))
+    task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
+
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val/bleu", mode="max", save_last=True
+    )
+    trainer_args = dict(config["trainer"])
+    trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
+    trainer = L.Trainer(
+        **trainer_args,
+        callbacks=[checkpoints, EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience)],
+        logger=CSVLogger(run_dir, name="logs", version=""),
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
+    )
+    trainer.fit(task, datamodule=data)
+
+    best = checkpoints.best_model_path or checkpoints.last_model_path
+    trainer.test(task, datamodule=data, ckpt_path=best, verbose=False)
+    summary = {
+        "run_dir": str(run_dir),
+        "best_checkpoint": best,
+        "valid_bleu": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
+        "test": {"greedy": task.last_scores},
+        "steps": trainer.global_step,
+        "epochs": trainer.current_epoch,
+    }
+    if trainer.is_global_zero:
+        (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
+        print(
+            f"run dir:          {run_dir}\n"
+            f"best checkpoint:  {best}\n"
+            f"validation BLEU:  {summary['valid_bleu']:.2f}\n"
+            f"test BLEU:        {task.last_scores['bleu']:.2f} (greedy; chrF {task.last_scores['chrf']:.2f})"
+        )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return summary["test"]["greedy"]["bleu"]
+
+
+register_recipes()
+
+if __name__ == "__main__":
+    main()
