@@ -21,7 +21,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     try:
         raw = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}); is the file complete?") from error
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(error).__name__}); is the file complete?"
+        ) from error
     if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint (no weights or config inside)")
     if raw.get("seq2seq_format") != FORMAT_VERSION or set(raw.get("tokenizers", {})) != {"source", "target"}:

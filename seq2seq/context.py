@@ -74,7 +74,13 @@ class ContextBridge(nn.Module):
     """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder hidden)``."""
 
     def __init__(
-        self, mode: str, bridge: str, encoder_hidden: int, directions: int, decoder_layers: int, decoder_hidden: int
+        self,
+        mode: str,
+        bridge: str,
+        encoder_hidden: int,
+        directions: int,
+        decoder_layers: int,
+        decoder_hidden: int,
     ):
         super().__init__()
         if mode not in MODES:

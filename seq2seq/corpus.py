@@ -83,7 +83,11 @@ def download(url: str, destination: Path, member: str, sha256: str | None = None
 
 
 def find_archive(
-    url: str, cache_dir: Path, mirror: str | Path | None = None, sha256: str | None = None, member: str = "fra.txt"
+    url: str,
+    cache_dir: Path,
+    mirror: str | Path | None = None,
+    sha256: str | None = None,
+    member: str = "fra.txt",
 ) -> Path:
     """Mirror first, then cache, then network. A bad cached copy is removed so the next try rebuilds it."""
     name = url.rsplit("/", 1)[-1]

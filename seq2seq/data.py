@@ -99,7 +99,10 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: 
     sources = [s for s, _ in pairs]
     targets = [t for _, t in pairs]
     return EncodedSplit(
-        sources, targets, Ragged.from_lists(src_tok.encode(sources)), Ragged.from_lists(tgt_tok.encode(targets))
+        sources,
+        targets,
+        Ragged.from_lists(src_tok.encode(sources)),
+        Ragged.from_lists(tgt_tok.encode(targets)),
     )
 
 
@@ -145,7 +148,11 @@ def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenize
             train = encoded["train"]
             keep = (train.source_ids.lengths <= data_cfg.max_tokens) & (train.target_ids.lengths <= data_cfg.max_tokens)
             if not bool(keep.all()):
-                log.info("dropping %d training pairs longer than %d tokens", int((~keep).sum()), data_cfg.max_tokens)
+                log.info(
+                    "dropping %d training pairs longer than %d tokens",
+                    int((~keep).sum()),
+                    data_cfg.max_tokens,
+                )
                 encoded["train"] = train.select(keep)
             atomic_write(path, lambda tmp: torch.save(encoded, tmp))
     return encoded, src_tok, tgt_tok
@@ -224,7 +231,7 @@ class TokenBucketSampler(Sampler[list[int]]):
 
 
 class TranslationData(L.LightningDataModule):
-    """Prepares the corpus once (cached, locked), then serves bucketed batches for each split."""
+    """Prepares the corpus once (cached under a lock, so every rank may ask), then serves bucketed batches."""
 
     def __init__(self, data_cfg: Any, seed: int = 0):
         super().__init__()
@@ -234,9 +241,6 @@ class TranslationData(L.LightningDataModule):
         self.src_tok: Tokenizer | None = None
         self.tgt_tok: Tokenizer | None = None
 
-    def prepare_data(self) -> None:
-        prepare(self.cfg)
-
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits, self.src_tok, self.tgt_tok = prepare(self.cfg)
@@ -244,7 +248,7 @@ class TranslationData(L.LightningDataModule):
     def loader(self, name: str, shuffle: bool = False) -> DataLoader:
         split = self.splits[name]
         lengths = torch.maximum(split.source_ids.lengths, split.target_ids.lengths + 1)
-        trainer = self._trainer
+        trainer = self.trainer
         sampler = TokenBucketSampler(
             lengths,
             self.cfg.batch_tokens,

@@ -35,7 +35,11 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         extra = hidden_size if feed_context else 0
         self.rnn = nn.GRU(
-            embedding_dim + extra, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+            embedding_dim + extra,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
         )
         self.output = nn.Linear(hidden_size + extra, vocab_size)
 

@@ -44,4 +44,3 @@ class Seq2Seq(nn.Module):
         """Teacher-forced logits ``(batch, tgt_len, vocab)``."""
         logits, _ = self.decoder(target_inputs, self.encode(source, lengths))
         return logits
-

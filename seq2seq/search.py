@@ -47,7 +47,11 @@ def strip(rows: torch.Tensor) -> list[list[int]]:
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_length: int | float = 1.5, min_length: int = 0
+    model: Seq2Seq,
+    source: torch.Tensor,
+    lengths: torch.Tensor,
+    max_length: int | float = 1.5,
+    min_length: int = 0,
 ) -> list[list[int]]:
     """Take the most likely next token at every step, for the whole batch at once."""
     batch = source.size(0)

@@ -88,7 +88,7 @@ class TranslationTask(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.source.size(0))
         return loss
 
-    def _eval_step(self, batch: Batch) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         total = self.loss(batch, reduction="sum")
         tokens = (batch.target[:, 1:] != PAD).sum()
         decode = self.config["decode"]
@@ -96,19 +96,7 @@ class TranslationTask(L.LightningModule):
         texts = self.tokenizers["target"].decode(hypotheses)
         self._outputs.append((batch.indices.tolist(), texts, total.detach(), tokens))
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val", "valid")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test", "test")
-
-    def _eval_epoch_end(self, prefix: str, split_name: str) -> None:
         """Gather hypotheses from every rank (each sentence once), then score the whole split."""
         local = [(i, text) for indices, texts, _, _ in self._outputs for i, text in zip(indices, texts)]
         loss = torch.stack([o[2] for o in self._outputs]).sum()
@@ -119,16 +107,20 @@ class TranslationTask(L.LightningModule):
             dist.all_gather_object(gathered, local)
             local = [item for part in gathered for item in part]
             loss, tokens = self.all_gather(loss).sum(), self.all_gather(tokens).sum()
-        split = self.trainer.datamodule.splits[split_name]
+        split = self.trainer.datamodule.splits["valid"]
         by_index = dict(local)
         order = sorted(by_index)
         scores = corpus_scores([by_index[i] for i in order], [split.targets[i] for i in order])
         mean_loss = float(loss / tokens)
-        metrics = {"loss": mean_loss, "ppl": math.exp(min(mean_loss, 50)), "bleu": scores["bleu"], "chrf": scores["chrf"]}
-        self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()})  # identical on every rank
-        self.last_scores = {**scores, "loss": mean_loss}
+        metrics = {
+            "loss": mean_loss,
+            "ppl": math.exp(min(mean_loss, 50)),
+            "bleu": scores["bleu"],
+            "chrf": scores["chrf"],
+        }
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()})  # identical on every rank
         if self.trainer.is_global_zero:
-            log.info("%s step %d: %s", prefix, self.global_step, {k: round(v, 3) for k, v in metrics.items()})
+            log.info("validation at step %d: %s", self.global_step, {k: round(v, 3) for k, v in metrics.items()})
             for i in order[:: max(1, len(order) // 3)][:3]:
                 log.info("  src: %s\n  ref: %s\n  hyp: %s", split.sources[i], split.targets[i], by_index[i])
 

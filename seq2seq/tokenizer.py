@@ -46,7 +46,6 @@ def train_tokenizer(
     vocab_size: int,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
-    seed: int = 0,
 ) -> bytes:
     """Train a sentencepiece model in memory and return its serialized proto."""
     sentences = list(sentences)
@@ -62,7 +61,6 @@ def train_tokenizer(
         bos_id=BOS,
         eos_id=EOS,
         hard_vocab_limit=False,  # small corpora may not support the requested size: take what fits
-        random_seed=seed,
         num_threads=2,
         minloglevel=2,
     )

@@ -15,9 +15,12 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
-from seq2seq.data import TranslationData
+from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.task import TranslationTask, build_model
+from seq2seq.translator import Translator, score
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     build_model(cfg.model, 8, 8)  # fail on a config mistake before any data work
     data = TranslationData(cfg.data, seed=cfg.seed)
-    data.prepare_data()
     data.setup()
     L.seed_everything(cfg.seed, workers=True)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -53,28 +55,41 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     trainer.fit(task, datamodule=data)
 
+    if not trainer.is_global_zero:
+        return {}
     best = checkpoints.best_model_path or checkpoints.last_model_path
-    trainer.test(task, datamodule=data, ckpt_path=best, verbose=False)
     summary = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
-        "valid_bleu": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
-        "test": {"greedy": task.last_scores},
+        "valid_bleu": float(checkpoints.best_model_score or 0.0),
+        "test": test_best_checkpoint(best, data.splits["test"], cfg),
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
     }
-    if trainer.is_global_zero:
-        (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
-        print(
-            f"run dir:          {run_dir}\n"
-            f"best checkpoint:  {best}\n"
-            f"validation BLEU:  {summary['valid_bleu']:.2f}\n"
-            f"test BLEU:        {task.last_scores['bleu']:.2f} (greedy; chrF {task.last_scores['chrf']:.2f})"
-        )
+    (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
+    greedy, beam = summary["test"]["greedy"], summary["test"]["beam"]
+    print(
+        f"run dir:          {run_dir}\n"
+        f"best checkpoint:  {best}\n"
+        f"validation BLEU:  {summary['valid_bleu']:.2f} (greedy)\n"
+        f"test BLEU:        {greedy['bleu']:.2f} greedy, {beam['bleu']:.2f} beam {beam['decode']['beam_size']} "
+        f"(chrF {greedy['chrf']:.2f}, {beam['chrf']:.2f}; {greedy['sentences']} sentences)"
+    )
     return summary
 
 
+def test_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict[str, Any]:
+    """Reload the best checkpoint as a user would and score it on the test split, greedy and beam."""
+    task = load_checkpoint(path)
+    pairs = list(zip(test.sources, test.targets))
+    beam = OmegaConf.merge(cfg.decode, {"strategy": "beam", **cfg.test_beam})
+    return {
+        name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", cfg.decode), ("beam", beam))
+    }
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@one_line_errors
 def main(cfg: DictConfig) -> float:
     summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     return summary["test"]["greedy"]["bleu"]

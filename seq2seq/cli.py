@@ -1,0 +1,32 @@
+"""What the thin entry points share: logging to standard error and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from seq2seq.checkpoint import CheckpointError
+from seq2seq.corpus import CorpusError
+
+USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError)
+
+
+def log_to_stderr() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a user's mistake as one line on standard error and exit 1, instead of a traceback."""
+
+    @wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper

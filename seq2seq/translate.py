@@ -1,0 +1,88 @@
+"""``python -m seq2seq.translate checkpoint=PATH``: one line out per line in, streaming, logs on stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import BinaryIO, TextIO
+
+import hydra
+from omegaconf import DictConfig
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.config import CONF_DIR
+from seq2seq.translator import Translator, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def _readable_now(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def line_batches(stream: BinaryIO, batch_size: int) -> Iterator[list[bytes]]:
+    """Lines in batches of up to ``batch_size``, yielding early whenever no more input is waiting.
+
+    Reads the file descriptor directly, so an interactive user or an open pipe gets each line
+    answered at once, while a file or a fast pipe is translated in full batches.
+    """
+    fd, pending, lines = stream.fileno(), b"", []
+    while chunk := os.read(fd, 1 << 16):
+        *complete, pending = (pending + chunk).split(b"\n")
+        lines.extend(complete)
+        while len(lines) >= batch_size or (lines and not _readable_now(fd)):
+            yield lines[:batch_size]
+            lines = lines[batch_size:]
+    if pending:
+        lines.append(pending)
+    for start in range(0, len(lines), batch_size):
+        yield lines[start : start + batch_size]
+
+
+def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
+    """Untrusted bytes → text: invalid UTF-8 is replaced (with a warning), line endings dropped."""
+    texts = []
+    for number, line in enumerate(raw, first_number):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number + 1)
+            text = line.decode("utf-8", errors="replace")
+        texts.append(text.strip())
+    return texts
+
+
+def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO) -> int:
+    """Translate ``source`` line by line into ``sink``; returns the number of lines."""
+    count = 0
+    n_best = translator.decode.n_best
+    for raw in line_batches(source, translator.decode.batch_size):
+        for number, translations in enumerate(translator.translate(decode_lines(raw, count)), count):
+            if n_best == 1:
+                sink.write(translations[0].text + "\n")
+            else:
+                sink.writelines(f"{number}\t{t.score:.4f}\t{t.text}\n" for t in translations)
+        sink.flush()
+        count += len(raw)
+    return count
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, pick_device(cfg.device))
+    with ExitStack() as files:
+        source = files.enter_context(open(cfg.input, "rb")) if cfg.input else sys.stdin.buffer
+        sink = files.enter_context(open(cfg.output, "w", encoding="utf-8")) if cfg.output else sys.stdout
+        count = translate_stream(translator, source, sink)
+    log.info("translated %d lines", count)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Translate and score with a trained model: batching, decoding strategy, detokenisation, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seq2seq.data import Ragged
+from seq2seq.search import Hypothesis, beam_search, greedy_search
+from seq2seq.task import TranslationTask, corpus_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Translation:
+    score: float
+    text: str
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+class Translator:
+    """Wraps a trained task with a decoding configuration (the ``decode`` config group)."""
+
+    def __init__(self, task: TranslationTask, decode: Any, device: torch.device | None = None):
+        self.device = device or next(task.parameters()).device
+        self.model = task.model.to(self.device).eval()
+        self.source_tokenizer = task.tokenizers["source"]
+        self.target_tokenizer = task.tokenizers["target"]
+        self.max_source_tokens = task.config["data"]["max_tokens"]
+        self.decode = decode
+
+    def translate(self, sentences: Sequence[str]) -> list[list[Translation]]:
+        """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations."""
+        ids = self.source_tokenizer.encode(sentences)
+        for number, tokens in enumerate(ids):
+            if len(tokens) > self.max_source_tokens:
+                log.warning("input %d: %d subwords, truncated to the model's %d", number, len(tokens),
+                            self.max_source_tokens)  # fmt: skip
+                del tokens[self.max_source_tokens :]
+        results: list[list[Translation]] = [[Translation(0.0, "")] * self.decode.n_best for _ in sentences]
+        ragged = Ragged.from_lists(ids)
+        order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
+        for start in range(0, len(order), self.decode.batch_size):
+            chunk = order[start : start + self.decode.batch_size]
+            index = torch.tensor(chunk)
+            source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index].to(self.device)
+            for i, hypotheses in zip(chunk, self._search(source, lengths)):
+                texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
+                results[i] = [Translation(h.score, text) for h, text in zip(hypotheses, texts)]
+        return results
+
+    def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        d = self.decode
+        if d.strategy == "greedy":
+            if d.n_best != 1:
+                raise ValueError(f"decode.n_best={d.n_best} needs decode=beam; greedy search finds one translation")
+            found = greedy_search(self.model, source, lengths, d.max_length, d.min_length)
+            return [[Hypothesis(0.0, tokens)] for tokens in found]
+        if d.strategy == "beam":
+            return beam_search(
+                self.model,
+                source,
+                lengths,
+                d.beam_size,
+                d.max_length,
+                d.min_length,
+                d.length_penalty,
+                d.n_best,
+            )
+        raise ValueError(f"decode.strategy={d.strategy!r} is not one of ('greedy', 'beam')")
+
+    def best(self, sentences: Sequence[str]) -> list[str]:
+        return [translations[0].text for translations in self.translate(sentences)]
+
+
+def score(translator: Translator, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, Any], list[str]]:
+    """Translate the sources of ``(source, reference)`` pairs and score them against the references."""
+    started = time.perf_counter()
+    hypotheses = translator.best([source for source, _ in pairs])
+    seconds = time.perf_counter() - started
+    metrics = corpus_scores(hypotheses, [reference for _, reference in pairs])
+    decode = {k: translator.decode[k] for k in ("strategy", "beam_size", "length_penalty", "max_length")}
+    return {**metrics, "decode": decode, "seconds": round(seconds, 3)}, hypotheses

@@ -1,0 +1,123 @@
+"""The ``output`` vs ``h_n`` facts, checked exactly, and the context modes and bridges built on them."""
+
+import pytest
+import torch
+
+from seq2seq.context import ContextBridge, decoder_hidden_size, final_states
+from seq2seq.encoder import Encoder
+
+VOCAB, EMB, HIDDEN = 50, 8, 6
+
+
+def make_encoder(num_layers=1, bidirectional=False, packed=True, seed=0):
+    torch.manual_seed(seed)
+    return Encoder(VOCAB, EMB, HIDDEN, num_layers, bidirectional, packed=packed).eval()
+
+
+def padded_batch(lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    source = torch.randint(4, VOCAB, (len(lengths), int(lengths.max())), generator=generator)
+    source[torch.arange(source.size(1)) >= lengths[:, None]] = 0
+    return source, lengths
+
+
+LENGTHS = [7, 3, 5, 1, 7]  # two full-length sentences, three padded ones
+padded_rows = [i for i, n in enumerate(LENGTHS) if n < max(LENGTHS)]
+full_rows = [i for i, n in enumerate(LENGTHS) if n == max(LENGTHS)]
+
+
+def test_one_layer_one_direction_no_padding_last_output_is_h_n():
+    source, lengths = padded_batch([6, 6, 6])
+    for packed in (True, False):
+        out = make_encoder(packed=packed)(source, lengths)
+        assert out.outputs.shape == (3, 6, HIDDEN) and out.h_n.shape == (1, 3, HIDDEN)
+        assert torch.equal(out.outputs[:, -1], out.h_n[0])
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_packed_last_output_equals_top_layer_of_h_n_in_both_directions(num_layers):
+    out = make_encoder(num_layers, bidirectional=True)(*padded_batch(LENGTHS))
+    assert out.h_n.shape == (num_layers * 2, len(LENGTHS), HIDDEN)
+    from_h_n = final_states(out, "h_n")[-1]  # top layer: (directions, batch, hidden)
+    from_outputs = final_states(out, "last_output")[0]
+    assert torch.equal(from_h_n, from_outputs)
+    # the backward direction ends at position 0, not at the last position
+    assert torch.equal(out.outputs[:, 0, HIDDEN:], out.h_n[-1])
+    assert not torch.equal(out.outputs[:, -1, HIDDEN:], out.h_n[-1])
+
+
+def test_packed_naive_last_is_a_pad_for_every_padded_sentence():
+    out = make_encoder(bidirectional=True)(*padded_batch(LENGTHS))
+    naive = final_states(out, "naive_last")[0]
+    true = final_states(out, "h_n")[-1]
+    for row in padded_rows:
+        assert torch.all(naive[:, row] == 0)  # pad positions come back as zeros
+        assert not torch.equal(naive[0, row], true[0, row])
+    for row in full_rows:
+        assert torch.equal(naive[0, row], true[0, row])  # forward: the last step is real here
+
+
+def test_unpacked_h_n_has_run_over_the_pads():
+    batch = padded_batch(LENGTHS)
+    packed = make_encoder(packed=True)(*batch)
+    unpacked = make_encoder(packed=False)(*batch)
+    for row in padded_rows:
+        assert not torch.allclose(packed.h_n[0, row], unpacked.h_n[0, row])
+    for row in full_rows:
+        assert torch.allclose(packed.h_n[0, row], unpacked.h_n[0, row], atol=1e-6)
+    # unpacked, output[-1] and h_n agree, but both have read the pads
+    assert torch.equal(unpacked.outputs[:, -1], unpacked.h_n[0])
+
+
+@pytest.mark.parametrize(
+    ("bridge", "bidirectional", "decoder_hidden", "expected"),
+    [
+        ("concat", True, None, 2 * HIDDEN),
+        ("sum", True, None, HIDDEN),
+        ("project", True, 11, 11),
+        ("concat", False, None, HIDDEN),
+    ],
+)
+@pytest.mark.parametrize("mode", ["h_n", "last_output", "naive_last", "zero"])
+def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
+    directions = 2 if bidirectional else 1
+    size = decoder_hidden_size(bridge, HIDDEN, directions, decoder_hidden)
+    assert size == expected
+    out = make_encoder(2, bidirectional)(*padded_batch(LENGTHS))
+    state = ContextBridge(mode, bridge, HIDDEN, directions, 2, size)(out)
+    assert state.shape == (2, len(LENGTHS), expected)
+    if mode == "zero":
+        assert torch.all(state == 0)
+    elif mode == "h_n":
+        assert not torch.equal(state[0], state[1])  # layer to layer
+    else:
+        assert torch.equal(state[0], state[1])  # one vector for every decoder layer
+
+
+def test_concat_and_sum_bridges_merge_directions_exactly():
+    out = make_encoder(2, bidirectional=True)(*padded_batch(LENGTHS))
+    h_n = out.h_n.view(2, 2, len(LENGTHS), HIDDEN)
+    concat = ContextBridge("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
+    summed = ContextBridge("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
+    assert torch.equal(concat, torch.cat([h_n[:, 0], h_n[:, 1]], dim=-1))
+    assert torch.equal(summed, h_n[:, 0] + h_n[:, 1])
+
+
+def test_packed_h_n_and_last_output_give_identical_contexts_through_every_bridge():
+    out = make_encoder(1, bidirectional=True)(*padded_batch(LENGTHS))
+    for bridge, size in (("concat", 2 * HIDDEN), ("sum", HIDDEN), ("project", 9)):
+        torch.manual_seed(1)
+        by_h_n = ContextBridge("h_n", bridge, HIDDEN, 2, 1, size)
+        torch.manual_seed(1)
+        by_output = ContextBridge("last_output", bridge, HIDDEN, 2, 1, size)
+        assert torch.equal(by_h_n(out), by_output(out))
+
+
+def test_bad_settings_name_the_key_and_the_choices():
+    with pytest.raises(ValueError, match=r"model.decoder.hidden_size=100 cannot match model.bridge=concat"):
+        decoder_hidden_size("concat", HIDDEN, 2, 100)
+    with pytest.raises(ValueError, match=r"model.context='last' is not one of \('h_n'"):
+        ContextBridge("last", "sum", HIDDEN, 2, 1, HIDDEN)
+    with pytest.raises(ValueError, match=r"model.bridge='mean' is not one of"):
+        decoder_hidden_size("mean", HIDDEN, 2, None)

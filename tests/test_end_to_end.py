@@ -1,0 +1,148 @@
+"""Train on a slice of the real corpus for a few steps, then use the checkpoint as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from seq2seq.checkpoint import CheckpointError, load_checkpoint
+from seq2seq.config import CONF_DIR, register_recipes
+from seq2seq.train import train
+from seq2seq.translator import Translator
+
+MIRROR = Path(os.environ.get("SEQ2SEQ_MIRROR", Path(__file__).resolve().parents[2] / "shared/data/fra-eng"))
+pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+
+TINY = [
+    "recipe=fra-eng-small",
+    "data.vocab_size=400",
+    "model.embedding_dim=32",
+    "model.encoder.hidden_size=32",
+    "trainer.max_steps=30",
+    "trainer.val_check_interval=15",
+    "trainer.limit_val_batches=4",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def config(cache: Path, *overrides: str):
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, cache):
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, train(config(cache), run_dir)
+
+
+def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    if cache is not None:
+        env["SEQ2SEQ_CACHE"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_training_writes_checkpoints_and_a_summary(run):
+    run_dir, summary = run
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert summary["steps"] == 30
+    on_disk = json.loads((run_dir / "test_metrics.json").read_text())
+    assert on_disk["test"]["greedy"]["bleu_signature"].startswith("nrefs:1")
+    assert on_disk["test"]["beam"]["decode"]["beam_size"] == 5
+    assert 0 <= on_disk["test"]["greedy"]["bleu"] <= 100
+    assert (run_dir / "logs" / "metrics.csv").read_text().count("val/bleu") == 1
+
+
+def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
+    run_dir, summary = run
+    moved = tmp_path / "elsewhere.ckpt"
+    moved.write_bytes(Path(summary["best_checkpoint"]).read_bytes())
+    task = load_checkpoint(moved)
+    decode = config(tmp_path).decode
+    outputs = Translator(task, decode).best(["Je suis content.", "", "Il est grand."])
+    assert len(outputs) == 3 and outputs[1] == "" and outputs[0] and outputs[2]
+
+
+def test_same_seed_same_validation_bleu(run, cache, tmp_path):
+    _, summary = run
+    again = train(config(cache), tmp_path)
+    assert again["valid_bleu"] == summary["valid_bleu"]
+    first = torch.load(summary["best_checkpoint"], weights_only=False)["state_dict"]
+    second = torch.load(again["best_checkpoint"], weights_only=False)["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_translate_cli_one_line_out_per_line_in(run):
+    _, summary = run
+    result = cli(
+        "seq2seq.translate",
+        f"checkpoint={summary['best_checkpoint']}",
+        "decode=beam",
+        "decode.beam_size=5",
+        stdin="Je suis content.\n\nIl fait froid.\n",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert len(lines) == 4 and lines[3] == "" and lines[1] == "" and lines[0] and lines[2]
+
+
+def test_translate_cli_n_best(run):
+    _, summary = run
+    result = cli("seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", "decode=beam", "decode.n_best=3",
+                 stdin="Je suis content.\n")  # fmt: skip
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["0", "0", "0"]
+    scores = [float(r[1]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
+    _, summary = run
+    result = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", cache=cache)
+    assert result.returncode == 0, result.stderr
+    assert "BLEU" in result.stdout and "nrefs:1|case:mixed" in result.stdout and "chrF" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["test.greedy"]
+    hypotheses = (tmp_path / "test.greedy.hyp").read_text().splitlines()
+    assert len(hypotheses) == metrics["sentences"] > 100
+    # evaluate and the end-of-training test score the same checkpoint the same way
+    assert metrics["bleu"] == pytest.approx(summary["test"]["greedy"]["bleu"])
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_bad_checkpoints_fail_with_one_line(tmp_path, content):
+    path = tmp_path / "model.ckpt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    result = cli("seq2seq.translate", f"checkpoint={path}", stdin="Bonjour.\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
+
+
+def test_missing_corpus_fails_with_one_line_naming_url_and_variable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
+    env["SEQ2SEQ_CACHE"] = str(tmp_path)
+    # an unreachable URL stands in for "no network", so the test never leaves this machine
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", "recipe=fra-eng-small", "data.url=http://127.0.0.1:9/fra-eng.zip"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "http://127.0.0.1:9/fra-eng.zip" in last and "SEQ2SEQ_MIRROR" in last

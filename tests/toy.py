@@ -1,0 +1,47 @@
+"""A tiny learnable task (reverse a short sequence) for tests of learning and search."""
+
+import torch
+
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import BOS, EOS, PAD
+
+VOCAB = 16  # ids 4..15 are "words"
+
+
+def reversal_batch(batch_size: int, generator: torch.Generator, min_len: int = 2, max_len: int = 7):
+    """Padded sources, their lengths, and targets ``BOS reversed(source) EOS``."""
+    lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=generator)
+    width = int(lengths.max())
+    source = torch.randint(4, VOCAB, (batch_size, width), generator=generator)
+    source[torch.arange(width) >= lengths[:, None]] = PAD
+    target = torch.full((batch_size, width + 2), PAD)
+    target[:, 0] = BOS
+    for row, n in enumerate(lengths.tolist()):
+        target[row, 1 : n + 1] = source[row, :n].flip(0)
+        target[row, n + 1] = EOS
+    return source, lengths, target
+
+
+def train_reversal(steps: int = 400, seed: int = 0, **model_kwargs) -> tuple[Seq2Seq, list[float]]:
+    torch.manual_seed(seed)
+    settings = dict(
+        embedding_dim=32,
+        hidden_size=64,
+        bidirectional=True,
+        context="h_n",
+        bridge="concat",
+        feed_context=True,
+    )
+    model = Seq2Seq(VOCAB, VOCAB, **{**settings, **model_kwargs})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        source, lengths, target = reversal_batch(64, generator)
+        logits = model(source, lengths, target[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target[:, 1:].flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return model.eval(), losses
