@@ -21,10 +21,10 @@ pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f
 TINY = [
     "recipe=fra-eng-small",
     "data.vocab_size=400",
-    "model.embedding_dim=32",
-    "model.encoder.hidden_size=32",
-    "trainer.max_steps=30",
-    "trainer.val_check_interval=15",
+    "model.embedding_dim=64",
+    "model.encoder.hidden_size=64",
+    "trainer.max_steps=150",
+    "trainer.val_check_interval=75",
     "trainer.limit_val_batches=4",
     "trainer.enable_progress_bar=false",
 ]
@@ -60,7 +60,7 @@ def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> 
 def test_training_writes_checkpoints_and_a_summary(run):
     run_dir, summary = run
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert summary["steps"] == 30
+    assert summary["steps"] == 150
     on_disk = json.loads((run_dir / "test_metrics.json").read_text())
     assert on_disk["test"]["greedy"]["bleu_signature"].startswith("nrefs:1")
     assert on_disk["test"]["beam"]["decode"]["beam_size"] == 5
@@ -72,10 +72,11 @@ def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     run_dir, summary = run
     moved = tmp_path / "elsewhere.ckpt"
     moved.write_bytes(Path(summary["best_checkpoint"]).read_bytes())
-    task = load_checkpoint(moved)
     decode = config(tmp_path).decode
-    outputs = Translator(task, decode).best(["Je suis content.", "", "Il est grand."])
-    assert len(outputs) == 3 and outputs[1] == "" and outputs[0] and outputs[2]
+    sentences = ["Je suis content.", "", "Il est grand.", "Nous sommes en retard."]
+    outputs = Translator(load_checkpoint(moved), decode).best(sentences)
+    assert len(outputs) == 4 and outputs[1] == "" and any(outputs)
+    assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).best(sentences)
 
 
 def test_same_seed_same_validation_bleu(run, cache, tmp_path):

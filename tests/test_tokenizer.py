@@ -140,9 +140,7 @@ def test_cached_tokenizer_trains_once_per_text_and_settings(tmp_path, sentences,
 
     models = sorted((tmp_path / "tokenizers").glob("*.model"))
     assert len(models) == 4
-    leftovers = [
-        p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix not in (".model", ".lock")
-    ]
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix not in (".model", ".lock")]
     assert leftovers == [], f"temporary files left in the cache: {leftovers}"
     assert all(not p.name.startswith(".") for p in models)
 

@@ -1,0 +1,73 @@
+"""``python -m seq2seq.bench decode checkpoint=PATH``: decoding speed, batched and one sentence at a time.
+
+A benchmark prints figures; it asserts nothing. Options are ``key=value``: ``checkpoint`` (required),
+``batch_sizes`` (e.g. ``[16,64,256]``), ``sentences`` (how many test sentences; default all),
+``single`` (how many to decode one at a time), ``threads`` (torch CPU threads; default torch's).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+from omegaconf import OmegaConf
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.config import resource_dir
+from seq2seq.data import load_splits
+from seq2seq.translator import Translator, pick_device
+
+DEFAULTS = {
+    "checkpoint": "???",
+    "batch_sizes": [16, 64, 256],
+    "sentences": None,
+    "single": 100,
+    "threads": None,
+    "device": "auto",
+    "split": "test",
+    "mirror": "${oc.env:SEQ2SEQ_MIRROR,null}",
+    "cache_dir": "${oc.env:SEQ2SEQ_CACHE,'~/.cache/seq2seq'}",
+}
+
+
+def sentences_per_second(translator: Translator, sources: list[str]) -> float:
+    translator.best(sources[: translator.decode.batch_size])  # warm-up
+    started = time.perf_counter()
+    translator.best(sources)
+    return len(sources) / (time.perf_counter() - started)
+
+
+def bench_decode(options) -> list[tuple[str, int, float]]:
+    """Rows of (search, batch size, sentences/s)."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    task = load_checkpoint(options.checkpoint)
+    data_cfg = OmegaConf.merge(task.config["data"], {"mirror": options.mirror, "cache_dir": options.cache_dir})
+    sources = [source for source, _ in load_splits(data_cfg)[options.split]][: options.sentences]
+    greedy = OmegaConf.load(resource_dir("conf") / "decode" / "greedy.yaml")
+    searches = {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, {"strategy": "beam", "beam_size": 5})}
+    device = pick_device(options.device)
+    rows = []
+    for name, decode in searches.items():
+        for batch_size in [*options.batch_sizes, 1]:
+            subset = sources[: options.single] if batch_size == 1 else sources
+            translator = Translator(task, OmegaConf.merge(decode, {"batch_size": batch_size}), device)
+            rows.append((name, batch_size, sentences_per_second(translator, subset)))
+            print(f"{name:8s} batch {batch_size:4d}: {rows[-1][2]:8.1f} sentences/s", flush=True)
+    return rows
+
+
+@one_line_errors
+def main(argv: list[str]) -> None:
+    log_to_stderr()
+    if not argv or argv[0] != "decode":
+        raise ValueError("usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ...")
+    options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv[1:]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {pick_device(options.device)}")
+    bench_decode(options)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
