@@ -69,7 +69,7 @@ def test_training_writes_checkpoints_and_a_summary(run):
 
 
 def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
-    run_dir, summary = run
+    _, summary = run
     moved = tmp_path / "elsewhere.ckpt"
     moved.write_bytes(Path(summary["best_checkpoint"]).read_bytes())
     decode = config(tmp_path).decode
