@@ -17,6 +17,7 @@ import unicodedata
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ def verify_archive(path: Path, member: str, sha256: str | None = None) -> None:
                 raise CorpusError(f"{path}: archive has no member {member!r}; is it the right file?")
             if archive.testzip() is not None:
                 raise zipfile.BadZipFile("CRC check failed")
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise CorpusError(f"{path}: corrupt or truncated zip archive ({error}); delete it and retry") from error
 
 
@@ -75,7 +76,10 @@ def download(url: str, destination: Path, member: str, sha256: str | None = None
             shutil.copyfileobj(response, out, 1 << 20)
         if expected is not None and tmp.stat().st_size != int(expected):
             raise CorpusError(f"{url}: download truncated ({tmp.stat().st_size} of {expected} bytes); retry")
-        verify_archive(tmp, member, sha256)
+        try:
+            verify_archive(tmp, member, sha256)
+        except CorpusError as error:  # name what the user knows, the URL, not the deleted temporary file
+            raise CorpusError(f"{url}: {str(error).removeprefix(f'{tmp}: ')}; nothing was cached") from error
         os.replace(tmp, destination)
     finally:
         tmp.unlink(missing_ok=True)
@@ -201,8 +205,11 @@ def split_pairs(
     Groups are ordered by a seeded shuffle of their (sorted, direction-free) English sentences, and
     test then valid are filled with whole groups until they hold their fraction of the pairs.
     """
-    if not 0 <= valid_fraction + test_fraction < 1:
-        raise CorpusError(f"valid_fraction + test_fraction must be in [0, 1), got {valid_fraction + test_fraction}")
+    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
+        raise CorpusError(
+            f"data.valid_fraction={valid_fraction} and data.test_fraction={test_fraction} must be >= 0 "
+            "and sum to less than 1"
+        )
     labels = connected_groups(pairs)
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):

@@ -23,7 +23,15 @@ from seq2seq import corpus
 from seq2seq.corpus import CorpusError, find_archive, orient, parse_pairs, select_subset, split_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MIRROR = ROOT.parent / "shared" / "data" / "fra-eng"
+# the read-only mirror: where SEQ2SEQ_MIRROR says, else ../shared/data/fra-eng beside the project
+REAL_MIRROR = next(
+    (
+        Path(d)
+        for d in (os.environ.get(corpus.MIRROR_ENV), ROOT.parent / "shared" / "data" / "fra-eng")
+        if d and (Path(d) / "fra-eng.zip").is_file()
+    ),
+    ROOT.parent / "shared" / "data" / "fra-eng",
+)
 REAL_ARCHIVE = REAL_MIRROR / "fra-eng.zip"
 REAL_SHA256 = "90f3221358a134fe3f5a58786a47bf45b34881894675a40df75bb70a40feebb1"  # from its README
 
@@ -77,12 +85,17 @@ class LocalServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
 
-@pytest.fixture
-def server(monkeypatch):
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """Requests to 127.0.0.1 must never go through a proxy configured in the environment."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture
+def server():
     local = LocalServer()
     local.thread.start()
     yield local
@@ -283,13 +296,7 @@ def test_split_sizes_match_the_fractions(valid_fraction, test_fraction):
     [
         (0.5, 0.5),
         (0.7, 0.4),
-        pytest.param(
-            -0.2,
-            0.9,
-            marks=pytest.mark.xfail(
-                strict=True, reason="split_pairs checks only the sum: a negative fraction is accepted"
-            ),
-        ),
+        (-0.2, 0.9),
     ],
 )
 def test_split_rejects_impossible_fractions(valid_fraction, test_fraction):
@@ -429,12 +436,29 @@ def truncated_zip() -> bytes:
     return data[: len(data) // 2]
 
 
+def corrupt_member_zip(method: int) -> bytes:
+    """A structurally intact zip whose member data is damaged (only reading the member shows it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        archive.writestr("fra.txt", GOOD_TEXT * 50)
+    data = bytearray(buffer.getvalue())
+    start = 30 + len("fra.txt")  # the member's data follows its local header
+    if method == zipfile.ZIP_STORED:
+        data[start + 5] ^= 0xFF  # a wrong byte: only the CRC check notices
+    else:
+        data[start] = 0xFF  # a deflate block of the reserved type 3: the stream cannot be decoded
+    zipfile.ZipFile(io.BytesIO(bytes(data))).namelist()  # the directory still reads fine
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     "body",
     [
         pytest.param(truncated_zip(), id="truncated"),
         pytest.param(b"<html>403 Forbidden</html>", id="html-instead-of-zip"),
         pytest.param(b"PK\x03\x04" + bytes(200), id="garbage-with-zip-magic"),
+        pytest.param(corrupt_member_zip(zipfile.ZIP_STORED), id="crc-mismatch"),
+        pytest.param(corrupt_member_zip(zipfile.ZIP_DEFLATED), id="broken-deflate-stream"),
         pytest.param(zip_bytes(member="deu.txt"), id="wrong-member"),
     ],
 )
@@ -445,6 +469,14 @@ def test_corrupt_download_raises_and_leaves_nothing_in_cache(tmp_path, server, b
         find_archive(server.url(), cache)
     assert "fra-eng.zip" in str(info.value)
     assert files_under(cache) == []
+
+
+def test_corrupt_download_message_names_the_url_not_a_temporary_file(tmp_path, server):
+    server.files["/fra-eng.zip"] = b"<html>403 Forbidden</html>"
+    with pytest.raises(CorpusError) as info:
+        find_archive(server.url(), tmp_path / "cache")
+    assert server.url() in str(info.value)
+    assert ".part" not in str(info.value)
 
 
 def test_short_read_download_raises_and_leaves_nothing_in_cache(tmp_path, server):
@@ -470,6 +502,24 @@ def test_corrupt_cached_copy_is_replaced_by_a_fresh_download(tmp_path, server):
     assert files_under(cache) == [found]
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(zipfile.ZIP_STORED, id="stored"),
+        pytest.param(zipfile.ZIP_DEFLATED, id="deflated"),
+    ],
+)
+def test_cached_copy_with_damaged_member_data_is_replaced(tmp_path, server, method):
+    data = zip_bytes()
+    server.files["/fra-eng.zip"] = data
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "fra-eng.zip").write_bytes(corrupt_member_zip(method))
+    found = find_archive(server.url(), cache)
+    assert found.read_bytes() == data
+    assert len(server.requests) == 1
+
+
 def test_corrupt_cached_copy_is_removed_even_when_the_download_fails(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -479,8 +529,7 @@ def test_corrupt_cached_copy_is_removed_even_when_the_download_fails(tmp_path):
     assert files_under(cache) == []
 
 
-def test_unreachable_url_without_mirror_or_cache_gives_one_actionable_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("no_proxy", "*")
+def test_unreachable_url_without_mirror_or_cache_gives_one_actionable_line(tmp_path):
     with pytest.raises(CorpusError) as info:
         find_archive(UNREACHABLE, tmp_path / "cache", mirror=None)
     message = str(info.value)
@@ -544,15 +593,3 @@ def test_real_mirror_parses_completely_and_splits_without_leakage(tmp_path):
         assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
     assert abs(len(splits["test"]) - 0.05 * len(pairs)) < 100
     assert files_under(tmp_path / "cache") == []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bad download is reported under its already-deleted temporary .part name, without the URL",
-)
-def test_corrupt_download_message_names_the_url_not_a_temporary_file(tmp_path, server):
-    server.files["/fra-eng.zip"] = b"<html>403 Forbidden</html>"
-    with pytest.raises(CorpusError) as info:
-        find_archive(server.url(), tmp_path / "cache")
-    assert server.url() in str(info.value)
-    assert ".part" not in str(info.value)
