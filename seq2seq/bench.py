@@ -13,7 +13,7 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import corpus_config, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import resource_dir
 from seq2seq.data import load_splits
@@ -44,7 +44,7 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
     if options.threads:
         torch.set_num_threads(options.threads)
     task = load_checkpoint(options.checkpoint)
-    data_cfg = OmegaConf.merge(task.config["data"], {"mirror": options.mirror, "cache_dir": options.cache_dir})
+    data_cfg = corpus_config(task, options.mirror, options.cache_dir)
     sources = [source for source, _ in load_splits(data_cfg)[options.split]][: options.sentences]
     greedy = OmegaConf.load(resource_dir("conf") / "decode" / "greedy.yaml")
     searches = {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, {"strategy": "beam", "beam_size": 5})}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.task import FORMAT_VERSION, TranslationTask
 
@@ -36,3 +37,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     task.load_state_dict(raw["state_dict"])
     task.on_load_checkpoint(raw)
     return task.to(device).eval()
+
+
+def corpus_config(task: TranslationTask, mirror: str | None, cache_dir: str) -> DictConfig:
+    """The checkpoint's data settings, with this machine's mirror and cache in place of the trainer's."""
+    return OmegaConf.merge(task.config["data"], {"mirror": mirror, "cache_dir": cache_dir})

@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seq2seq import corpus
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import corpus_config, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.data import load_splits
@@ -35,7 +35,7 @@ def evaluation_pairs(cfg: DictConfig, data_cfg: DictConfig) -> tuple[str, list[t
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     task = load_checkpoint(cfg.checkpoint)
-    data_cfg = OmegaConf.merge(task.config["data"], {"mirror": cfg.mirror, "cache_dir": cfg.cache_dir})
+    data_cfg = corpus_config(task, cfg.mirror, cfg.cache_dir)
     name, pairs = evaluation_pairs(cfg, data_cfg)
     metrics, hypotheses = score(Translator(task, cfg.decode, pick_device(cfg.device)), pairs)
     output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)

@@ -63,6 +63,7 @@ class TranslationTask(L.LightningModule):
         self.config = config
         self.model = build_model(config["model"], src_vocab_size, tgt_vocab_size)
         self.tokenizers: dict[str, Tokenizer] = {}
+        self.validation_curve: list[tuple[int, float]] = []  # (step, BLEU) of every real validation
         self._outputs: list[tuple[list[int], list[str], torch.Tensor, torch.Tensor]] = []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -119,6 +120,8 @@ class TranslationTask(L.LightningModule):
             "chrf": scores["chrf"],
         }
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})  # identical on every rank
+        if not self.trainer.sanity_checking:
+            self.validation_curve.append((self.global_step, round(scores["bleu"], 2)))
         if self.trainer.is_global_zero:
             log.info("validation at step %d: %s", self.global_step, {k: round(v, 3) for k, v in metrics.items()})
             for i in order[:: max(1, len(order) // 3)][:3]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,20 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
+def hardware() -> str:
+    """What the run ran on, in words, for reports."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+    ]
+    return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
+    started = time.perf_counter()
     build_model(cfg.model, 8, 8)  # fail on a config mistake before any data work
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
@@ -63,8 +77,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "best_checkpoint": best,
         "valid_bleu": float(checkpoints.best_model_score or 0.0),
         "test": test_best_checkpoint(best, data.splits["test"], cfg),
+        "validation_bleu_curve": task.validation_curve,
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "hardware": hardware(),
+        "config": config,
     }
     (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
     greedy, beam = summary["test"]["greedy"], summary["test"]["beam"]

@@ -1,0 +1,103 @@
+"""``python -m seq2seq.probe [checkpoint=PATH]``: show the ``output`` vs ``h_n`` facts on real sentences.
+
+Runs real corpus sentences of mixed lengths through an encoder (a checkpoint's, or a fresh one from
+any config), packed and unpacked, and prints for every context mode and bridge the context's shape and
+its largest absolute difference from the true final states (packed ``h_n``), per direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from seq2seq.checkpoint import corpus_config, load_checkpoint
+from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.config import CONF_DIR, register_recipes
+from seq2seq.context import BRIDGES, MODES, ContextBridge, decoder_hidden_size, final_states
+from seq2seq.data import Ragged, load_splits, prepare
+from seq2seq.encoder import Encoder
+from seq2seq.task import build_model
+
+
+@dataclass
+class ProbeRow:
+    packed: bool
+    mode: str
+    bridge: str
+    shape: tuple[int, ...]
+    difference: list[float]  # per direction: max |top-layer state - true final state|
+    wrong_sentences: int  # sentences whose state differs from the true one in any direction
+
+
+def mixed_length_batch(ragged: Ragged, count: int) -> torch.Tensor:
+    """Indices of ``count`` sentences spread evenly over the range of lengths, longest first."""
+    order = ragged.lengths.argsort(descending=True, stable=True)
+    picks = torch.linspace(0, len(order) - 1, count).round().long()
+    return order[picks]
+
+
+@torch.inference_mode()
+def probe(encoder: Encoder, source: torch.Tensor, lengths: torch.Tensor, layers: int) -> list[ProbeRow]:
+    """Compare every context mode and bridge against the true final states, packed and unpacked."""
+    encoder.eval()
+    hidden, directions = encoder.rnn.hidden_size, encoder.num_directions
+    was_packed = encoder.packed
+    encoder.packed = True
+    truth = final_states(encoder(source, lengths), "h_n")[-1]  # (directions, batch, hidden)
+    rows = []
+    for packed in (True, False):
+        encoder.packed = packed
+        encoded = encoder(source, lengths)
+        for mode in MODES:
+            states = torch.zeros_like(truth) if mode == "zero" else final_states(encoded, mode)[-1]
+            gap = (states - truth).abs()
+            difference = gap.amax(dim=(1, 2)).tolist()
+            wrong = int((gap.amax(dim=(0, 2)) > 0).sum())
+            for bridge in BRIDGES:
+                torch.manual_seed(0)
+                size = decoder_hidden_size(bridge, hidden, directions, None)
+                context = ContextBridge(mode, bridge, hidden, directions, layers, size)(encoded)
+                rows.append(ProbeRow(packed, mode, bridge, tuple(context.shape), difference, wrong))
+    encoder.packed = was_packed
+    return rows
+
+
+def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
+    directions = ["forward", "backward"][: len(rows[0].difference)]
+    header = f"{'packed':7s} {'context':12s} {'bridge':8s} {'shape':14s} " + " ".join(
+        f"{'max|Δ| ' + d:>17s}" for d in directions
+    )
+    lines = [f"{len(lengths)} sentences, subword lengths {lengths}; Δ = state - true final state", header]
+    for row in rows:
+        diffs = " ".join(f"{d:17.6f}" for d in row.difference)
+        lines.append(
+            f"{row.packed!s:7s} {row.mode:12s} {row.bridge:8s} {'x'.join(map(str, row.shape)):14s} {diffs}"
+            f"   wrong for {row.wrong_sentences}/{len(lengths)}"
+        )
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    if cfg.checkpoint:
+        task = load_checkpoint(cfg.checkpoint)
+        test = load_splits(corpus_config(task, cfg.data.mirror, cfg.data.cache_dir))["test"]
+        model, ragged = task.model, Ragged.from_lists(task.tokenizers["source"].encode([s for s, _ in test]))
+    else:
+        splits, src_tok, tgt_tok = prepare(cfg.data)
+        torch.manual_seed(cfg.seed)
+        model, ragged = build_model(cfg.model, len(src_tok), len(tgt_tok)), splits["test"].source_ids
+    index = mixed_length_batch(ragged, cfg.sentences)
+    rows = probe(model.encoder, ragged.pad(index), ragged.lengths[index], model.encoder.rnn.num_layers)
+    print(format_rows(rows, ragged.lengths[index].tolist()))
+
+
+register_recipes()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The probe's numbers show the facts, and h_n / last_output train identically when packed."""
+
+import pytest
+import torch
+from toy import train_reversal
+
+from seq2seq.data import Ragged
+from seq2seq.encoder import Encoder
+from seq2seq.probe import format_rows, mixed_length_batch, probe
+
+
+@pytest.fixture(scope="module")
+def rows():
+    torch.manual_seed(0)
+    encoder = Encoder(40, 8, 6, num_layers=2, bidirectional=True)
+    generator = torch.Generator().manual_seed(1)
+    ragged = Ragged.from_lists([torch.randint(4, 40, (n,), generator=generator).tolist() for n in range(1, 30)])
+    index = mixed_length_batch(ragged, 6)
+    lengths = ragged.lengths[index]
+    assert lengths.tolist() == sorted(lengths.tolist(), reverse=True) and len(set(lengths.tolist())) == 6
+    return probe(encoder, ragged.pad(index), lengths, layers=2), lengths.tolist()
+
+
+def find(rows, packed, mode, bridge="concat"):
+    return next(r for r in rows if (r.packed, r.mode, r.bridge) == (packed, mode, bridge))
+
+
+def test_packed_h_n_and_last_output_match_exactly(rows):
+    rows, _ = rows
+    for mode in ("h_n", "last_output"):
+        row = find(rows, True, mode)
+        assert row.difference == [0.0, 0.0] and row.wrong_sentences == 0
+
+
+def test_naive_last_is_wrong_for_every_padded_sentence_and_every_backward_state(rows):
+    rows, lengths = rows
+    row = find(rows, True, "naive_last")
+    assert row.difference[0] > 0 and row.difference[1] > 0
+    assert row.wrong_sentences == len(lengths)  # forward wrong where padded, backward wrong everywhere
+
+
+def test_unpacked_h_n_is_moved_by_the_pads(rows):
+    rows, lengths = rows
+    row = find(rows, False, "h_n")
+    padded = sum(n < max(lengths) for n in lengths)
+    assert row.difference[0] > 0 and row.wrong_sentences >= padded
+
+
+def test_every_bridge_reports_its_shape(rows):
+    rows, lengths = rows
+    assert find(rows, True, "h_n", "concat").shape == (2, len(lengths), 12)
+    assert find(rows, True, "h_n", "sum").shape == (2, len(lengths), 6)
+    assert find(rows, True, "zero", "project").shape == (2, len(lengths), 6)
+    text = format_rows(rows, lengths)
+    assert text.count("\n") == len(rows) + 1 and "max|Δ| backward" in text
+
+
+@pytest.mark.parametrize("bridge", ["concat", "project"])
+def test_packed_h_n_and_last_output_train_bit_identically(bridge):
+    first, first_losses = train_reversal(steps=15, context="h_n", bridge=bridge)
+    second, second_losses = train_reversal(steps=15, context="last_output", bridge=bridge)
+    assert first_losses == second_losses
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    _, naive_losses = train_reversal(steps=15, context="naive_last", bridge=bridge)
+    assert naive_losses != first_losses
