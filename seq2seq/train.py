@@ -72,6 +72,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
     best = checkpoints.best_model_path or checkpoints.last_model_path
+    if not best:  # stopped before the first validation: keep the weights anyway
+        best = str(run_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(best)
     summary = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,

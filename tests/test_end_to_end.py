@@ -147,3 +147,30 @@ def test_missing_corpus_fails_with_one_line_naming_url_and_variable(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert "http://127.0.0.1:9/fra-eng.zip" in last and "SEQ2SEQ_MIRROR" in last
+
+
+def test_probe_cli_on_a_checkpoint_shows_the_facts(run, cache):
+    _, summary = run
+    result = cli("seq2seq.probe", f"checkpoint={summary['best_checkpoint']}", "sentences=6", cache=cache)
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()[:3]): line.split() for line in result.stdout.splitlines()[2:]}
+    assert len(rows) == 2 * 4 * 3
+    assert rows[("True", "last_output", "concat")][4:6] == ["0.000000", "0.000000"]
+    assert float(rows[("True", "naive_last", "concat")][5]) > 0  # backward state is not at output[-1]
+    assert float(rows[("False", "h_n", "sum")][4]) > 0  # unpacked h_n has read the pads
+
+
+def test_sweep_then_compare(cache, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = cli(
+        "seq2seq.train", "-m", "recipe=fra-eng-small-context", *TINY[1:4], f"data.cache_dir={cache}",
+        "model.context=h_n,zero", "model.encoder.bidirectional=true", "model.encoder.packed=true", "seed=1",
+        "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(sweep_dir.glob("*/test_metrics.json"))) == 2
+    report = cli("seq2seq.compare", str(sweep_dir))
+    assert report.returncode == 0, report.stderr
+    assert "| context | seeds |" in report.stdout and "(complete)" in report.stdout
+    assert {p.name for p in sweep_dir.glob("comparison.*")} == {"comparison.csv", "comparison.md", "comparison.png"}
