@@ -19,6 +19,8 @@ Modes (``model.context``):
   given to every decoder layer.
 - ``zero``: no context; the decoder starts from zeros.
 
+An LSTM's cell state follows ``h_n`` in ``h_n`` mode and starts at zero in every other mode.
+
 Bridges (``model.bridge``) merge the directions: ``concat`` (decoder hidden = directions × encoder hidden),
 ``sum`` (decoder hidden = encoder hidden) or ``project`` (Linear + tanh to any decoder hidden size).
 """
@@ -81,6 +83,7 @@ class ContextBridge(nn.Module):
         directions: int,
         decoder_layers: int,
         decoder_hidden: int,
+        lstm: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -90,13 +93,28 @@ class ContextBridge(nn.Module):
         decoder_hidden_size(bridge, encoder_hidden, directions, decoder_hidden)  # raises on a mismatch
         if bridge == "project":
             self.projection = nn.Linear(directions * encoder_hidden, decoder_hidden)
+            if lstm:
+                self.cell_projection = nn.Linear(directions * encoder_hidden, decoder_hidden)
 
-    def forward(self, encoded: EncoderOutput) -> torch.Tensor:
-        batch = encoded.outputs.size(0)
+    def forward(self, encoded: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The decoder's initial hidden state and, for an LSTM, its initial cell state.
+
+        The cell state has no counterpart in ``output``: ``h_n`` mode hands over ``c_n`` through the same
+        bridge (projected linearly, without tanh); every other mode starts the decoder's cell at zero.
+        """
+        zeros = encoded.outputs.new_zeros(self.decoder_layers, encoded.outputs.size(0), self.decoder_hidden)
+        cell = None
+        if encoded.c_n is not None:
+            cell = self._merge(encoded.c_n.view(final_states(encoded, "h_n").shape), "cell_projection", None)
+            cell = cell if self.mode == "h_n" else zeros
         if self.mode == "zero":
-            return encoded.outputs.new_zeros(self.decoder_layers, batch, self.decoder_hidden)
-        states = final_states(encoded, self.mode)
+            return zeros, cell
+        return self._merge(final_states(encoded, self.mode), "projection", torch.tanh), cell
+
+    def _merge(self, states: torch.Tensor, projection: str, activation) -> torch.Tensor:
+        """``(layers or 1, directions, batch, hidden)`` → ``(decoder layers, batch, decoder hidden)``."""
         merged = states.sum(1) if self.bridge == "sum" else torch.cat(states.unbind(1), dim=-1)
         if self.bridge == "project":
-            merged = torch.tanh(self.projection(merged))
+            merged = getattr(self, projection)(merged)
+            merged = activation(merged) if activation else merged
         return merged.expand(self.decoder_layers, -1, -1).contiguous()

@@ -1,4 +1,9 @@
-"""The decoder: embedding + GRU + output layer, with one forward used by teacher forcing and search alike."""
+"""The decoder: embedding + RNN (+ attention, input feeding) + output layer.
+
+One ``forward`` serves teacher forcing (all steps) and search (one step), so they cannot drift apart.
+Without attention, or with Luong attention and no input feeding, all steps run in one RNN call;
+otherwise the decoder steps through time, because each step needs the previous step's attention.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,30 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from seq2seq.attention import Attention
+from seq2seq.encoder import CELLS
+
 
 class DecoderState(NamedTuple):
-    """Everything search carries between steps; every tensor has the batch on dimension ``batch_dim``."""
+    """Everything search carries between steps. ``hidden``/``cell`` are batch-second (RNN layout)."""
 
-    hidden: torch.Tensor  # (layers, batch, hidden), nn.GRU layout
+    hidden: torch.Tensor  # (layers, batch, hidden)
+    cell: torch.Tensor | None  # (layers, batch, hidden): LSTM cell state
     context: torch.Tensor  # (batch, hidden): the handed-off context, fed to every step if asked
+    memory: torch.Tensor | None = None  # (batch, src_len, encoder outputs): what attention reads
+    keys: torch.Tensor | None = None  # (batch, src_len, ...): memory prepared for scoring
+    mask: torch.Tensor | None = None  # (batch, src_len): True at real source positions
+    feed: torch.Tensor | None = None  # (batch, hidden): previous attentional vector (input feeding)
+    attention: torch.Tensor | None = None  # (batch, steps, src_len): weights of the last forward
 
     def select(self, index: torch.Tensor) -> DecoderState:
         """Reorder or repeat batch rows, e.g. to follow beams."""
-        return DecoderState(self.hidden.index_select(1, index), self.context.index_select(0, index))
+        return DecoderState(
+            *(
+                None if value is None else value.index_select(1 if name in ("hidden", "cell") else 0, index)
+                for name, value in zip(self._fields, self)
+            )
+        )
 
 
 class Decoder(nn.Module):
@@ -28,20 +47,34 @@ class Decoder(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         feed_context: bool = False,
+        cell: str = "gru",
+        attention: str = "none",
+        memory_size: int = 0,
+        input_feeding: bool = False,
     ):
         super().__init__()
-        self.feed_context = feed_context
+        if cell not in CELLS:
+            raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
+        if input_feeding and attention == "none":
+            raise ValueError("model.decoder.input_feeding=true needs attention; set model.attention")
+        self.feed_context, self.input_feeding = feed_context, input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
+        self.attention = None if attention == "none" else Attention(attention, hidden_size, memory_size)
         extra = hidden_size if feed_context else 0
-        self.rnn = nn.GRU(
-            embedding_dim + extra,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+        inputs = embedding_dim + extra
+        inputs += memory_size if attention == "bahdanau" else 0
+        inputs += hidden_size if input_feeding else 0
+        self.rnn = CELLS[cell](
+            inputs, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
+        if self.attention is not None:
+            self.combine = nn.Linear(hidden_size + memory_size, hidden_size)
         self.output = nn.Linear(hidden_size + extra, vocab_size)
+
+    @property
+    def steps_one_at_a_time(self) -> bool:
+        return self.attention is not None and (self.input_feeding or self.attention.kind == "bahdanau")
 
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Logits ``(batch, steps, vocab)`` for ``tokens`` ``(batch, steps)``; search calls it with one step."""
@@ -49,8 +82,49 @@ class Decoder(nn.Module):
         context = state.context[:, None].expand(-1, tokens.size(1), -1)
         if self.feed_context:  # Cho et al. (2014): the context reaches every step and the output layer
             inputs = torch.cat([inputs, context], dim=-1)
-        outputs, hidden = self.rnn(inputs, state.hidden)
+        if self.steps_one_at_a_time:
+            outputs, state = self._step_through(inputs, state)
+        else:
+            outputs, recurrent = self.rnn(inputs, self._recurrent(state))
+            state = self._with_recurrent(state, recurrent)
+            if self.attention is not None:  # Luong: attend from every step's output at once
+                attended, weights = self.attention(outputs, state.keys, state.memory, state.mask)
+                outputs, state = self._combine(attended, outputs), state._replace(attention=weights)
         outputs = self.dropout(outputs)
         if self.feed_context:
             outputs = torch.cat([outputs, context], dim=-1)
-        return self.output(outputs), DecoderState(hidden, state.context)
+        return self.output(outputs), state
+
+    def _step_through(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        bahdanau = self.attention.kind == "bahdanau"
+        outputs, all_weights = [], []
+        for t in range(inputs.size(1)):
+            step = [inputs[:, t : t + 1]]
+            if bahdanau:  # attend from the previous state and feed the context in (Bahdanau et al. 2015)
+                attended, weights = self.attention(state.hidden[-1][:, None], state.keys, state.memory, state.mask)
+                step.append(attended)
+            if self.input_feeding:
+                step.append(state.feed[:, None])
+            output, recurrent = self.rnn(torch.cat(step, dim=-1), self._recurrent(state))
+            state = self._with_recurrent(state, recurrent)
+            if not bahdanau:
+                attended, weights = self.attention(output, state.keys, state.memory, state.mask)
+            vector = self._combine(attended, output)
+            state = state._replace(feed=vector[:, 0])
+            outputs.append(vector)
+            all_weights.append(weights)
+        return torch.cat(outputs, 1), state._replace(attention=torch.cat(all_weights, 1))
+
+    def _combine(self, attended: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """The attentional vector ``tanh(W [context; output])`` (Luong et al. 2015)."""
+        return torch.tanh(self.combine(torch.cat([attended, outputs], dim=-1)))
+
+    @staticmethod
+    def _recurrent(state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return state.hidden if state.cell is None else (state.hidden, state.cell)
+
+    @staticmethod
+    def _with_recurrent(state: DecoderState, recurrent) -> DecoderState:
+        if isinstance(recurrent, tuple):
+            return state._replace(hidden=recurrent[0], cell=recurrent[1])
+        return state._replace(hidden=recurrent)

@@ -1,4 +1,4 @@
-"""The encoder: embedding + GRU, over a PackedSequence (true lengths) or the padded batch (as the tutorial)."""
+"""The encoder: embedding + GRU (or LSTM), over a PackedSequence (true lengths) or the padded batch."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
 
 class EncoderOutput(NamedTuple):
     """What ``nn.GRU`` returns, batch-first, plus the lengths needed to read it correctly."""
@@ -15,6 +17,7 @@ class EncoderOutput(NamedTuple):
     outputs: torch.Tensor  # (batch, src_len, directions * hidden): top layer, every step
     h_n: torch.Tensor  # (layers * directions, batch, hidden): every layer, last step (GRU layout)
     lengths: torch.Tensor  # (batch,)
+    c_n: torch.Tensor | None = None  # LSTM only: the final cell state, laid out as h_n
 
 
 class Encoder(nn.Module):
@@ -27,11 +30,14 @@ class Encoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         packed: bool = True,
+        cell: str = "gru",
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = nn.GRU(
+        if cell not in CELLS:
+            raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
+        self.rnn = CELLS[cell](
             embedding_dim,
             hidden_size,
             num_layers,
@@ -47,11 +53,11 @@ class Encoder(nn.Module):
 
     def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         embedded = self.dropout(self.embedding(source))
-        if not self.packed:
-            outputs, h_n = self.rnn(embedded)
-            return EncoderOutput(outputs, h_n, lengths)
-        # pack_padded_sequence wants lengths on the CPU; pads then come back as zeros.
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, h_n = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
-        return EncoderOutput(outputs, h_n, lengths)
+        if self.packed:  # pack_padded_sequence wants lengths on the CPU; pads then come back as zeros
+            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            outputs, final = self.rnn(packed)
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
+        else:
+            outputs, final = self.rnn(embedded)
+        h_n, c_n = final if isinstance(final, tuple) else (final, None)
+        return EncoderOutput(outputs, h_n, lengths, c_n)

@@ -11,7 +11,10 @@ from seq2seq.encoder import Encoder
 
 
 class Seq2Seq(nn.Module):
-    """A GRU encoder and a symmetric GRU decoder (same number of layers) joined by the context handoff."""
+    """A GRU (or LSTM) encoder and a symmetric decoder (same number of layers) joined by the context handoff.
+
+    The handoff sets the decoder's first state; attention, if any, reads the encoder's outputs afterwards.
+    """
 
     def __init__(
         self,
@@ -27,18 +30,43 @@ class Seq2Seq(nn.Module):
         decoder_size: int | None = None,
         feed_context: bool = False,
         dropout: float = 0.0,
+        cell: str = "gru",
+        attention: str = "none",
+        input_feeding: bool = False,
     ):
         super().__init__()
         directions = 2 if bidirectional else 1
         decoder_hidden = decoder_hidden_size(bridge, hidden_size, directions, decoder_size)
-        self.encoder = Encoder(src_vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, packed)
-        self.bridge = ContextBridge(context, bridge, hidden_size, directions, num_layers, decoder_hidden)
-        self.decoder = Decoder(tgt_vocab_size, embedding_dim, decoder_hidden, num_layers, dropout, feed_context)
+        self.encoder = Encoder(
+            src_vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, packed, cell
+        )
+        self.bridge = ContextBridge(
+            context, bridge, hidden_size, directions, num_layers, decoder_hidden, lstm=cell == "lstm"
+        )
+        self.decoder = Decoder(
+            tgt_vocab_size,
+            embedding_dim,
+            decoder_hidden,
+            num_layers,
+            dropout,
+            feed_context,
+            cell,
+            attention,
+            memory_size=directions * hidden_size,
+            input_feeding=input_feeding,
+        )
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
         """The decoder's initial state for a batch of source sentences."""
-        hidden = self.bridge(self.encoder(source, lengths))
-        return DecoderState(hidden, hidden[-1])
+        encoded = self.encoder(source, lengths)
+        hidden, cell = self.bridge(encoded)
+        state = DecoderState(hidden, cell, context=hidden[-1])
+        attention = self.decoder.attention
+        if attention is None:
+            return state
+        mask = torch.arange(source.size(1), device=source.device) < lengths.to(source.device)[:, None]
+        feed = hidden.new_zeros(hidden.shape[1:]) if self.decoder.input_feeding else None
+        return state._replace(memory=encoded.outputs, keys=attention.keys(encoded.outputs), mask=mask, feed=feed)
 
     def forward(self, source: torch.Tensor, lengths: torch.Tensor, target_inputs: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits ``(batch, tgt_len, vocab)``."""

@@ -90,8 +90,9 @@ def beam_search(
     """Batched beam search; finished hypotheses are kept until no unfinished one can beat them.
 
     Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
-    those ending in EOS compete for the finished pool (``beam_size`` per sentence, sorted), the best
-    ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0`` this is greedy search.
+    EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
+    sorted), the best ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0``
+    this is greedy search exactly.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
@@ -122,7 +123,8 @@ def beam_search(
         top_scores, top_ids = candidates.topk(2 * beam, dim=1)
         origin, token = top_ids // vocab, top_ids % vocab
         extended = torch.cat([alive.gather(1, origin[..., None].expand(-1, -1, t)), token[..., None]], dim=2)
-        ends = token == EOS
+        is_eos = token == EOS
+        ends = is_eos & (rank < beam)  # as in fairseq: an EOS finishes only from the top `beam` (greedy at 1)
 
         # Finished: merge EOS candidates (length-normalised) into the pool, keep the best `beam`.
         ended_scores = torch.where(ends, top_scores / length_penalty(t + 1, alpha), -math.inf)
@@ -132,8 +134,8 @@ def beam_search(
         done_tokens = pool_tokens.gather(1, keep[..., None].expand(-1, -1, horizon))
 
         # Alive: the best `beam` candidates that did not end (EOS ones sort after all others).
-        order = (rank + ends * 2 * beam).argsort(dim=1)[:, :beam]
-        scores = torch.where(ends.gather(1, order), -math.inf, top_scores.gather(1, order))
+        order = (rank + is_eos * 2 * beam).argsort(dim=1)[:, :beam]
+        scores = torch.where(is_eos.gather(1, order), -math.inf, top_scores.gather(1, order))
         alive = extended.gather(1, order[..., None].expand(-1, -1, t + 1))
         state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
         tokens = token.gather(1, order).view(-1, 1)

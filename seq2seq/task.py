@@ -38,6 +38,9 @@ def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq
         decoder_size=decoder["hidden_size"],
         feed_context=decoder["feed_context"],
         dropout=model_cfg["dropout"],
+        cell=model_cfg["cell"],
+        attention=model_cfg["attention"],
+        input_feeding=decoder["input_feeding"],
     )
 
 
@@ -133,4 +136,8 @@ class TranslationTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=optim["lr_decay"], patience=optim["lr_patience"]
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/bleu"}}
+        # not strict: an epoch can end between two validations when they are counted in steps
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/bleu", "strict": False},
+        }

@@ -1,0 +1,47 @@
+"""Attention over the encoder's outputs: Bahdanau (additive) and Luong (dot, general), pads masked."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KINDS = ("none", "bahdanau", "luong_dot", "luong_general")
+
+
+class Attention(nn.Module):
+    """Scores every source position for every query; pads get exactly zero weight.
+
+    ``keys`` turns the encoder outputs into what scoring needs once per sentence, so that each search
+    step only pays for the query side.
+    """
+
+    def __init__(self, kind: str, query_size: int, memory_size: int):
+        super().__init__()
+        if kind not in KINDS[1:]:
+            raise ValueError(f"model.attention={kind!r} is not one of {KINDS}")
+        if kind == "luong_dot" and query_size != memory_size:
+            raise ValueError(
+                f"model.attention=luong_dot needs decoder size {query_size} == encoder output size {memory_size}; "
+                "use model.bridge=concat (bidirectional) or model.attention=luong_general"
+            )
+        self.kind = kind
+        if kind == "bahdanau":
+            self.key_layer = nn.Linear(memory_size, query_size, bias=False)
+            self.query_layer = nn.Linear(query_size, query_size, bias=False)
+            self.energy = nn.Linear(query_size, 1, bias=False)
+        elif kind == "luong_general":
+            self.key_layer = nn.Linear(memory_size, query_size, bias=False)
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return memory if self.kind == "luong_dot" else self.key_layer(memory)
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``query`` ``(batch, steps, q)`` → context ``(batch, steps, memory)`` and weights ``(batch, steps, src)``."""
+        if self.kind == "bahdanau":
+            scores = self.energy(torch.tanh(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
+        else:
+            scores = query @ keys.transpose(1, 2)
+        weights = scores.masked_fill(~mask[:, None], -torch.inf).softmax(-1)
+        return weights @ memory, weights
