@@ -8,6 +8,7 @@ import select
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import hydra
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
+from seq2seq.heatmap import save_heatmap
 from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,20 @@ def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
     return texts
 
 
-def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO) -> int:
-    """Translate ``source`` line by line into ``sink``; returns the number of lines."""
+def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plots: Path | None = None) -> int:
+    """Translate ``source`` line by line into ``sink``; returns the number of lines.
+
+    With ``plots``, also write an attention heatmap per non-empty input line, named by its line number.
+    """
     count = 0
     n_best = translator.decode.n_best
     for raw in line_batches(source, translator.decode.batch_size):
-        for number, translations in enumerate(translator.translate(decode_lines(raw, count)), count):
+        lines = decode_lines(raw, count)
+        for number, (line, translations) in enumerate(zip(lines, translator.translate(lines)), count):
+            if plots is not None and line:
+                source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens]
+                save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
+                             source_ids, translations[0].tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
             if n_best == 1:
                 sink.write(translations[0].text + "\n")
             else:
@@ -80,7 +90,8 @@ def main(cfg: DictConfig) -> None:
     with ExitStack() as files:
         source = files.enter_context(open(cfg.input, "rb")) if cfg.input else sys.stdin.buffer
         sink = files.enter_context(open(cfg.output, "w", encoding="utf-8")) if cfg.output else sys.stdout
-        count = translate_stream(translator, source, sink)
+        plots = Path(cfg.attention_plot) if cfg.attention_plot else None
+        count = translate_stream(translator, source, sink, plots)
     log.info("translated %d lines", count)
 
 

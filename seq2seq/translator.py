@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 class Translation:
     score: float
     text: str
+    tokens: list[int]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -46,7 +47,7 @@ class Translator:
                 log.warning("input %d: %d subwords, truncated to the model's %d", number, len(tokens),
                             self.max_source_tokens)  # fmt: skip
                 del tokens[self.max_source_tokens :]
-        results: list[list[Translation]] = [[Translation(0.0, "")] * self.decode.n_best for _ in sentences]
+        results: list[list[Translation]] = [[Translation(0.0, "", [])] * self.decode.n_best for _ in sentences]
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
         for start in range(0, len(order), self.decode.batch_size):
@@ -55,7 +56,7 @@ class Translator:
             source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index].to(self.device)
             for i, hypotheses in zip(chunk, self._search(source, lengths)):
                 texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
-                results[i] = [Translation(h.score, text) for h, text in zip(hypotheses, texts)]
+                results[i] = [Translation(h.score, text, h.tokens) for h, text in zip(hypotheses, texts)]
         return results
 
     def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:

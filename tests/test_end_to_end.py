@@ -174,3 +174,34 @@ def test_sweep_then_compare(cache, tmp_path):
     assert report.returncode == 0, report.stderr
     assert "| context | seeds |" in report.stdout and "(complete)" in report.stdout
     assert {p.name for p in sweep_dir.glob("comparison.*")} == {"comparison.csv", "comparison.md", "comparison.png"}
+
+
+@pytest.fixture(scope="module")
+def attention_run(tmp_path_factory, cache):
+    run_dir = tmp_path_factory.mktemp("attention-run")
+    overrides = [
+        "model.attention=bahdanau",
+        "model.decoder.input_feeding=true",
+        "model.cell=lstm",
+        "trainer.max_steps=60",
+    ]
+    return train(config(cache, *overrides), run_dir)
+
+
+def test_attention_lstm_input_feeding_beam_translation_and_heatmaps(attention_run, tmp_path):
+    plots = tmp_path / "plots"
+    result = cli(
+        "seq2seq.translate", f"checkpoint={attention_run['best_checkpoint']}", "decode=beam", "decode.beam_size=5",
+        f"attention_plot={plots}", stdin="Je suis content.\n\nIl fait froid.\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split("\n")) == 4
+    assert sorted(p.name for p in plots.iterdir()) == ["000001.png", "000003.png"]
+    assert (plots / "000001.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attention_plot_needs_an_attention_model(run, tmp_path):
+    _, summary = run
+    result = cli("seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", f"attention_plot={tmp_path}",
+                 stdin="Je suis content.\n")  # fmt: skip
+    assert result.returncode == 1 and "attention_plot needs a model trained with attention" in result.stderr
