@@ -59,7 +59,7 @@ def probe(encoder: Encoder, source: torch.Tensor, lengths: torch.Tensor, layers:
             for bridge in BRIDGES:
                 torch.manual_seed(0)
                 size = decoder_hidden_size(bridge, hidden, directions, None)
-                context = ContextBridge(mode, bridge, hidden, directions, layers, size)(encoded)
+                context, _ = ContextBridge(mode, bridge, hidden, directions, layers, size)(encoded)
                 rows.append(ProbeRow(packed, mode, bridge, tuple(context.shape), difference, wrong))
     encoder.packed = was_packed
     return rows

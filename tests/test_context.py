@@ -85,7 +85,8 @@ def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
     size = decoder_hidden_size(bridge, HIDDEN, directions, decoder_hidden)
     assert size == expected
     out = make_encoder(2, bidirectional)(*padded_batch(LENGTHS))
-    state = ContextBridge(mode, bridge, HIDDEN, directions, 2, size)(out)
+    state, cell = ContextBridge(mode, bridge, HIDDEN, directions, 2, size)(out)
+    assert cell is None  # a GRU has no cell state
     assert state.shape == (2, len(LENGTHS), expected)
     if mode == "zero":
         assert torch.all(state == 0)
@@ -98,8 +99,8 @@ def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
 def test_concat_and_sum_bridges_merge_directions_exactly():
     out = make_encoder(2, bidirectional=True)(*padded_batch(LENGTHS))
     h_n = out.h_n.view(2, 2, len(LENGTHS), HIDDEN)
-    concat = ContextBridge("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
-    summed = ContextBridge("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
+    concat, _ = ContextBridge("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
+    summed, _ = ContextBridge("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
     assert torch.equal(concat, torch.cat([h_n[:, 0], h_n[:, 1]], dim=-1))
     assert torch.equal(summed, h_n[:, 0] + h_n[:, 1])
 
@@ -111,7 +112,7 @@ def test_packed_h_n_and_last_output_give_identical_contexts_through_every_bridge
         by_h_n = ContextBridge("h_n", bridge, HIDDEN, 2, 1, size)
         torch.manual_seed(1)
         by_output = ContextBridge("last_output", bridge, HIDDEN, 2, 1, size)
-        assert torch.equal(by_h_n(out), by_output(out))
+        assert torch.equal(by_h_n(out)[0], by_output(out)[0])
 
 
 def test_bad_settings_name_the_key_and_the_choices():
