@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,6 +46,37 @@ def hardware() -> str:
     return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
+class SaveOnInterrupt(Callback):
+    """Ctrl-C or SIGTERM: save a checkpoint to resume from, and say how."""
+
+    def __init__(self, path: Path, resume_command: str):
+        self.path, self.resume_command = path, resume_command
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
+            trainer.save_checkpoint(self.path)
+            print(f"interrupted at step {trainer.global_step}: saved {self.path}\nresume with: {self.resume_command}",
+                  file=sys.stderr)  # fmt: skip
+
+
+def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str) -> str | None:
+    """``resume`` as a checkpoint path, a run directory, or ``last`` (the newest run of this recipe)."""
+    if not resume:
+        return None
+    path = Path(resume).expanduser()
+    if path.is_file():
+        return str(path)
+    runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
+    candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
+    if not candidates:
+        raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
+    return str(max(candidates, key=lambda c: c.stat().st_mtime))
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
@@ -60,14 +93,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     trainer_args = dict(config["trainer"])
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith("resume=")]
+    resume_command = " ".join(["python -m seq2seq.train", *kept, f"resume={run_dir}"])
     trainer = L.Trainer(
         **trainer_args,
-        callbacks=[checkpoints, EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience)],
+        callbacks=[
+            checkpoints,
+            EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience),
+            SaveOnInterrupt(run_dir / "checkpoints" / "interrupted.ckpt", resume_command),
+        ],
         logger=CSVLogger(run_dir, name="logs", version=""),
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    trainer.fit(task, datamodule=data)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM saves and stops like Ctrl-C
+    trainer.fit(task, datamodule=data, ckpt_path=resume_from)
 
     if not trainer.is_global_zero:
         return {}

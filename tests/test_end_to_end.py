@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,30 @@ def test_attention_plot_needs_an_attention_model(run, tmp_path):
     result = cli("seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", f"attention_plot={tmp_path}",
                  stdin="Je suis content.\n")  # fmt: skip
     assert result.returncode == 1 and "attention_plot needs a model trained with attention" in result.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop):
+    runs = tmp_path / "runs"
+    settings = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
+        f"data.cache_dir={cache}",
+        f"runs_dir={runs}",
+    ]
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq.train", *settings, "trainer.max_steps=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(runs.glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    interrupted = next(runs.glob("*/*/checkpoints/interrupted.ckpt"))
+    assert "resume with: python -m seq2seq.train" in stderr and f"resume={interrupted.parent.parent}" in stderr
+    step = torch.load(interrupted, weights_only=False)["global_step"]
+    assert step >= 75  # at least one validation (and its last.ckpt) happened before the signal
+    result = cli("seq2seq.train", *settings, f"trainer.max_steps={step + 5}", "resume=last")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in runs.glob("*/*/test_metrics.json")]
+    assert [s["steps"] for s in summaries] == [step + 5]
