@@ -47,7 +47,8 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
     data_cfg = corpus_config(task, options.mirror, options.cache_dir)
     sources = [source for source, _ in load_splits(data_cfg)[options.split]][: options.sentences]
     greedy = OmegaConf.load(resource_dir("conf") / "decode" / "greedy.yaml")
-    searches = {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, {"strategy": "beam", "beam_size": 5})}
+    beam = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0}  # as decode=beam
+    searches = {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, beam)}
     device = pick_device(options.device)
     rows = []
     for name, decode in searches.items():

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from omegaconf.errors import MissingMandatoryValue
+
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.corpus import CorpusError
 
-USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError)
+USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError, MissingMandatoryValue)
 
 
 def log_to_stderr() -> None:

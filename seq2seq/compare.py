@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 
 from seq2seq.cli import one_line_errors
 
-IGNORED = ("seed", "name")  # seeds are averaged over; the name is the same for a whole sweep
+# seeds are averaged over; the rest are names, places and bookkeeping, not settings
+IGNORED = {"seed", "name", "runs_dir", "resume", "data.cache_dir", "data.mirror"}
 METRICS = {"bleu_greedy": ("greedy", "bleu"), "bleu_beam": ("beam", "bleu"), "chrf_greedy": ("greedy", "chrf")}
 
 
@@ -45,7 +46,7 @@ def swept_keys(configs: list[dict[str, Any]]) -> list[str]:
     """Config keys whose values differ between runs (paths and seeds aside)."""
     keys = sorted(set().union(*configs))
     varying = [k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1]
-    return [k for k in varying if not k.endswith(IGNORED) and "dir" not in k and "mirror" not in k]
+    return [k for k in varying if k not in IGNORED]
 
 
 def run_rows(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

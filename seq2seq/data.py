@@ -26,7 +26,7 @@ class Batch(NamedTuple):
     """A padded, batch-first batch. ``target`` is ``BOS y EOS``: inputs are ``[:, :-1]``, labels ``[:, 1:]``."""
 
     source: torch.Tensor  # (batch, src_len) int64
-    source_lengths: torch.Tensor  # (batch,) int64, on the CPU side of packing as well
+    source_lengths: torch.Tensor  # (batch,) int64
     target: torch.Tensor  # (batch, tgt_len + 2) int64
     indices: torch.Tensor  # (batch,) positions in the split, to put outputs back in order
 
@@ -50,6 +50,9 @@ class Ragged:
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def select(self, keep: torch.Tensor) -> Ragged:
+        return Ragged(self.flat[torch.repeat_interleave(keep, self.lengths)], self.lengths[keep])
 
     def pad(self, indices: torch.Tensor, bos: bool = False, eos: bool = False) -> torch.Tensor:
         """Gather ``indices`` into a ``(len(indices), max_len)`` int64 tensor padded with PAD."""
@@ -80,19 +83,14 @@ class EncodedSplit:
         return len(self.sources)
 
     def select(self, keep: torch.Tensor) -> EncodedSplit:
-        index = keep.nonzero().squeeze(1)
-        pick = index.tolist()
+        """The sentences where ``keep`` (a boolean mask) is true."""
+        pick = keep.nonzero().squeeze(1).tolist()
         return EncodedSplit(
             [self.sources[i] for i in pick],
             [self.targets[i] for i in pick],
-            Ragged.from_lists([self._ids(self.source_ids, i) for i in pick]),
-            Ragged.from_lists([self._ids(self.target_ids, i) for i in pick]),
+            self.source_ids.select(keep),
+            self.target_ids.select(keep),
         )
-
-    @staticmethod
-    def _ids(ragged: Ragged, i: int) -> list[int]:
-        start = int(ragged.offsets[i])
-        return ragged.flat[start : start + int(ragged.lengths[i])].tolist()
 
 
 def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer) -> EncodedSplit:

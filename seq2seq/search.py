@@ -113,9 +113,9 @@ def beam_search(
         logits, state = model.decoder(tokens, state)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
         vocab = log_probs.size(-1)
-        if t < min_length:
-            log_probs[:, EOS] = -math.inf
         must_end = (t + 1 >= limits).repeat_interleave(beam)[:, None]
+        if t < min_length:  # no EOS yet, unless the length limit forces it
+            log_probs[:, EOS] = torch.where(must_end[:, 0], log_probs[:, EOS], -math.inf)
         not_eos = torch.arange(vocab, device=device) != EOS
         log_probs = log_probs.masked_fill(must_end & not_eos, -math.inf)
 

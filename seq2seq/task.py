@@ -103,8 +103,8 @@ class TranslationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """Gather hypotheses from every rank (each sentence once), then score the whole split."""
         local = [(i, text) for indices, texts, _, _ in self._outputs for i, text in zip(indices, texts)]
-        loss = torch.stack([o[2] for o in self._outputs]).sum()
-        tokens = torch.stack([o[3] for o in self._outputs]).sum()
+        loss = sum((o[2] for o in self._outputs), torch.zeros((), device=self.device))
+        tokens = sum((o[3] for o in self._outputs), torch.zeros((), device=self.device, dtype=torch.long))
         self._outputs.clear()
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()

@@ -24,15 +24,16 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.task import TranslationTask, build_model
-from seq2seq.translator import Translator, score
+from seq2seq.translator import Translator, pick_device, score
 
 log = logging.getLogger(__name__)
 
 
 def default_precision(accelerator: str) -> str:
-    """bf16 mixed precision on a GPU, full precision on a CPU."""
-    on_gpu = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if on_gpu else "32-true"
+    """bf16 mixed precision on a GPU that has it, fp16 mixed on an older GPU, full precision on a CPU."""
+    if not (torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")):
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
 def hardware() -> str:
@@ -53,10 +54,12 @@ class SaveOnInterrupt(Callback):
         self.path, self.resume_command = path, resume_command
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
-            trainer.save_checkpoint(self.path)
-            print(f"interrupted at step {trainer.global_step}: saved {self.path}\nresume with: {self.resume_command}",
-                  file=sys.stderr)  # fmt: skip
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        trainer.save_checkpoint(self.path)  # every rank takes part; Lightning writes once
+        if trainer.is_global_zero:
+            message = f"interrupted at step {trainer.global_step}: saved {self.path}"
+            print(f"{message}\nresume with: {self.resume_command}", file=sys.stderr)
 
 
 def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str) -> str | None:
@@ -88,35 +91,40 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task = TranslationTask(config, len(data.src_tok), len(data.tgt_tok))
     task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
 
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
+    # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
+    checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val/bleu", mode="max", save_last=True
+        dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max", save_last=True
     )
     trainer_args = dict(config["trainer"])
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     kept = [o for o in overrides if not o.startswith("resume=")]
-    resume_command = " ".join(["python -m seq2seq.train", *kept, f"resume={run_dir}"])
+    resume_command = " ".join(["python -m seq2seq.train", *kept, f"resume={checkpoint_dir.parent}"])
     trainer = L.Trainer(
         **trainer_args,
         callbacks=[
             checkpoints,
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience),
-            SaveOnInterrupt(run_dir / "checkpoints" / "interrupted.ckpt", resume_command),
+            SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM saves and stops like Ctrl-C
-    trainer.fit(task, datamodule=data, ckpt_path=resume_from)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM: save and stop
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=resume_from)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
-    if not trainer.is_global_zero:
-        return {}
     best = checkpoints.best_model_path or checkpoints.last_model_path
     if not best:  # stopped before the first validation: keep the weights anyway
-        best = str(run_dir / "checkpoints" / "last.ckpt")
-        trainer.save_checkpoint(best)
+        best = str(checkpoint_dir / "last.ckpt")
+        trainer.save_checkpoint(best)  # on every rank: Lightning writes once and synchronises
+    if not trainer.is_global_zero:
+        return {}
     summary = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
@@ -143,19 +151,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def test_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict[str, Any]:
     """Reload the best checkpoint as a user would and score it on the test split, greedy and beam."""
-    task = load_checkpoint(path)
+    task = load_checkpoint(path, pick_device())
     pairs = list(zip(test.sources, test.targets))
-    beam = OmegaConf.merge(cfg.decode, {"strategy": "beam", **cfg.test_beam})
-    return {
-        name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", cfg.decode), ("beam", beam))
-    }
+    greedy = OmegaConf.merge(cfg.decode, {"strategy": "greedy", "n_best": 1})
+    beam = OmegaConf.merge(greedy, {"strategy": "beam", **cfg.test_beam})
+    return {name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float:
     summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return summary["test"]["greedy"]["bleu"]
+    return summary["test"]["greedy"]["bleu"] if summary else None  # only rank 0 scores
 
 
 register_recipes()

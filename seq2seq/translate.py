@@ -69,8 +69,8 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     for raw in line_batches(source, translator.decode.batch_size):
         lines = decode_lines(raw, count)
         for number, (line, translations) in enumerate(zip(lines, translator.translate(lines)), count):
-            if plots is not None and line:
-                source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens]
+            source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens] if plots else []
+            if source_ids:  # lines that encode to no subwords are not translated, so have no attention
                 save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
                              source_ids, translations[0].tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
             if n_best == 1:
@@ -87,6 +87,8 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, pick_device(cfg.device))
+    if cfg.attention_plot and translator.model.decoder.attention is None:
+        raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
     with ExitStack() as files:
         source = files.enter_context(open(cfg.input, "rb")) if cfg.input else sys.stdin.buffer
         sink = files.enter_context(open(cfg.output, "w", encoding="utf-8")) if cfg.output else sys.stdout

@@ -25,7 +25,12 @@ class Translation:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    """``auto`` (a GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
+        raise ValueError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
+    return torch.device(name)
 
 
 class Translator:
@@ -38,6 +43,8 @@ class Translator:
         self.target_tokenizer = task.tokenizers["target"]
         self.max_source_tokens = task.config["data"]["max_tokens"]
         self.decode = decode
+        if decode.batch_size < 1 or decode.max_length <= 0 or decode.beam_size < 1:
+            raise ValueError("decode.batch_size, decode.beam_size and decode.max_length must be positive")
 
     def translate(self, sentences: Sequence[str]) -> list[list[Translation]]:
         """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations."""
@@ -60,24 +67,24 @@ class Translator:
         return results
 
     def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
-        d = self.decode
-        if d.strategy == "greedy":
-            if d.n_best != 1:
-                raise ValueError(f"decode.n_best={d.n_best} needs decode=beam; greedy search finds one translation")
-            found = greedy_search(self.model, source, lengths, d.max_length, d.min_length)
+        decode = self.decode
+        if decode.strategy == "greedy":
+            if decode.n_best != 1:
+                raise ValueError(f"decode.n_best={decode.n_best} needs decode=beam; greedy finds one translation")
+            found = greedy_search(self.model, source, lengths, decode.max_length, decode.min_length)
             return [[Hypothesis(0.0, tokens)] for tokens in found]
-        if d.strategy == "beam":
+        if decode.strategy == "beam":
             return beam_search(
                 self.model,
                 source,
                 lengths,
-                d.beam_size,
-                d.max_length,
-                d.min_length,
-                d.length_penalty,
-                d.n_best,
+                decode.beam_size,
+                decode.max_length,
+                decode.min_length,
+                decode.length_penalty,
+                decode.n_best,
             )
-        raise ValueError(f"decode.strategy={d.strategy!r} is not one of ('greedy', 'beam')")
+        raise ValueError(f"decode.strategy={decode.strategy!r} is not one of ('greedy', 'beam')")
 
     def best(self, sentences: Sequence[str]) -> list[str]:
         return [translations[0].text for translations in self.translate(sentences)]
