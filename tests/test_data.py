@@ -26,6 +26,12 @@ from seq2seq.data import (
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 
+def sequence(ragged: Ragged, i: int) -> list[int]:
+    """Sentence ``i`` of a Ragged, the slow obvious way."""
+    start = int(ragged.lengths[:i].sum())
+    return ragged.flat[start : start + int(ragged.lengths[i])].tolist()
+
+
 def random_lists(n: int, seed: int, max_len: int = 12, allow_empty: bool = True) -> list[list[int]]:
     rng = random.Random(seed)
     low = 0 if allow_empty else 1
@@ -241,8 +247,8 @@ def split() -> EncodedSplit:
 
 
 def check_batch(batch: Batch, split: EncodedSplit, indices: list[int]) -> None:
-    sources = [EncodedSplit._ids(split.source_ids, i) for i in indices]
-    targets = [EncodedSplit._ids(split.target_ids, i) for i in indices]
+    sources = [sequence(split.source_ids, i) for i in indices]
+    targets = [sequence(split.target_ids, i) for i in indices]
     n = len(indices)
     for tensor in batch:
         assert tensor.dtype == torch.int64
@@ -287,8 +293,8 @@ def test_encoded_split_select_keeps_the_chosen_rows(split):
     assert chosen.sources == [split.sources[i] for i in (1, 4, 5, 40)]
     assert chosen.targets == [split.targets[i] for i in (1, 4, 5, 40)]
     for new, old in enumerate((1, 4, 5, 40)):
-        assert EncodedSplit._ids(chosen.source_ids, new) == EncodedSplit._ids(split.source_ids, old)
-        assert EncodedSplit._ids(chosen.target_ids, new) == EncodedSplit._ids(split.target_ids, old)
+        assert sequence(chosen.source_ids, new) == sequence(split.source_ids, old)
+        assert sequence(chosen.target_ids, new) == sequence(split.target_ids, old)
 
 
 # --------------------------------------------------------------------------- corpus to splits
@@ -384,8 +390,8 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
     assert list(zip(train.sources, train.targets)) == expected
     assert int(train.source_ids.lengths.max()) <= cfg.max_tokens
     assert int(train.target_ids.lengths.max()) <= cfg.max_tokens
-    assert src_tok.decode([EncodedSplit._ids(train.source_ids, 0)]) == [train.sources[0]]
-    assert tgt_tok.decode([EncodedSplit._ids(train.target_ids, 0)]) == [train.targets[0]]
+    assert src_tok.decode([sequence(train.source_ids, 0)]) == [train.sources[0]]
+    assert tgt_tok.decode([sequence(train.target_ids, 0)]) == [train.targets[0]]
 
     again, _, _ = prepare(cfg)
     assert len(calls) == 3, "the encoded splits should have come from the cache"
