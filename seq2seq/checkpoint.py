@@ -33,8 +33,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
             "retrain it with this version of seq2seq"
         )
     hparams = raw["hyper_parameters"]
-    task = TranslationTask(hparams["config"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
-    task.load_state_dict(raw["state_dict"])
+    try:
+        task = TranslationTask(hparams["config"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        task.load_state_dict(raw["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: its config and weights do not fit this version of seq2seq ({error!r})"
+        ) from error
     task.on_load_checkpoint(raw)
     return task.to(device).eval()
 

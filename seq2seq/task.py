@@ -19,7 +19,7 @@ from seq2seq.tokenizer import PAD, Tokenizer
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when a checkpoint's contents change incompatibly
+FORMAT_VERSION = 2  # bump when a checkpoint's contents change incompatibly (2: cell, attention)
 
 
 def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
