@@ -106,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **trainer_args,
         callbacks=[
             checkpoints,
-            EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience),
+            EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),

@@ -234,3 +234,9 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
     assert result.returncode == 0, result.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in runs.glob("*/*/test_metrics.json")]
     assert [s["steps"] for s in summaries] == [step + 5]
+
+
+def test_a_run_that_stops_before_its_first_validation_still_saves_and_scores(cache, tmp_path):
+    summary = train(config(cache, "trainer.max_steps=10", "trainer.val_check_interval=1.0"), tmp_path)
+    assert summary["steps"] == 10 and summary["validation_bleu_curve"] == []
+    assert Path(summary["best_checkpoint"]).name == "last.ckpt" and Path(summary["best_checkpoint"]).is_file()
