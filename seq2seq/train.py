@@ -128,7 +128,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     summary = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
-        "valid_bleu": float(checkpoints.best_model_score or 0.0),
+        "valid_bleu": None if checkpoints.best_model_score is None else float(checkpoints.best_model_score),
         "test": test_best_checkpoint(best, data.splits["test"], cfg),
         "validation_bleu_curve": task.validation_curve,
         "steps": trainer.global_step,
@@ -139,10 +139,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
     greedy, beam = summary["test"]["greedy"], summary["test"]["beam"]
+    valid = "none (stopped before the first validation)"
+    if summary["valid_bleu"] is not None:
+        valid = f"{summary['valid_bleu']:.2f} (greedy)"
     print(
         f"run dir:          {run_dir}\n"
         f"best checkpoint:  {best}\n"
-        f"validation BLEU:  {summary['valid_bleu']:.2f} (greedy)\n"
+        f"validation BLEU:  {valid}\n"
         f"test BLEU:        {greedy['bleu']:.2f} greedy, {beam['bleu']:.2f} beam {beam['decode']['beam_size']} "
         f"(chrF {greedy['chrf']:.2f}, {beam['chrf']:.2f}; {greedy['sentences']} sentences)"
     )

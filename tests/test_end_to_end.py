@@ -238,5 +238,5 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
 
 def test_a_run_that_stops_before_its_first_validation_still_saves_and_scores(cache, tmp_path):
     summary = train(config(cache, "trainer.max_steps=10", "trainer.val_check_interval=1.0"), tmp_path)
-    assert summary["steps"] == 10 and summary["validation_bleu_curve"] == []
+    assert summary["steps"] == 10 and summary["validation_bleu_curve"] == [] and summary["valid_bleu"] is None
     assert Path(summary["best_checkpoint"]).name == "last.ckpt" and Path(summary["best_checkpoint"]).is_file()
