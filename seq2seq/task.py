@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import sacrebleu
@@ -20,6 +20,15 @@ from seq2seq.tokenizer import PAD, Tokenizer
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # bump when a checkpoint's contents change incompatibly (2: cell, attention)
+
+
+class ValidationBatch(NamedTuple):
+    """What one validation batch leaves for the epoch's scoring."""
+
+    indices: list[int]
+    texts: list[str]
+    loss: torch.Tensor  # summed over target tokens
+    tokens: torch.Tensor
 
 
 def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
@@ -67,7 +76,7 @@ class TranslationTask(L.LightningModule):
         self.model = build_model(config["model"], src_vocab_size, tgt_vocab_size)
         self.tokenizers: dict[str, Tokenizer] = {}
         self.validation_curve: list[tuple[int, float]] = []  # (step, BLEU) of every real validation
-        self._outputs: list[tuple[list[int], list[str], torch.Tensor, torch.Tensor]] = []
+        self._outputs: list[ValidationBatch] = []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Carry the tokenizers, so that a checkpoint copied anywhere still translates."""
@@ -98,13 +107,13 @@ class TranslationTask(L.LightningModule):
         decode = self.config["decode"]
         hypotheses = greedy_search(self.model, batch.source, batch.source_lengths, decode["max_length"])
         texts = self.tokenizers["target"].decode(hypotheses)
-        self._outputs.append((batch.indices.tolist(), texts, total.detach(), tokens))
+        self._outputs.append(ValidationBatch(batch.indices.tolist(), texts, total.detach(), tokens))
 
     def on_validation_epoch_end(self) -> None:
         """Gather hypotheses from every rank (each sentence once), then score the whole split."""
-        local = [(i, text) for indices, texts, _, _ in self._outputs for i, text in zip(indices, texts)]
-        loss = sum((o[2] for o in self._outputs), torch.zeros((), device=self.device))
-        tokens = sum((o[3] for o in self._outputs), torch.zeros((), device=self.device, dtype=torch.long))
+        local = [(i, text) for out in self._outputs for i, text in zip(out.indices, out.texts)]
+        loss = sum((out.loss for out in self._outputs), torch.zeros((), device=self.device))
+        tokens = sum((out.tokens for out in self._outputs), torch.zeros((), device=self.device, dtype=torch.long))
         self._outputs.clear()
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()
