@@ -23,6 +23,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
+from seq2seq.monitor import EpochThroughput
 from seq2seq.task import TranslationTask, build_model
 from seq2seq.translator import Translator, pick_device, score
 
@@ -97,6 +98,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     checkpoints = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max", save_last=True
     )
+    throughput = EpochThroughput()
     trainer_args = dict(config["trainer"])
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -108,6 +110,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             checkpoints,
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
+            throughput,
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),
         default_root_dir=run_dir,
@@ -134,6 +137,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "throughput": throughput.epochs,
         "hardware": hardware(),
         "config": config,
     }
