@@ -13,7 +13,7 @@ from omegaconf.errors import MissingMandatoryValue
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.corpus import CorpusError
 
-USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError, MissingMandatoryValue)
+USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
 
 
 def log_to_stderr() -> None:

@@ -180,6 +180,7 @@ class TokenBucketSampler(Sampler[list[int]]):
 
     Lengths are sorted with a seeded random tie-break and the batch order is shuffled, both anew each
     epoch (Lightning calls ``set_epoch``). Under DDP each rank takes every ``world_size``-th batch.
+    ``resume_at((epoch, n))`` makes that epoch's next pass start after its first ``n`` batches.
     """
 
     def __init__(
@@ -198,9 +199,13 @@ class TokenBucketSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.resume_position: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, position: tuple[int, int] | None) -> None:
+        self.resume_position = position
 
     def batches(self) -> list[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
@@ -222,7 +227,13 @@ class TokenBucketSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        batches = self.batches()
+        if self.resume_position is not None:
+            epoch, done = self.resume_position
+            self.resume_position = None  # once: later epochs start from their beginning
+            if epoch == self.epoch:
+                batches = batches[done:]
+        return iter(batches)
 
     def __len__(self) -> int:
         return len(self.batches())
@@ -238,6 +249,19 @@ class TranslationData(L.LightningDataModule):
         self.splits: dict[str, EncodedSplit] = {}
         self.src_tok: Tokenizer | None = None
         self.tgt_tok: Tokenizer | None = None
+        self._resume_position: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the epoch's batch order, saved in every checkpoint."""
+        if self.trainer is None:
+            return {}
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": self.trainer.current_epoch, "batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """On resume, continue the interrupted epoch after its last completed batch, not from its start."""
+        if state_dict:
+            self._resume_position = (state_dict["epoch"], state_dict["batches_done"])
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
@@ -255,12 +279,15 @@ class TranslationData(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )
+        if shuffle:
+            sampler.resume_at(self._resume_position)
         return DataLoader(
             SplitDataset(split),
             sampler=sampler,
             batch_size=None,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
+            generator=torch.Generator(),  # its own: starting an epoch must not draw from the dropout RNG
         )
 
     def train_dataloader(self) -> DataLoader:

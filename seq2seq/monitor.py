@@ -44,6 +44,9 @@ class EpochThroughput(Callback):
     def _resume(self) -> None:
         self._running_since = time.perf_counter()
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch gets no epoch start
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._tokens = torch.zeros((), dtype=torch.long, device=pl_module.device)
         self._steps, self._seconds = trainer.global_step, 0.0

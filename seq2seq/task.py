@@ -20,6 +20,7 @@ from seq2seq.tokenizer import PAD, Tokenizer
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # bump when a checkpoint's contents change incompatibly (2: cell, attention)
+MAX_NONFINITE_IN_A_ROW = 10  # skipped steps before training stops: the run has diverged, not hit a bad batch
 
 
 class ValidationBatch(NamedTuple):
@@ -77,6 +78,7 @@ class TranslationTask(L.LightningModule):
         self.tokenizers: dict[str, Tokenizer] = {}
         self.validation_curve: list[tuple[int, float]] = []  # (step, BLEU) of every real validation
         self._outputs: list[ValidationBatch] = []
+        self.nonfinite_in_a_row = 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Carry the tokenizers, so that a checkpoint copied anywhere still translates."""
@@ -85,6 +87,11 @@ class TranslationTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tokenizers = {side: Tokenizer(proto) for side, proto in checkpoint.get("tokenizers", {}).items()}
+
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+        """Lengths stay on the CPU, where packing reads them: a round trip through the GPU syncs every step."""
+        moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return moved._replace(source_lengths=batch.source_lengths)
 
     def loss(self, batch: Batch, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
         logits = self.model(batch.source, batch.source_lengths, batch.target[:, :-1])
@@ -96,10 +103,25 @@ class TranslationTask(L.LightningModule):
             reduction=reduction,
         )
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         loss = self.loss(batch, self.config["optim"]["label_smoothing"])
+        # all ranks skip together, or DDP's gradient all-reduce would wait forever for the skipping one
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            return self.skip_nonfinite_step()
+        self.nonfinite_in_a_row = 0
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.source.size(0))
         return loss
+
+    def skip_nonfinite_step(self) -> None:
+        """Returning no loss makes Lightning skip the backward pass and the optimizer step."""
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+            raise FloatingPointError(
+                f"the training loss was not finite for {self.nonfinite_in_a_row} steps in a row (step "
+                f"{self.global_step}): the run has diverged; lower optim.lr or resume from an earlier checkpoint"
+            )
+        log.warning("step %d: the loss is not finite; skipping this batch", self.global_step)
+        return None
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         total = self.loss(batch, reduction="sum")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,9 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint
@@ -24,7 +23,9 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.monitor import EpochThroughput
+from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, sigterm_as_interrupt
 from seq2seq.task import TranslationTask, build_model
+from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device, score
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,20 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def unused_parameters(model: torch.nn.Module) -> list[str]:
+    """Parameters one training step leaves without a gradient (e.g. with ``model.context=zero``).
+
+    DDP must be told to look for them, which costs a graph traversal per step, so only when there are any.
+    """
+    model.zero_grad(set_to_none=True)
+    source, lengths = torch.tensor([[4, 5, 6]]), torch.tensor([3])
+    with torch.random.fork_rng(devices=[]):  # dropout here must not shift the run's random numbers
+        model(source, lengths, torch.tensor([[BOS, 4]])).sum().backward()
+    unused = [name for name, parameter in model.named_parameters() if parameter.grad is None]
+    model.zero_grad(set_to_none=True)
+    return unused
+
+
 def hardware() -> str:
     """What the run ran on, in words, for reports."""
     if torch.cuda.is_available():
@@ -46,39 +61,6 @@ def hardware() -> str:
         line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
     ]
     return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-
-
-class SaveOnInterrupt(Callback):
-    """Ctrl-C or SIGTERM: save a checkpoint to resume from, and say how."""
-
-    def __init__(self, path: Path, resume_command: str):
-        self.path, self.resume_command = path, resume_command
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt):
-            return
-        trainer.save_checkpoint(self.path)  # every rank takes part; Lightning writes once
-        if trainer.is_global_zero:
-            message = f"interrupted at step {trainer.global_step}: saved {self.path}"
-            print(f"{message}\nresume with: {self.resume_command}", file=sys.stderr)
-
-
-def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str) -> str | None:
-    """``resume`` as a checkpoint path, a run directory, or ``last`` (the newest run of this recipe)."""
-    if not resume:
-        return None
-    path = Path(resume).expanduser()
-    if path.is_file():
-        return str(path)
-    runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
-    candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
-    if not candidates:
-        raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
-    return str(max(candidates, key=lambda c: c.stat().st_mtime))
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -95,12 +77,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
-    checkpoints = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max", save_last=True
-    )
+    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
+    # ModelCheckpoint's own save_last refreshes last.ckpt only when "best" improves; resuming needs the latest
+    latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
     throughput = EpochThroughput()
     trainer_args = dict(config["trainer"])
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
+    if trainer_args["strategy"] == "ddp":
+        trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     kept = [o for o in overrides if not o.startswith("resume=")]
     resume_command = " ".join(["python -m seq2seq.train", *kept, f"resume={checkpoint_dir.parent}"])
@@ -108,21 +92,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **trainer_args,
         callbacks=[
             checkpoints,
+            latest,
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
+            RandomState(),
             throughput,
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM: save and stop
-    try:
+    with sigterm_as_interrupt():
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
 
-    best = checkpoints.best_model_path or checkpoints.last_model_path
+    best = checkpoints.best_model_path or latest.best_model_path
     if not best:  # stopped before the first validation: keep the weights anyway
         best = str(checkpoint_dir / "last.ckpt")
         trainer.save_checkpoint(best)  # on every rank: Lightning writes once and synchronises

@@ -68,7 +68,7 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     n_best = translator.decode.n_best
     for raw in line_batches(source, translator.decode.batch_size):
         lines = decode_lines(raw, count)
-        for number, (line, translations) in enumerate(zip(lines, translator.translate(lines)), count):
+        for number, (line, translations) in enumerate(zip(lines, translator.translate(lines, count + 1)), count):
             source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens] if plots else []
             if source_ids:  # lines that encode to no subwords are not translated, so have no attention
                 save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,

@@ -13,6 +13,7 @@ import torch
 from seq2seq.data import Ragged
 from seq2seq.search import Hypothesis, beam_search, greedy_search
 from seq2seq.task import TranslationTask, corpus_scores
+from seq2seq.tokenizer import UNK
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,18 @@ class Translator:
         if decode.batch_size < 1 or decode.max_length <= 0 or decode.beam_size < 1:
             raise ValueError("decode.batch_size, decode.beam_size and decode.max_length must be positive")
 
-    def translate(self, sentences: Sequence[str]) -> list[list[Translation]]:
-        """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations."""
+    def translate(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
+        """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations.
+
+        Warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot see.
+        """
         ids = self.source_tokenizer.encode(sentences)
-        for number, tokens in enumerate(ids):
+        for number, tokens in enumerate(ids, first_line):
+            if unknown := tokens.count(UNK):
+                log.warning("input line %d: %d subwords the model never saw in training, read as <unk>",
+                            number, unknown)  # fmt: skip
             if len(tokens) > self.max_source_tokens:
-                log.warning("input %d: %d subwords, truncated to the model's %d", number, len(tokens),
+                log.warning("input line %d: %d subwords, truncated to the model's %d", number, len(tokens),
                             self.max_source_tokens)  # fmt: skip
                 del tokens[self.max_source_tokens :]
         results: list[list[Translation]] = [[Translation(0.0, "", [])] * self.decode.n_best for _ in sentences]
@@ -60,7 +67,7 @@ class Translator:
         for start in range(0, len(order), self.decode.batch_size):
             chunk = order[start : start + self.decode.batch_size]
             index = torch.tensor(chunk)
-            source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index].to(self.device)
+            source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index]  # lengths: CPU, for packing
             for i, hypotheses in zip(chunk, self._search(source, lengths)):
                 texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
                 results[i] = [Translation(h.score, text, h.tokens) for h, text in zip(hypotheses, texts)]

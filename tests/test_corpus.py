@@ -489,6 +489,16 @@ def test_short_read_download_raises_and_leaves_nothing_in_cache(tmp_path, server
     assert files_under(cache) == []
 
 
+def test_corrupt_mirror_copy_is_rejected_naming_it_and_left_alone(tmp_path, server):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "fra-eng.zip").write_bytes(truncated_zip())
+    with pytest.raises(CorpusError, match=str(mirror / "fra-eng.zip")):
+        find_archive(server.url(), tmp_path / "cache", mirror=mirror)
+    assert (mirror / "fra-eng.zip").read_bytes() == truncated_zip(), "a mirror is read-only: never modified"
+    assert server.requests == [], "a bad mirror is an error to fix, not a reason to download silently"
+
+
 def test_corrupt_cached_copy_is_replaced_by_a_fresh_download(tmp_path, server):
     data = zip_bytes()
     server.files["/fra-eng.zip"] = data

@@ -138,6 +138,17 @@ def test_bad_checkpoints_fail_with_one_line(tmp_path, content):
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
 
 
+def test_a_checkpoint_from_another_format_version_fails_with_one_line(run, tmp_path):
+    _, summary = run
+    checkpoint = torch.load(summary["best_checkpoint"], weights_only=False)
+    checkpoint["seq2seq_format"] -= 1
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    for module in ("seq2seq.translate", "seq2seq.evaluate"):
+        result = cli(module, f"checkpoint={tmp_path / 'old.ckpt'}", stdin="Je suis content.\n")
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.strip().count("\n") == 0 and "retrain it with this version" in result.stderr
+
+
 def test_missing_corpus_fails_with_one_line_naming_url_and_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
     env["SEQ2SEQ_CACHE"] = str(tmp_path)
@@ -240,3 +251,28 @@ def test_a_run_that_stops_before_its_first_validation_still_saves_and_scores(cac
     summary = train(config(cache, "trainer.max_steps=10", "trainer.val_check_interval=1.0"), tmp_path)
     assert summary["steps"] == 10 and summary["validation_bleu_curve"] == [] and summary["valid_bleu"] is None
     assert Path(summary["best_checkpoint"]).name == "last.ckpt" and Path(summary["best_checkpoint"]).is_file()
+
+
+def test_translate_survives_bad_lines_one_output_line_each(run):
+    _, summary = run
+    lines = [
+        b"Je suis content.",
+        b"   \t ",
+        " ".join(["Il fait très froid et je suis fatigué."] * 40).encode(),
+        b"Il fait \xff\xfe froid.",
+        "我很高兴 😀".encode(),
+        b"",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", "decode=beam"],
+        input=b"\n".join(lines) + b"\n", capture_output=True, timeout=300,
+    )  # fmt: skip
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    out = result.stdout.decode().split("\n")
+    assert len(out) == len(lines) + 1 and out[-1] == ""
+    assert out[0] and out[2] and out[1] == "" and out[5] == ""
+    assert "input line 3:" in stderr and "truncated to the model's 64" in stderr
+    assert "input line 4: invalid UTF-8 replaced" in stderr
+    assert "input line 5:" in stderr and "read as <unk>" in stderr
+    assert "input line 1:" not in stderr

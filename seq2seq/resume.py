@@ -1,0 +1,91 @@
+"""Stopping and resuming training without losing work: where to resume from, saving on a signal, RNG state.
+
+Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states, and are written
+atomically (a temporary file, then a rename). Two things it leaves to us: the position in the epoch's batch order
+(``TranslationData.state_dict``) and the random state that drives dropout (``RandomState`` below).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str) -> str | None:
+    """``resume`` as a checkpoint path, a run directory, or ``last`` (the newest run of this recipe)."""
+    if not resume:
+        return None
+    path = Path(resume).expanduser()
+    if path.is_file():
+        return str(path)
+    runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
+    candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
+    if not candidates:
+        raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
+    return str(max(candidates, key=lambda c: c.stat().st_mtime))
+
+
+class SaveOnInterrupt(Callback):
+    """Ctrl-C or SIGTERM: save a checkpoint to resume from, and say how."""
+
+    def __init__(self, path: Path, resume_command: str):
+        self.path, self.resume_command = path, resume_command
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        trainer.save_checkpoint(self.path)  # every rank takes part; Lightning writes once
+        if trainer.is_global_zero:
+            message = f"interrupted at step {trainer.global_step}: saved {self.path}"
+            print(f"{message}\nresume with: {self.resume_command}", file=sys.stderr)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler's or ``kill``'s polite stop) like Ctrl-C while training."""
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class RandomState(Callback):
+    """Checkpoint torch's random state as it was after the last completed batch, and restore it on resume.
+
+    Dropout draws from it; without it a resumed run would see other dropout masks than an uninterrupted one.
+    Taken after each batch (a few kB copied), not at saving time, since a signal can arrive mid-batch.
+    """
+
+    def __init__(self) -> None:
+        self._state: dict[str, Any] | None = None
+
+    @staticmethod
+    def _capture() -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        self._state = self._capture()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state or self._capture()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

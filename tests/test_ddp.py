@@ -1,0 +1,46 @@
+"""Two CPU processes with the gloo backend: distinct batches, whole-split validation, one checkpoint writer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_end_to_end import MIRROR, TINY, cli, config
+
+from seq2seq.data import load_splits
+
+pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+
+STEPS, EVERY = 40, 20
+DDP = [
+    *(o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval", "trainer.limit_val"))),
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    f"trainer.max_steps={STEPS}",
+    f"trainer.val_check_interval={EVERY}",
+    "trainer.limit_val_batches=1.0",
+]
+
+
+def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path):
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", *DDP, f"data.cache_dir={tmp_path / 'cache'}",
+         f"runs_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary_file,) = (tmp_path / "runs").glob("*/*/test_metrics.json")  # written once, by rank 0
+    summary = json.loads(summary_file.read_text())
+    assert summary["steps"] == STEPS and [step for step, _ in summary["validation_bleu_curve"]] == [EVERY, STEPS]
+    assert sorted(p.name for p in summary_file.parent.glob("checkpoints/*")) == ["best.ckpt", "last.ckpt"]
+
+    # the BLEU the two ranks computed together equals one process decoding the whole split with those weights
+    single = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", "split=valid",
+                 f"output_dir={tmp_path}", cache=tmp_path / "cache")  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["valid.greedy"]
+    assert metrics["sentences"] == len(load_splits(config(tmp_path / "cache").data)["valid"])
+    assert metrics["bleu"] == pytest.approx(summary["valid_bleu"], abs=1e-9)

@@ -1,0 +1,236 @@
+"""Faults injected into training and caching: nothing is lost, nothing half-written is used."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import fsspec.implementations.local
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from test_data import data_cfg, synthetic_corpus, write_mirror
+from test_end_to_end import MIRROR, TINY
+from torch.utils.data import DataLoader
+from toy import VOCAB, reversal_batch
+
+from seq2seq.config import CONF_DIR
+from seq2seq.data import Batch, TokenBucketSampler
+from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
+
+# --------------------------------------------------------------------------- the sampler's position
+
+
+def test_resume_at_skips_the_done_batches_of_that_epoch_once():
+    lengths = torch.randint(1, 30, (500,), generator=torch.Generator().manual_seed(0))
+    sampler = TokenBucketSampler(lengths, 120, shuffle=True, seed=3)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.resume_at((2, 7))
+    assert list(sampler) == full[7:]
+    assert list(sampler) == full, "only the first pass after resuming skips"
+    sampler.resume_at((1, 7))  # saved in another epoch: nothing to skip in this one
+    assert list(sampler) == full
+    assert len(sampler) == len(full), "Lightning counts the epoch's batches from the full length"
+
+
+# --------------------------------------------------------------------------- non-finite losses
+
+
+def small_config(**overrides) -> dict:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0"])
+    return OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
+
+
+class PoisonedTask(TranslationTask):
+    """Its loss is NaN on the batches whose first index is in ``poisoned``."""
+
+    poisoned: frozenset[int] = frozenset()
+
+    def loss(self, batch: Batch, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+        loss = super().loss(batch, label_smoothing, reduction)
+        return loss * float("nan") if int(batch.indices[0]) in self.poisoned else loss
+
+
+def toy_batches(n: int) -> list[Batch]:
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for i in range(n):
+        source, lengths, target = reversal_batch(16, generator)
+        batches.append(Batch(source, lengths, target, torch.full((16,), i)))
+    return batches
+
+
+def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
+    torch.manual_seed(0)
+    task = PoisonedTask(small_config(), VOCAB, VOCAB)
+    task.poisoned = poisoned
+    trainer = L.Trainer(
+        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None))
+    return task
+
+
+def test_a_non_finite_loss_skips_exactly_that_step(caplog):
+    batches = toy_batches(6)
+    with caplog.at_level(logging.WARNING, logger="seq2seq.task"):
+        skipped = fit(batches, poisoned={2, 4})
+    assert sum("the loss is not finite; skipping this batch" in r.message for r in caplog.records) == 2
+    adam = skipped.trainer.optimizers[0]
+    assert {int(adam.state[p]["step"]) for p in skipped.parameters()} == {4}, "AdamW saw only the finite steps"
+    without = fit([b for b in batches if int(b.indices[0]) not in {2, 4}], poisoned=set())
+    for (name, a), b in zip(skipped.state_dict().items(), without.state_dict().values()):
+        assert torch.isfinite(a).all() and torch.equal(a, b), name
+
+
+def test_a_diverged_run_stops_with_a_clear_message():
+    with pytest.raises(FloatingPointError, match=f"not finite for {MAX_NONFINITE_IN_A_ROW} steps in a row"):
+        fit(toy_batches(MAX_NONFINITE_IN_A_ROW + 2), poisoned=set(range(100)))
+
+
+# --------------------------------------------------------------------------- checkpoint files
+
+
+def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    task = fit(toy_batches(3), poisoned=set())
+    path = tmp_path / "last.ckpt"
+    task.trainer.save_checkpoint(path)
+    before = path.read_bytes()
+    real_write = fsspec.implementations.local.LocalFileOpener.write
+
+    def dies_halfway(self, data):  # as if the process were killed mid-write
+        real_write(self, data[: len(data) // 2])
+        raise OSError("simulated crash during the write")
+
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", dies_halfway)
+    task.trainer.fit_loop.epoch_loop.batch_progress.total.completed += 1  # the new checkpoint would differ
+    with pytest.raises(OSError, match="simulated crash"):
+        task.trainer.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
+
+
+# --------------------------------------------------------------------------- two runs, one empty cache
+
+PREPARE = """
+import hashlib, json, sys, types
+from seq2seq.data import prepare
+encoded, src, tgt = prepare(types.SimpleNamespace(**json.loads(sys.argv[1])))
+digest = hashlib.sha256(src.model_proto + tgt.model_proto)
+for name in sorted(encoded):
+    digest.update(encoded[name].source_ids.flat.numpy().tobytes() + encoded[name].target_ids.flat.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_two_runs_building_one_empty_cache_at_once_both_succeed(tmp_path):
+    write_mirror(tmp_path / "mirror", synthetic_corpus(3000))
+    settings = json.dumps(vars(data_cfg(tmp_path, "fra", "eng", vocab_size=200)))
+    runs = [
+        subprocess.Popen([sys.executable, "-c", PREPARE, settings], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results[0][1].decode()[-2000:]
+    assert results[0][0] == results[1][0], "both runs must see the same tokenizers and encoded data"
+    cache = tmp_path / "cache"
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    assert len(list(cache.rglob("*.model"))) == 2 and len(list(cache.rglob("*.pt"))) == 1
+    single = subprocess.run([sys.executable, "-c", PREPARE, settings], capture_output=True, check=True)
+    assert single.stdout == results[0][0], "a later run reuses exactly what they built"
+
+
+# --------------------------------------------------------------------------- SIGKILL mid-epoch, then resume
+
+
+@dataclass
+class Settings:
+    """The kill-and-resume run: a tiny model on a real slice, checkpoints mid-epoch, over an epoch boundary."""
+
+    max_steps: int = 280
+    val_check_interval: int = 40
+    limit_val_batches: int = 2
+    check_val_every_n_epoch: None = None
+
+    def overrides(self) -> list[str]:
+        trainer = [f"trainer.{key}={'null' if value is None else value}" for key, value in asdict(self).items()]
+        kept = [o for o in TINY if not o.startswith(tuple(f"trainer.{key}" for key in asdict(self)))]
+        return [*kept, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    overrides = [*Settings().overrides(), f"data.cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
+
+    def train(runs: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
+        command = [sys.executable, "-m", "seq2seq.train", *overrides, f"runs_dir={runs}", *extra]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        if wait:
+            _, stderr = process.communicate(timeout=600)
+            assert process.returncode == 0, stderr[-2000:]
+        return process
+
+    train(tmp_path / "whole")
+    (uninterrupted,) = (tmp_path / "whole").glob("*/*/checkpoints/last.ckpt")
+
+    killed = train(tmp_path / "killed", wait=False)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
+    killed.communicate(timeout=60)
+    (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] < Settings.max_steps and saved["global_step"] % Settings.val_check_interval == 0
+    assert saved["TranslationData"]["batches_done"] > 0, "the kill should come mid-epoch"
+
+    train(tmp_path / "killed", f"resume={last.parent.parent}")
+    resumed = weights(last)
+    assert torch.load(last, weights_only=False)["global_step"] == Settings.max_steps
+    assert torch.load(uninterrupted, weights_only=False)["epoch"] >= 1, "the runs should cross an epoch boundary"
+    expected = weights(uninterrupted)
+    assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        assert torch.equal(value, resumed[name]), name
+
+
+# --------------------------------------------------------------------------- config mistakes
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.context=last", "model.context='last' is not one of ('h_n', 'last_output', 'naive_last', 'zero')"),
+        ("model.decoder.hidden_size=100", "model.decoder.hidden_size=100 cannot match model.bridge=concat"),
+        ("model.attention=dot", "model.attention='dot' is not one of"),
+        ("model.contxt=h_n", "Key 'contxt' is not in struct"),
+    ],
+)
+def test_config_mistakes_fail_before_any_data_work(tmp_path, override, message):
+    extra = ["model.bridge=concat"] if "hidden_size" in override else []
+    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}  # any data work would fail loudly
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", override, *extra, f"data.cache_dir={tmp_path}",
+         "data.url=http://127.0.0.1:1/fra-eng.zip", f"runs_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert message in result.stderr and "fra-eng.zip" not in result.stderr
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "runs"]), "nothing was downloaded or cached"
