@@ -1,6 +1,6 @@
 """``python -m seq2seq.bench peer``: ours and JoeyNMT 2.3.0, same data, architecture and steps, side by side.
 
-Every training and decoding run is a subprocess, so that each system's peak memory is its own (``wait4``)
+Every training and decoding run is a subprocess, so that each system's peak memory is its own (VmHWM)
 and JoeyNMT never shares our interpreter: it lives in a virtualenv under the cache, made here from
 ``bench/joeynmt-requirements.txt``. What is compared, how each figure is measured and what still differs:
 ``bench/README.md``. Options are ``key=value`` (see ``DEFAULTS``).
@@ -82,7 +82,9 @@ def table(ours: Figures, peer: Figures) -> str:
     lines = [f"{'':26s} {'ours':>10s} {'JoeyNMT':>10s} {'ours/JoeyNMT':>13s}"]
     for name, label in ROWS.items():
         a, b = getattr(ours, name), getattr(peer, name)
-        lines.append(f"{label:26s} {a:10.1f} {b:10.1f} {a / b if b else float('nan'):13.2f}")
+        digits = 0 if name == "parameters" else 1
+        ratio = f"{a / b:13.2f}" if b else f"{'-':>13s}"
+        lines.append(f"{label:26s} {a:10.{digits}f} {b:10.{digits}f} {ratio}")
     return "\n".join(lines)
 
 
@@ -99,22 +101,37 @@ def parse_ratios(text: str) -> dict[str, float]:
 @dataclass
 class Finished:
     seconds: float
-    peak_mb: float  # the child's own peak resident memory (with any children it waited for)
+    peak_mb: float  # the child's own peak resident memory
     output: str
 
 
-def run(command: list[str], log_path: Path, env: dict[str, str]) -> Finished:
-    """Run to completion, output to ``log_path``; ``wait4`` gives this child's peak memory, not a running max."""
+def _peak_rss_mb(pid: int) -> float:
+    """The process's own high-water resident memory (VmHWM), or 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
+
+
+def run(command: list[str], log_path: Path, env: dict[str, str], poll_seconds: float = 0.05) -> Finished:
+    """Run to completion, output to ``log_path``, sampling the child's own peak memory while it runs.
+
+    Not ``ru_maxrss`` from ``wait4``: Linux counts the parent's resident memory at the moment of the spawn
+    into it, and the parent here holds torch and the corpus.
+    """
     started = time.perf_counter()
+    peak = 0.0
     with log_path.open("w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+        while child.poll() is None:
+            peak = max(peak, _peak_rss_mb(child.pid))
+            time.sleep(poll_seconds)
     output = log_path.read_text()
     if child.returncode:
         tail = "\n".join(output.splitlines()[-15:])
         raise RuntimeError(f"{' '.join(command[:4])} ... failed ({child.returncode}); log {log_path}:\n{tail}")
-    return Finished(time.perf_counter() - started, usage.ru_maxrss / 1024, output)
+    return Finished(time.perf_counter() - started, peak, output)
 
 
 def ensure_joeynmt(venv: Path, wheels: Path | None) -> Path:
@@ -412,8 +429,10 @@ def bench_peer(argv: list[str]) -> tuple[Figures, Figures]:
     ours_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this copy of seq2seq
     ours = bench_ours(options, work, pairs, ours_env)
     peer = bench_joeynmt(options, cfg, work, pairs, env)
+    threads = options.threads or torch.get_num_threads()
     print(
-        f"{datetime.now():%Y-%m-%d %H:%M}, {hardware()}, torch {torch.__version__}; {options.steps} steps, "
+        f"{datetime.now():%Y-%m-%d %H:%M}, {hardware().split(',')[0]}, {threads} threads, torch {torch.__version__}; "
+        f"{options.steps} steps, "
         f"{len(pairs)} test sentences, decoding batch {options.batch_size}; logs in {work}"
     )
     print(table(ours, peer))
