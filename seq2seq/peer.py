@@ -166,6 +166,8 @@ def our_overrides(options: DictConfig) -> list[str]:
         f"data.mirror={mirror}",
         f"data.cache_dir={options.cache_dir}",
         f"trainer.max_steps={options.steps}",
+        f"trainer.val_check_interval={options.steps}",  # validate (and checkpoint) once, after the last step
+        "trainer.check_val_every_n_epoch=null",  # count validation steps across epochs
         "trainer.max_epochs=-1",
         "trainer.max_time=null",
         "trainer.enable_progress_bar=false",
@@ -349,6 +351,8 @@ def bleu(hypotheses: list[str], pairs: list[tuple[str, str]]) -> float:
 
 
 def bench_ours(options: DictConfig, work: Path, pairs: list[tuple[str, str]], env: dict[str, str]) -> Figures:
+    import torch
+
     run_dir = work / "ours"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [sys.executable, "-m", "seq2seq.train", *our_overrides(options), f"hydra.run.dir={run_dir}"]
@@ -357,10 +361,13 @@ def bench_ours(options: DictConfig, work: Path, pairs: list[tuple[str, str]], en
     summary = json.loads((run_dir / "test_metrics.json").read_text())
     if summary["steps"] != options.steps:
         raise RuntimeError(f"ours trained {summary['steps']} steps, not {options.steps}; see {work}/ours-train.log")
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if (step := torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]) != options.steps:
+        raise RuntimeError(f"{checkpoint} holds the weights of step {step}, not {options.steps}")
     epochs = summary["throughput"]
     train_tok_s = sum(e["target_tokens"] for e in epochs) / sum(e["train_seconds"] for e in epochs)
     log.info("ours: decoding %d test sentences", len(pairs))
-    decode = [sys.executable, "-m", "seq2seq.peer", f"checkpoint={run_dir}/checkpoints/last.ckpt"]
+    decode = [sys.executable, "-m", "seq2seq.peer", f"checkpoint={checkpoint}"]
     decoded = run([*decode, f"directory={work}", f"batch_size={options.batch_size}"], work / "ours-decode.log", env)
     speed = json.loads((work / "ours-speed.json").read_text())
     return Figures(

@@ -33,6 +33,7 @@ def test_our_run_is_the_recipe_with_the_benchmark_sizes(configs):
     assert ours.name == "fra-eng-small-attn"
     assert (ours.model.attention, ours.model.bridge, ours.model.encoder.hidden_size) == ("bahdanau", "concat", 64)
     assert (ours.trainer.max_steps, ours.trainer.max_time, ours.data.batch_tokens) == (37, None, 800)
+    assert (ours.trainer.val_check_interval, ours.trainer.check_val_every_n_epoch) == (37, None)  # as JoeyNMT
 
 
 def test_joeynmt_config_matches_our_architecture_data_and_steps(configs, tmp_path):
