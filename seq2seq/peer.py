@@ -438,9 +438,8 @@ def bench_peer(argv: list[str]) -> tuple[Figures, Figures]:
     peer = bench_joeynmt(options, cfg, work, pairs, env)
     threads = options.threads or torch.get_num_threads()
     print(
-        f"{datetime.now():%Y-%m-%d %H:%M}, {hardware().split(',')[0]}, {threads} threads, torch {torch.__version__}; "
-        f"{options.steps} steps, "
-        f"{len(pairs)} test sentences, decoding batch {options.batch_size}; logs in {work}"
+        f"{datetime.now():%Y-%m-%d %H:%M}, {hardware().split(',')[0]}, {threads} thread(s), torch {torch.__version__}; "
+        f"{options.steps} steps, {len(pairs)} test sentences, decoding batch {options.batch_size}; logs in {work}"
     )
     print(table(ours, peer))
     print(ratios_line(ours, peer), flush=True)
