@@ -137,7 +137,8 @@ def run(command: list[str], log_path: Path, env: dict[str, str], poll_seconds: f
 def ensure_joeynmt(venv: Path, wheels: Path | None) -> Path:
     """JoeyNMT's own virtualenv under the cache: reused when it imports the pinned version, else made anew."""
     python = venv / "bin" / "python"
-    check = [str(python), "-c", f"import joeynmt; assert joeynmt.__version__ == {JOEYNMT_VERSION!r}"]
+    # importing the trainer pulls in torch, sentencepiece and importlib_metadata: a broken venv fails here
+    check = [str(python), "-c", f"import joeynmt, joeynmt.training; assert joeynmt.__version__ == {JOEYNMT_VERSION!r}"]
     if python.is_file() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     started = time.perf_counter()
