@@ -1,4 +1,5 @@
 """``python -m seq2seq.bench decode checkpoint=PATH``: decoding speed, batched and one sentence at a time.
+``python -m seq2seq.bench peer``: ours against JoeyNMT, side by side (see ``seq2seq/peer.py``, ``bench/README.md``).
 
 A benchmark prints figures; it asserts nothing. Options are ``key=value``: ``checkpoint`` (required),
 ``batch_sizes`` (e.g. ``[16,64,256]``), ``sentences`` (how many test sentences; default all),
@@ -11,7 +12,7 @@ import sys
 import time
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import corpus_config, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
@@ -32,11 +33,24 @@ DEFAULTS = {
 }
 
 
-def sentences_per_second(translator: Translator, sources: list[str]) -> float:
-    translator.best(sources[: translator.decode.batch_size])  # warm-up
+def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
+    """Sentences/s and the translations; the warm-up batch keeps one-time set-up costs out of the figure."""
+    if warm_up:
+        translator.best(sources[: translator.decode.batch_size])
     started = time.perf_counter()
-    translator.best(sources)
-    return len(sources) / (time.perf_counter() - started)
+    translations = translator.best(sources)
+    return len(sources) / (time.perf_counter() - started), translations
+
+
+def sentences_per_second(translator: Translator, sources: list[str]) -> float:
+    return timed_translation(translator, sources)[0]
+
+
+def searches() -> dict[str, DictConfig]:
+    """The two searches every benchmark times: greedy, and beam 5 with GNMT length penalty 1 (as ``decode=beam``)."""
+    greedy = OmegaConf.load(resource_dir("conf") / "decode" / "greedy.yaml")
+    beam = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0}
+    return {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, beam)}
 
 
 def bench_decode(options) -> list[tuple[str, int, float]]:
@@ -46,12 +60,9 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
     task = load_checkpoint(options.checkpoint)
     data_cfg = corpus_config(task, options.mirror, options.cache_dir)
     sources = [source for source, _ in load_splits(data_cfg)[options.split]][: options.sentences]
-    greedy = OmegaConf.load(resource_dir("conf") / "decode" / "greedy.yaml")
-    beam = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0}  # as decode=beam
-    searches = {"greedy": greedy, "beam 5": OmegaConf.merge(greedy, beam)}
     device = pick_device(options.device)
     rows = []
-    for name, decode in searches.items():
+    for name, decode in searches().items():
         for batch_size in [*options.batch_sizes, 1]:
             subset = sources[: options.single] if batch_size == 1 else sources
             translator = Translator(task, OmegaConf.merge(decode, {"batch_size": batch_size}), device)
@@ -63,8 +74,16 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
 @one_line_errors
 def main(argv: list[str]) -> None:
     log_to_stderr()
+    if argv and argv[0] == "peer":
+        from seq2seq.peer import bench_peer  # only the peer benchmark needs its subprocess machinery
+
+        bench_peer(argv[1:])
+        return
     if not argv or argv[0] != "decode":
-        raise ValueError("usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ...")
+        raise ValueError(
+            "usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ... | "
+            "python -m seq2seq.bench peer [steps=N] ..."
+        )
     options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv[1:]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {pick_device(options.device)}")
     bench_decode(options)
