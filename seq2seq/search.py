@@ -92,7 +92,8 @@ def beam_search(
     Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
     EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
     sorted), the best ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0``
-    this is greedy search exactly.
+    this is greedy search exactly. A sentence leaves the batch as soon as no live beam can beat its
+    ``n_best``-th finished hypothesis, so the remaining steps only pay for sentences still searching.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
@@ -109,6 +110,8 @@ def beam_search(
     done_scores = torch.full((batch, beam), -math.inf, device=device)
     done_tokens = torch.full((batch, beam, horizon), PAD, dtype=torch.long, device=device)
     rank = torch.arange(2 * beam, device=device)
+    active = rows.clone()  # which input sentence each row of the shrinking batch is
+    result_scores, result_tokens = done_scores.clone(), done_tokens.clone()
     for t in range(horizon):
         logits, state = model.decoder(tokens, state)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
@@ -140,11 +143,21 @@ def beam_search(
         state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
         tokens = token.gather(1, order).view(-1, 1)
 
-        # Stop when no sentence's best unfinished beam can still beat its worst finished hypothesis.
+        # A sentence is done when its best unfinished beam cannot beat its n_best-th finished hypothesis.
         best_possible = scores.max(1).values / length_penalty(limits, alpha)
-        if bool((done_scores[:, -1] >= best_possible).all()):
+        done = done_scores[:, n_best - 1] >= best_possible
+        result_scores[active], result_tokens[active] = done_scores, done_tokens
+        if bool(done.all()):
             break
+        if bool(done.any()):  # drop done sentences from the batch, with their beams' decoder state
+            keep = (~done).nonzero().squeeze(1)
+            active, scores, alive, limits = active[keep], scores[keep], alive[keep], limits[keep]
+            done_scores, done_tokens = done_scores[keep], done_tokens[keep]
+            state = state.select((keep[:, None] * beam + torch.arange(beam, device=device)).view(-1))
+            tokens = tokens.view(-1, beam)[keep].view(-1, 1)
+            batch = len(keep)
+            rows = torch.arange(batch, device=device)
     return [
         [Hypothesis(score, tokens) for score, tokens in zip(row_scores, strip(row_tokens)) if score > -math.inf]
-        for row_scores, row_tokens in zip(done_scores[:, :n_best].tolist(), done_tokens[:, :n_best])
+        for row_scores, row_tokens in zip(result_scores[:, :n_best].tolist(), result_tokens[:, :n_best])
     ]
