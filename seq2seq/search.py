@@ -53,27 +53,31 @@ def greedy_search(
     max_length: int | float = 1.5,
     min_length: int = 0,
 ) -> list[list[int]]:
-    """Take the most likely next token at every step, for the whole batch at once."""
+    """Take the most likely next token at every step, for the whole batch at once.
+
+    A sentence leaves the batch at its EOS, so later steps only pay for sentences still being written.
+    """
     batch = source.size(0)
     limits = length_limits(lengths, max_length).to(source.device)
     state = model.encode(source, lengths)
     tokens = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=source.device)
-    steps = []
-    for t in range(int(limits.max())):
+    written = torch.full((batch, int(limits.max())), PAD, dtype=torch.long, device=source.device)
+    active = torch.arange(batch, device=source.device)  # which sentence each row of the shrinking batch is
+    for t in range(written.size(1)):
         logits, state = model.decoder(tokens, state)
         logits = logits[:, -1]
         if t < min_length:
             logits[:, EOS] = -math.inf
-        best = logits.argmax(-1)
-        best = torch.where(t + 1 >= limits, EOS, best)
-        best = torch.where(finished, PAD, best)
-        steps.append(best)
-        finished |= best == EOS
-        if bool(finished.all()):
+        best = torch.where(t + 1 >= limits, EOS, logits.argmax(-1))
+        written[active, t] = best
+        ended = best == EOS
+        if bool(ended.all()):
             break
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            active, limits, best, state = active[keep], limits[keep], best[keep], state.select(keep)
         tokens = best[:, None]
-    return strip(torch.stack(steps, 1))
+    return strip(written)
 
 
 @torch.inference_mode()
@@ -87,7 +91,7 @@ def beam_search(
     alpha: float = 0.0,
     n_best: int = 1,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; finished hypotheses are kept until no unfinished one can beat them.
+    """Batched beam search; a sentence searches until no live beam, ending now, would beat its results.
 
     Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
     EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
@@ -143,8 +147,9 @@ def beam_search(
         state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
         tokens = token.gather(1, order).view(-1, 1)
 
-        # A sentence is done when its best unfinished beam cannot beat its n_best-th finished hypothesis.
-        best_possible = scores.max(1).values / length_penalty(limits, alpha)
+        # A sentence is done when its best live beam, ending next step, would not beat its n_best-th finished
+        # hypothesis (with alpha > 0 a longer ending could in principle still win: the usual trade for speed).
+        best_possible = scores.max(1).values / length_penalty(t + 2, alpha)
         done = done_scores[:, n_best - 1] >= best_possible
         result_scores[active], result_tokens[active] = done_scores, done_tokens
         if bool(done.all()):
@@ -159,5 +164,5 @@ def beam_search(
             rows = torch.arange(batch, device=device)
     return [
         [Hypothesis(score, tokens) for score, tokens in zip(row_scores, strip(row_tokens)) if score > -math.inf]
-        for row_scores, row_tokens in zip(result_scores[:, :n_best].tolist(), result_tokens[:, :n_best])
+        for row_scores, row_tokens in zip(result_scores[:, :n_best].tolist(), result_tokens[:, :n_best].cpu())
     ]
