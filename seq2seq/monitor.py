@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import resource
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,10 +20,19 @@ log = logging.getLogger(__name__)
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated on a GPU; peak resident memory of this process on a CPU."""
+    """Peak GPU memory allocated on a GPU; peak resident memory of this process on a CPU.
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` survives ``exec`` and so would count a large parent's memory.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return usage / 2**20 if sys.platform == "darwin" else usage / 1024  # bytes on macOS, KiB elsewhere
 
 
 class EpochThroughput(Callback):

@@ -212,6 +212,8 @@ def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -
 
 def joeynmt_config(cfg: DictConfig, steps: int, data_dir: Path, model_dir: Path, batch_size: int) -> dict[str, Any]:
     """JoeyNMT's training configuration, derived from ours so that the two cannot drift apart."""
+    import torch
+
     from seq2seq.context import decoder_hidden_size
 
     model, data = cfg.model, cfg.data
@@ -237,7 +239,7 @@ def joeynmt_config(cfg: DictConfig, steps: int, data_dir: Path, model_dir: Path,
         "name": "seq2seq-peer",
         "joeynmt_version": JOEYNMT_VERSION,
         "model_dir": str(model_dir),
-        "use_cuda": False,
+        "use_cuda": torch.cuda.is_available(),  # as ours, which trains and decodes on a GPU when there is one
         "random_seed": cfg.seed,
         "data": {
             "train": str(data_dir / "train"),
