@@ -53,13 +53,20 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (a scheduler's or ``kill``'s polite stop) like Ctrl-C while training."""
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM (a scheduler's or ``kill``'s polite stop) and SIGINT both mean Ctrl-C.
+
+    SIGINT is set too because a shell starts background jobs with it ignored, which Python would inherit.
+    """
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_keyboard_interrupt),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class RandomState(Callback):

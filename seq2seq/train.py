@@ -23,7 +23,7 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.monitor import EpochThroughput
-from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, sigterm_as_interrupt
+from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, stop_signals_as_interrupt
 from seq2seq.task import TranslationTask, build_model
 from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device, score
@@ -102,7 +102,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    with sigterm_as_interrupt():
+    with stop_signals_as_interrupt():
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
 
     best = checkpoints.best_model_path or latest.best_model_path

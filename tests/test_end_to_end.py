@@ -236,7 +236,10 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
     while not list(runs.glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
         time.sleep(0.5)
     process.send_signal(stop)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()  # a run that ignored the signal must not train on behind the other tests
     interrupted = next(runs.glob("*/*/checkpoints/interrupted.ckpt"))
     assert "resume with: python -m seq2seq.train" in stderr and f"resume={interrupted.parent.parent}" in stderr
     step = torch.load(interrupted, weights_only=False)["global_step"]
