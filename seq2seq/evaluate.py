@@ -40,7 +40,9 @@ def main(cfg: DictConfig) -> None:
     metrics, hypotheses = score(Translator(task, cfg.decode, pick_device(cfg.device)), pairs)
     output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{name}.{cfg.decode.strategy}{cfg.decode.beam_size if cfg.decode.strategy == 'beam' else ''}"
+    stem = f"{name}.greedy"
+    if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
+        stem = f"{name}.beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
     (output_dir / f"{stem}.hyp").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     metrics_file = output_dir / "metrics.json"
     everything = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}

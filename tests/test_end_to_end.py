@@ -124,6 +124,12 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     assert len(hypotheses) == metrics["sentences"] > 100
     # evaluate and the end-of-training test score the same checkpoint the same way
     assert metrics["bleu"] == pytest.approx(summary["test"]["greedy"]["bleu"])
+    for alpha in ("0.6", "1.0"):  # beam runs with other settings keep their own hypotheses and scores
+        args = (f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", "decode=beam")
+        assert cli("seq2seq.evaluate", *args, f"decode.length_penalty={alpha}", cache=cache).returncode == 0
+    scored = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(scored) == {"test.greedy", "test.beam5.lp0.6", "test.beam5.lp1"}
+    assert all((tmp_path / f"{stem}.hyp").is_file() for stem in scored)
 
 
 @pytest.mark.parametrize("content", [None, b"", b"not a checkpoint", b"PK\x03\x04truncated"])
