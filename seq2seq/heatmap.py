@@ -32,11 +32,10 @@ def save_heatmap(
     import matplotlib.pyplot as plt
 
     weights = attention_weights(model, source, target).numpy()
-    pieces = source_tok.processor.id_to_piece
-    rows = [target_tok.processor.id_to_piece(t) for t in target] + [target_tok.processor.id_to_piece(EOS)]
+    rows = target_tok.id_to_piece([*target, EOS])
     figure, axes = plt.subplots(figsize=(1 + 0.45 * len(source), 1 + 0.4 * len(rows)))
     axes.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
-    axes.set_xticks(range(len(source)), [pieces(t) for t in source], rotation=60, ha="right")
+    axes.set_xticks(range(len(source)), source_tok.id_to_piece(source), rotation=60, ha="right")
     axes.set_yticks(range(len(rows)), rows)
     axes.set_xlabel("source")
     axes.set_ylabel("translation")

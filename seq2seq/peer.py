@@ -204,7 +204,7 @@ def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -
             (directory / f"{name}.{lang}").write_text("".join(f"{line}\n" for line in text))
     for side, tok in (("src", src_tok), ("trg", tgt_tok)):
         (directory / f"{side}.model").write_bytes(tok.model_proto)
-        pieces = tok.processor.id_to_piece(list(range(len(tok))))
+        pieces = tok.id_to_piece(range(len(tok)))
         (directory / f"{side}_vocab.txt").write_text("".join(f"{piece}\n" for piece in pieces))
     test = encoded["test"]
     return list(zip(test.sources, test.targets))[:sentences]

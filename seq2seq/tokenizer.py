@@ -40,6 +40,10 @@ class Tokenizer:
     def pieces(self, sentence: str) -> list[str]:
         return self.processor.encode(sentence, out_type=str)
 
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        """The subword strings of token ids, for display and for other toolkits' vocabulary files."""
+        return self.processor.id_to_piece(list(ids))
+
 
 def train_tokenizer(
     sentences: Iterable[str],
