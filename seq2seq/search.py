@@ -115,7 +115,7 @@ def beam_search(
     done_tokens = torch.full((batch, beam, horizon), PAD, dtype=torch.long, device=device)
     rank = torch.arange(2 * beam, device=device)
     active = rows.clone()  # which input sentence each row of the shrinking batch is
-    result_scores, result_tokens = done_scores.clone(), done_tokens.clone()
+    result_scores, result_tokens = done_scores.clone(), done_tokens.clone()  # filled as sentences finish
     for t in range(horizon):
         logits, state = model.decoder(tokens, state)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
@@ -151,7 +151,7 @@ def beam_search(
         # hypothesis (with alpha > 0 a longer ending could in principle still win: the usual trade for speed).
         best_possible = scores.max(1).values / length_penalty(t + 2, alpha)
         done = done_scores[:, n_best - 1] >= best_possible
-        result_scores[active], result_tokens[active] = done_scores, done_tokens
+        result_scores[active[done]], result_tokens[active[done]] = done_scores[done], done_tokens[done]
         if bool(done.all()):
             break
         if bool(done.any()):  # drop done sentences from the batch, with their beams' decoder state
