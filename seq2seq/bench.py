@@ -1,5 +1,6 @@
 """``python -m seq2seq.bench decode checkpoint=PATH``: decoding speed, batched and one sentence at a time.
-``python -m seq2seq.bench peer``: ours against JoeyNMT, side by side (see ``seq2seq/peer.py``, ``bench/README.md``).
+
+(Ours against JoeyNMT is a tool of the repository, not of the package: ``python bench/peer.py``.)
 
 A benchmark prints figures; it asserts nothing. Options are ``key=value``: ``checkpoint`` (required),
 ``batch_sizes`` (e.g. ``[16,64,256]``), ``sentences`` (how many test sentences; default all),
@@ -74,15 +75,9 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
 @one_line_errors
 def main(argv: list[str]) -> None:
     log_to_stderr()
-    if argv and argv[0] == "peer":
-        from seq2seq.peer import bench_peer  # only the peer benchmark needs its subprocess machinery
-
-        bench_peer(argv[1:])
-        return
     if not argv or argv[0] != "decode":
         raise ValueError(
-            "usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ... | "
-            "python -m seq2seq.bench peer [steps=N] ..."
+            "usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ..."
         )
     options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv[1:]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {pick_device(options.device)}")

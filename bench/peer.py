@@ -1,9 +1,11 @@
-"""``python -m seq2seq.bench peer``: ours and JoeyNMT 2.3.0, same data, architecture and steps, side by side.
+"""``python bench/peer.py [key=value ...]``: ours and JoeyNMT 2.3.0, same data, architecture and steps, side by side.
+
+A tool of the repository, not of the package: it drives the installed ``seq2seq`` through its command line.
 
 Every training and decoding run is a subprocess, so that each system's peak memory is its own (VmHWM)
 and JoeyNMT never shares our interpreter: it lives in a virtualenv under the cache, made here from
-``bench/joeynmt-requirements.txt``. What is compared, how each figure is measured and what still differs:
-``bench/README.md``. Options are ``key=value`` (see ``DEFAULTS``).
+``joeynmt-requirements.txt`` beside this file. What is compared, how each figure is measured and what still
+differs: ``README.md`` beside this file. Options are ``key=value`` (see ``DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.bench import searches, timed_translation
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.config import CONF_DIR, register_recipes
+from seq2seq.context import decoder_hidden_size
+from seq2seq.data import prepare
+from seq2seq.task import corpus_scores
+from seq2seq.train import hardware
+from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
 
 JOEYNMT_VERSION = "2.3.0"
-REQUIREMENTS = Path(__file__).resolve().parent.parent / "bench" / "joeynmt-requirements.txt"
+REQUIREMENTS = Path(__file__).resolve().parent / "joeynmt-requirements.txt"
 
 DEFAULTS = {
     "steps": 300,  # optimizer steps, both systems
@@ -56,7 +70,6 @@ ATTENTION = {"bahdanau": "bahdanau", "luong_general": "luong"}
 @dataclass
 class Figures:
     """One system's results; field names are the keys of the ratios line."""
-
     train_tok_s: float
     greedy_sent_s: float
     beam5_sent_s: float
@@ -92,12 +105,6 @@ def table(ours: Figures, peer: Figures) -> str:
 
 def ratios_line(ours: Figures, peer: Figures) -> str:
     return "ratios " + " ".join(f"{name}={getattr(ours, name) / getattr(peer, name):.2f}" for name in RATIOS)
-
-
-def parse_ratios(text: str) -> dict[str, float]:
-    """The last ``ratios`` line of a benchmark's output, as numbers."""
-    line = [line for line in text.splitlines() if line.startswith("ratios ")][-1]
-    return {key: float(value) for key, value in (item.split("=") for item in line.split()[1:])}
 
 
 @dataclass
@@ -180,10 +187,6 @@ def our_overrides(options: DictConfig) -> list[str]:
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """Our training config as ``seq2seq.train`` will see it with these overrides."""
-    from hydra import compose, initialize_config_dir
-
-    from seq2seq.config import CONF_DIR, register_recipes
-
     register_recipes()
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides=overrides)
@@ -195,8 +198,6 @@ def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -
     A vocabulary file lists our pieces in id order; JoeyNMT puts its specials first, so the two vocabularies
     hold the same pieces and differ only in that ``<unk>`` and ``<pad>`` swap ids.
     """
-    from seq2seq.data import prepare
-
     encoded, src_tok, tgt_tok = prepare(data_cfg)
     directory.mkdir(parents=True, exist_ok=True)
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
@@ -214,10 +215,6 @@ def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -
 
 def joeynmt_config(cfg: DictConfig, steps: int, data_dir: Path, model_dir: Path, batch_size: int) -> dict[str, Any]:
     """JoeyNMT's training configuration, derived from ours so that the two cannot drift apart."""
-    import torch
-
-    from seq2seq.context import decoder_hidden_size
-
     model, data = cfg.model, cfg.data
     if model.bridge not in INIT_HIDDEN or model.attention not in ATTENTION or model.cell != "gru":
         raise ValueError(f"the peer benchmark needs a GRU, bridge {tuple(INIT_HIDDEN)}, attention {tuple(ATTENTION)}")
@@ -350,8 +347,6 @@ def read_lines(path: Path) -> list[str]:
 
 
 def bleu(hypotheses: list[str], pairs: list[tuple[str, str]]) -> float:
-    from seq2seq.task import corpus_scores
-
     return corpus_scores(hypotheses, [reference for _, reference in pairs])["bleu"]
 
 
@@ -364,8 +359,6 @@ class Trained:
 
 def train_ours(options: DictConfig, work: Path, env: dict[str, str]) -> Trained:
     """Our real training entry point for exactly ``steps`` steps, then a decoder of its last checkpoint."""
-    import torch
-
     run_dir = work / "ours"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [sys.executable, "-m", "seq2seq.train", *our_overrides(options), f"hydra.run.dir={run_dir}"]
@@ -379,7 +372,7 @@ def train_ours(options: DictConfig, work: Path, env: dict[str, str]) -> Trained:
         raise RuntimeError(f"{checkpoint} holds the weights of step {step}, not {options.steps}")
     epochs = summary["throughput"]
     train_tok_s = sum(e["target_tokens"] for e in epochs) / sum(e["train_seconds"] for e in epochs)
-    command = [sys.executable, "-m", "seq2seq.peer", f"checkpoint={checkpoint}", f"directory={work}",
+    command = [sys.executable, __file__, "decode", f"checkpoint={checkpoint}", f"directory={work}",
                f"batch_size={options.batch_size}"]  # fmt: skip
 
     def decode() -> dict[str, float]:
@@ -391,8 +384,6 @@ def train_ours(options: DictConfig, work: Path, env: dict[str, str]) -> Trained:
 
 def train_joeynmt(options: DictConfig, cfg: DictConfig, work: Path, env: dict[str, str]) -> Trained:
     """JoeyNMT, in its own virtualenv, for exactly ``steps`` updates, then a decoder of its last checkpoint."""
-    from seq2seq.bench import searches
-
     python = ensure_joeynmt(Path(options.joeynmt_venv).expanduser(), options.wheels and Path(options.wheels))
     model_dir = work / "joeynmt"
     config = joeynmt_config(cfg, options.steps, work / "data", model_dir, options.batch_size)
@@ -437,21 +428,16 @@ def figures(
 
 def bench_peer(argv: list[str]) -> tuple[Figures, Figures]:
     """Prepare the data once, run both systems, print the table and the ratios line."""
-    import torch
-
-    from seq2seq.train import hardware
-
     options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
     work = Path(options.work_dir).expanduser()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cfg = compose_config(our_overrides(options))
     pairs = write_corpus(cfg.data, work / "data", options.sentences)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # each system sees only its own install
     if options.threads:
         env["OMP_NUM_THREADS"] = str(options.threads)
-    ours_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this copy of seq2seq
-    systems = {"ours": train_ours(options, work, ours_env), "joeynmt": train_joeynmt(options, cfg, work, env)}
+    systems = {"ours": train_ours(options, work, env), "joeynmt": train_joeynmt(options, cfg, work, env)}
     decodings: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     for repeat in range(options.repeats):  # alternate, so that a slow spell of the machine hits both
         for name, trained in systems.items():
@@ -471,10 +457,6 @@ def bench_peer(argv: list[str]) -> tuple[Figures, Figures]:
 
 def decode_ours(argv: list[str]) -> None:
     """The child that times our decoding, so that its peak memory is measured apart from the parent's."""
-    from seq2seq.bench import searches, timed_translation
-    from seq2seq.checkpoint import load_checkpoint
-    from seq2seq.translator import Translator, pick_device
-
     options = OmegaConf.from_dotlist(argv)
     work = Path(options.directory)
     task = load_checkpoint(options.checkpoint, pick_device())
@@ -488,5 +470,16 @@ def decode_ours(argv: list[str]) -> None:
     (work / "ours-speed.json").write_text(json.dumps(speed))
 
 
+@one_line_errors
+def main(argv: list[str]) -> None:
+    log_to_stderr()
+    if argv[:1] == ["decode"]:
+        decode_ours(argv[1:])
+    elif argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+    else:
+        bench_peer(argv)
+
+
 if __name__ == "__main__":
-    decode_ours(sys.argv[1:])
+    main(sys.argv[1:])
