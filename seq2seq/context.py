@@ -9,12 +9,19 @@ Facts this module relies on (checked exactly in tests/test_context.py), in ``nn.
   Not packed: ``h_n`` has run over the pads.
 - Bidirectional: the backward direction's final state is at ``output[0]``, not ``output[-1]``;
   ``h_n`` holds both directions' true final states.
+- Bidirectional, not packed: the backward pass starts at the last position, so it reads the pads first:
+  ``output[0]``'s backward half *is* unpacked ``h_n``'s backward state, not the true one. The forward half
+  at ``lengths - 1`` is the true one with one layer (it comes before any pad) but not with two or more:
+  every upper layer's input, at every step, holds the backward half of the layer below, which read the pads.
+  Sentences without pads, and unidirectional encoders at any depth, are unaffected (up to float rounding:
+  packed and unpacked kernels add in different orders).
 
 Modes (``model.context``):
 
 - ``h_n``: the final state of every layer, mapped layer to layer onto the decoder.
 - ``last_output``: the top layer's output at ``lengths - 1`` (forward) and at 0 (backward); one vector,
-  given to every decoder layer.
+  given to every decoder layer. The true final states when packed or unidirectional; not packed and
+  bidirectional, see above: the backward half has read the pads, and with two or more layers the forward too.
 - ``naive_last``: ``output[-1]`` as is, both halves: the common pitfall, kept for comparison; one vector
   given to every decoder layer.
 - ``zero``: no context; the decoder starts from zeros.

@@ -70,6 +70,41 @@ def test_unpacked_h_n_has_run_over_the_pads():
     assert torch.equal(unpacked.outputs[:, -1], unpacked.h_n[0])
 
 
+def packed_and_unpacked(num_layers, bidirectional):
+    """One encoder's ``last_output`` states, packed (the true final states) and unpacked, plus unpacked ``h_n``."""
+    batch = padded_batch(LENGTHS)
+    packed = make_encoder(num_layers, bidirectional, packed=True)(*batch)
+    unpacked = make_encoder(num_layers, bidirectional, packed=False)(*batch)
+    return final_states(packed, "last_output")[0], final_states(unpacked, "last_output")[0], unpacked
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_unpacked_bidirectional_last_output_backward_half_is_unpacked_h_n_which_read_the_pads_first(num_layers):
+    true, unpacked, encoded = packed_and_unpacked(num_layers, bidirectional=True)
+    assert torch.equal(unpacked[1], final_states(encoded, "h_n")[-1, 1])  # the same state, not the true one
+    for row in padded_rows:
+        assert (unpacked[1, row] - true[1, row]).abs().max() > 1e-3
+    torch.testing.assert_close(unpacked[1, full_rows], true[1, full_rows])  # two kernels: equal up to rounding
+
+
+def test_unpacked_one_layer_last_output_forward_half_is_the_true_one():
+    true, unpacked, _ = packed_and_unpacked(1, bidirectional=True)
+    torch.testing.assert_close(unpacked[0], true[0])  # the forward pass reaches lengths-1 before any pad
+
+
+def test_unpacked_two_layer_last_output_forward_half_has_read_the_pads_through_the_layer_below():
+    true, unpacked, _ = packed_and_unpacked(2, bidirectional=True)
+    for row in padded_rows:  # layer 2's input at every step holds layer 1's backward half, which read the pads
+        assert (unpacked[0, row] - true[0, row]).abs().max() > 1e-3
+    torch.testing.assert_close(unpacked[0, full_rows], true[0, full_rows])
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_unpacked_unidirectional_last_output_is_the_true_one_at_every_depth(num_layers):
+    true, unpacked, _ = packed_and_unpacked(num_layers, bidirectional=False)
+    torch.testing.assert_close(unpacked, true)
+
+
 @pytest.mark.parametrize(
     ("bridge", "bidirectional", "decoder_hidden", "expected"),
     [

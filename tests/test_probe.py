@@ -6,19 +6,24 @@ from toy import train_reversal
 
 from seq2seq.data import Ragged
 from seq2seq.encoder import Encoder
-from seq2seq.probe import format_rows, mixed_length_batch, probe
+from seq2seq.probe import format_rows, mixed_length_batch, probe, sentence_verdicts
 
 
-@pytest.fixture(scope="module")
-def rows():
+def probe_mixed_lengths(hidden, num_layers):
+    """Probe a fresh bidirectional encoder on 6 random sentences of distinct lengths, longest first."""
     torch.manual_seed(0)
-    encoder = Encoder(40, 8, 6, num_layers=2, bidirectional=True)
+    encoder = Encoder(40, 8, hidden, num_layers=num_layers, bidirectional=True)
     generator = torch.Generator().manual_seed(1)
     ragged = Ragged.from_lists([torch.randint(4, 40, (n,), generator=generator).tolist() for n in range(1, 30)])
     index = mixed_length_batch(ragged, 6)
     lengths = ragged.lengths[index]
     assert lengths.tolist() == sorted(lengths.tolist(), reverse=True) and len(set(lengths.tolist())) == 6
-    return probe(encoder, ragged.pad(index), lengths, layers=2), lengths.tolist()
+    return probe(encoder, ragged.pad(index), lengths, layers=num_layers), lengths.tolist()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return probe_mixed_lengths(hidden=6, num_layers=2)
 
 
 def find(rows, packed, mode, bridge="concat"):
@@ -29,21 +34,38 @@ def test_packed_h_n_and_last_output_match_exactly(rows):
     rows, _ = rows
     for mode in ("h_n", "last_output"):
         row = find(rows, True, mode)
-        assert row.difference == [0.0, 0.0] and row.wrong_sentences == 0
+        assert row.difference == [0.0, 0.0] and row.verdicts == ["exact"] * 6
 
 
 def test_naive_last_is_wrong_for_every_padded_sentence_and_every_backward_state(rows):
     rows, lengths = rows
     row = find(rows, True, "naive_last")
     assert row.difference[0] > 0 and row.difference[1] > 0
-    assert row.wrong_sentences == len(lengths)  # forward wrong where padded, backward wrong everywhere
+    assert row.verdicts == ["wrong"] * len(lengths)  # forward wrong where padded, backward wrong everywhere
 
 
 def test_unpacked_h_n_is_moved_by_the_pads(rows):
     rows, lengths = rows
     row = find(rows, False, "h_n")
-    padded = sum(n < max(lengths) for n in lengths)
-    assert row.difference[0] > 0 and row.wrong_sentences >= padded
+    assert row.difference[0] > 0 and row.verdicts[1:] == ["wrong"] * (len(lengths) - 1)  # all but the longest
+
+
+def test_sentence_verdicts_tell_exact_from_float_noise_from_wrong():
+    truth = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1  # (directions, batch, hidden)
+    states = truth.clone()
+    states[0, 1] += 1e-7  # rounding-sized, forward only
+    states[1, 2, 3] += 1e-3  # one backward unit clearly off
+    states[:, 3] = torch.nextafter(states[:, 3], torch.ones_like(states[:, 3]))  # one ulp, both directions
+    assert sentence_verdicts(states, truth) == ["exact", "float noise", "wrong", "float noise"]
+
+
+def test_the_longest_unpadded_sentence_of_an_unpacked_batch_is_not_counted_wrong():
+    rows, lengths = probe_mixed_lengths(hidden=32, num_layers=1)  # wide enough for the kernels' rounding to differ
+    for mode in ("h_n", "last_output"):
+        assert find(rows, False, mode).verdicts[0] in ("exact", "float noise")  # no pads: rounding at most
+    assert find(rows, False, "h_n").verdicts[1:] == ["wrong"] * (len(lengths) - 1)  # every padded one has read pads
+    unpacked_h_n = next(line for line in format_rows(rows, lengths).splitlines() if line.startswith("False   h_n"))
+    assert unpacked_h_n.endswith("wrong 5 of 6")
 
 
 def test_every_bridge_reports_its_shape(rows):
