@@ -73,8 +73,12 @@ def bench_decode(options) -> list[tuple[str, int, float]]:
 
 
 @one_line_errors
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     log_to_stderr()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
     if not argv or argv[0] != "decode":
         raise ValueError(
             "usage: python -m seq2seq.bench decode checkpoint=PATH [batch_sizes=[16,64,256]] ..."
@@ -85,4 +89,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

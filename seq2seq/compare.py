@@ -151,11 +151,15 @@ def compare(sweep_dir: Path) -> str:
 
 
 @one_line_errors
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
     if len(argv) != 1:
-        raise ValueError("usage: python -m seq2seq.compare SWEEP_DIR")
+        raise ValueError("usage: python -m seq2seq.compare SWEEP_DIR (e.g. runs/fra-eng-small-context-sweep/DATE)")
     print(compare(Path(argv[0])))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
