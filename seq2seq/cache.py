@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+
+class CacheError(RuntimeError):
+    """A cache file that cannot be written or trusted; the message names the file and what to do."""
 
 
 def content_key(texts: Sequence[str], settings: dict[str, Any]) -> str:
@@ -31,14 +36,35 @@ def locked(path: Path) -> Iterator[None]:
         yield
 
 
+def mount_point(path: Path) -> Path:
+    """The file system ``path`` lies on, as the directory it is mounted at."""
+    path = path.resolve()
+    while not path.is_mount():
+        path = path.parent
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let ``write`` fill a temporary file beside ``path``, then rename it into place."""
+    """Let ``write`` fill a temporary file beside ``path``, then rename it into place.
+
+    The file gets the permissions the umask gives (mkstemp's are 0600), so that a group can share a cache.
+    A full disk leaves no partial file and is reported in one line.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise CacheError(
+            f"no space left on {mount_point(path.parent)} writing {path}; free some space there"
+        ) from error
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from seq2seq.config import resource_dir
 from seq2seq.task import FORMAT_VERSION, TranslationTask
 
 
@@ -14,13 +17,21 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationTask:
-    """Load a trained model ready to translate, or fail with one clear line."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A seq2seq checkpoint's contents, read without running code: tensors and plain data only.
+
+    Everything seq2seq and Lightning save loads this way; anything else (a pickled object's code) is refused.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file; pass checkpoint=PATH to a .ckpt in a run's checkpoints/ folder")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: not only tensors and plain data, and unpickling the rest could run code; refused: "
+            "use a checkpoint that seq2seq wrote"
+        ) from error
     except Exception as error:
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(error).__name__}); is the file complete?"
@@ -32,6 +43,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
             f"{path}: checkpoint format {raw.get('seq2seq_format')!r} is not {FORMAT_VERSION} (or lacks tokenizers); "
             "retrain it with this version of seq2seq"
         )
+    return raw
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationTask:
+    """Load a trained model ready to translate, or fail with one clear line."""
+    path = Path(path).expanduser()
+    raw = read_checkpoint(path)
     hparams = raw["hyper_parameters"]
     try:
         task = TranslationTask(hparams["config"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
@@ -45,5 +63,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
 
 
 def corpus_config(task: TranslationTask, mirror: str | None, cache_dir: str) -> DictConfig:
-    """The checkpoint's data settings, with this machine's mirror and cache in place of the trainer's."""
-    return OmegaConf.merge(task.config["data"], {"mirror": mirror, "cache_dir": cache_dir})
+    """The checkpoint's data settings, with this machine's mirror and cache in place of the trainer's.
+
+    Settings added since the checkpoint was trained take their defaults.
+    """
+    defaults = OmegaConf.load(resource_dir("conf") / "data" / "fra-eng.yaml")
+    return OmegaConf.merge(defaults, task.config["data"], {"mirror": mirror, "cache_dir": cache_dir})

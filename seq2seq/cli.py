@@ -10,10 +10,19 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
+from seq2seq.cache import CacheError
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.corpus import CorpusError
 
-USER_ERRORS = (CheckpointError, CorpusError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
+USER_ERRORS = (
+    CacheError,
+    CheckpointError,
+    CorpusError,
+    ValueError,
+    FileNotFoundError,
+    MissingMandatoryValue,
+    FloatingPointError,
+)
 
 
 def log_to_stderr() -> None:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import re
 import shutil
-import tempfile
 import unicodedata
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from seq2seq.cache import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,18 @@ def verify_archive(path: Path, member: str, sha256: str | None = None) -> None:
                 raise zipfile.BadZipFile("CRC check failed")
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise CorpusError(f"{path}: corrupt or truncated zip archive ({error}); delete it and retry") from error
+    except (RuntimeError, NotImplementedError) as error:  # zipfile's words for encrypted and unknown compression
+        raise CorpusError(
+            f"{path}: unreadable zip member ({error}); use the unencrypted archive as published"
+        ) from error
 
 
 def download(url: str, destination: Path, member: str, sha256: str | None = None, timeout: float = 60) -> Path:
     """Download ``url`` to ``destination`` atomically: a partial or corrupt download leaves no file behind."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    handle, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=destination.name, suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+
+    def fetch(tmp: Path) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
             shutil.copyfileobj(response, out, 1 << 20)
         if expected is not None and tmp.stat().st_size != int(expected):
@@ -80,9 +83,8 @@ def download(url: str, destination: Path, member: str, sha256: str | None = None
             verify_archive(tmp, member, sha256)
         except CorpusError as error:  # name what the user knows, the URL, not the deleted temporary file
             raise CorpusError(f"{url}: {str(error).removeprefix(f'{tmp}: ')}; nothing was cached") from error
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(destination, fetch)
     return destination
 
 
@@ -131,11 +133,13 @@ class ParseReport:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def parse_pairs(raw: bytes) -> tuple[list[tuple[str, str]], ParseReport]:
+def parse_pairs(lines: Iterable[bytes]) -> tuple[list[tuple[str, str]], ParseReport]:
     """Parse ``English<TAB>French[<TAB>attribution]`` lines into NFC ``(eng, fra)`` pairs."""
     report = ParseReport()
     pairs = []
-    for line in raw.removeprefix(b"\xef\xbb\xbf").splitlines():
+    for number, line in enumerate(lines):
+        if number == 0:
+            line = line.removeprefix(b"\xef\xbb\xbf")
         if not line.strip():
             continue
         try:
@@ -158,9 +162,19 @@ def parse_pairs(raw: bytes) -> tuple[list[tuple[str, str]], ParseReport]:
     return pairs, report
 
 
-def read_archive(path: Path, member: str = "fra.txt") -> tuple[list[tuple[str, str]], ParseReport]:
+def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[list[tuple[str, str]], ParseReport]:
+    """Parse the archive's text line by line as it is decompressed, refusing a member larger than ``max_bytes``.
+
+    zipfile stops a member at the size its header declares, so checking that size bounds what is read.
+    """
     with zipfile.ZipFile(path) as archive:
-        return parse_pairs(archive.read(member))
+        if (size := archive.getinfo(member).file_size) > max_bytes:
+            raise CorpusError(
+                f"{path}: {member} unpacks to {size} bytes, over data.max_archive_bytes={max_bytes}; "
+                "is it the right file? (raise the limit if so)"
+            )
+        with archive.open(member) as lines:
+            return parse_pairs(lines)
 
 
 def is_tutorial_pair(eng: str, fra: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seq2seq import corpus
-from seq2seq.cache import atomic_write, content_key, locked
+from seq2seq.cache import CacheError, atomic_write, content_key, locked
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+CACHE_FORMAT = 2  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
 class Batch(NamedTuple):
@@ -107,7 +109,7 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: 
 def load_splits(data_cfg: Any) -> dict[str, list[tuple[str, str]]]:
     """Archive → parsed pairs → subset → group-disjoint split → (source, target) pairs per split."""
     archive = corpus.find_archive(data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256)
-    pairs, report = corpus.read_archive(archive)
+    pairs, report = corpus.read_archive(archive, data_cfg.max_archive_bytes)
     log.info("%s: %s", archive, report)
     pairs = corpus.select_subset(pairs, data_cfg.subset)
     splits = corpus.split_pairs(pairs, data_cfg.valid_fraction, data_cfg.test_fraction, data_cfg.split_seed)
@@ -130,29 +132,70 @@ def build_tokenizers(data_cfg: Any, train: Sequence[tuple[str, str]]) -> tuple[T
     )
 
 
+def drop_unusable(name: str, split: EncodedSplit, max_tokens: int) -> EncodedSplit:
+    """Drop pairs the model cannot take, counted by reason.
+
+    A side of no subwords (text sentencepiece normalises away, e.g. a lone zero-width space) would reach
+    packing as a zero-length sequence, in any split; training pairs are also capped at ``max_tokens``.
+    """
+    source, target = split.source_ids.lengths, split.target_ids.lengths
+    reasons = {"with a side of no subwords": (source == 0) | (target == 0)}
+    if name == "train":
+        reasons[f"longer than {max_tokens} tokens"] = (source > max_tokens) | (target > max_tokens)
+    dropped = {why: int(mask.sum()) for why, mask in reasons.items() if mask.any()}
+    if not dropped:
+        return split
+    log.info("%s split: dropping %s", name, ", ".join(f"{n} pairs {why}" for why, n in dropped.items()))
+    return split.select(~torch.stack(list(reasons.values())).any(0))
+
+
+def save_encoded(encoded: dict[str, EncodedSplit], path: Path) -> None:
+    """Tensors, lists and strings only, so that loading them runs no code.
+
+    Written through a Python file, so that a full disk raises OSError (torch's own writer raises RuntimeError).
+    """
+    plain = {
+        name: {**vars(split), "source_ids": vars(split.source_ids), "target_ids": vars(split.target_ids)}
+        for name, split in encoded.items()
+    }
+    with open(path, "wb") as file:
+        torch.save(plain, file)
+
+
+def load_encoded(path: Path) -> dict[str, EncodedSplit]:
+    """Read a cache file without running code: anything but tensors and plain data is refused."""
+    try:
+        plain = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CacheError(
+            f"{path}: not only tensors and plain data, and unpickling the rest could run code; refused: delete it"
+        ) from error
+    return {
+        name: EncodedSplit(
+            **{**split, "source_ids": Ragged(**split["source_ids"]), "target_ids": Ragged(**split["target_ids"])}
+        )
+        for name, split in plain.items()
+    }
+
+
 def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenizer]:
     """Everything the model trains on, from the cache when the same inputs and settings made it before."""
     splits = load_splits(data_cfg)
     src_tok, tgt_tok = build_tokenizers(data_cfg, splits["train"])
-    everything = [f"{s}\t{t}" for name in SPLITS for s, t in splits[name]]
+    # each pair with its split's name, so that moving the boundary between splits changes the key
+    everything = [f"{name}\t{s}\t{t}" for name in SPLITS for s, t in splits[name]]
     tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
-    key = content_key(everything, {"tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens})
-    path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{key}.pt"
+    settings = {"format": CACHE_FORMAT, "tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens}
+    path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{content_key(everything, settings)}.pt"
     with locked(path):
         if path.is_file():
-            encoded = torch.load(path, weights_only=False)
+            encoded = load_encoded(path)
         else:
-            encoded = {name: encode_pairs(splits[name], src_tok, tgt_tok) for name in SPLITS}
-            train = encoded["train"]
-            keep = (train.source_ids.lengths <= data_cfg.max_tokens) & (train.target_ids.lengths <= data_cfg.max_tokens)
-            if not bool(keep.all()):
-                log.info(
-                    "dropping %d training pairs longer than %d tokens",
-                    int((~keep).sum()),
-                    data_cfg.max_tokens,
-                )
-                encoded["train"] = train.select(keep)
-            atomic_write(path, lambda tmp: torch.save(encoded, tmp))
+            encoded = {
+                name: drop_unusable(name, encode_pairs(splits[name], src_tok, tgt_tok), data_cfg.max_tokens)
+                for name in SPLITS
+            }
+            atomic_write(path, lambda tmp: save_encoded(encoded, tmp))
     return encoded, src_tok, tgt_tok
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def evaluation_pairs(cfg: DictConfig, data_cfg: DictConfig) -> tuple[str, list[tuple[str, str]]]:
     """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split."""
     if cfg.input:
-        pairs, report = corpus.parse_pairs(Path(cfg.input).read_bytes())
+        pairs, report = corpus.parse_pairs(Path(cfg.input).read_bytes().splitlines())
         log.info("%s: %s", cfg.input, report)
         return Path(cfg.input).stem, corpus.orient(pairs, data_cfg.src_lang, data_cfg.tgt_lang)
     if cfg.split not in ("valid", "test"):

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, read_checkpoint
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
@@ -75,6 +75,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
 
     resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
+    if resume_from:
+        read_checkpoint(resume_from)  # refuse a tampered file in one line before Lightning reads it
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
@@ -103,7 +105,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
     with stop_signals_as_interrupt():
-        trainer.fit(task, datamodule=data, ckpt_path=resume_from)
+        trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
     best = checkpoints.best_model_path or latest.best_model_path
     if not best:  # stopped before the first validation: keep the weights anyway

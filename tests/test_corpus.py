@@ -5,6 +5,7 @@ Network tests only ever talk to a throw-away ``http.server`` on 127.0.0.1.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import io
@@ -12,6 +13,7 @@ import os
 import random
 import stat
 import threading
+import tracemalloc
 import unicodedata
 import zipfile
 from collections import Counter
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq import corpus
+from seq2seq.cache import CacheError
 from seq2seq.corpus import CorpusError, find_archive, orient, parse_pairs, select_subset, split_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,7 @@ REAL_SHA256 = "90f3221358a134fe3f5a58786a47bf45b34881894675a40df75bb70a40feebb1"
 
 GOOD_TEXT = "Go.\tVa !\nHi.\tSalut.\nRun!\tCours !\nI'm happy.\tJe suis heureux.\n"
 UNREACHABLE = "http://127.0.0.1:1/fra-eng.zip"
+ARCHIVE_LIMIT = 1 << 27  # data.max_archive_bytes's default
 
 
 def zip_bytes(text: str | bytes = GOOD_TEXT, member: str = "fra.txt") -> bytes:
@@ -113,7 +117,7 @@ def test_two_and_three_column_lines_are_both_accepted():
         b"Hi.\tSalut.\tCC-BY 2.0 (France) Attribution: tatoeba.org #538123 (CM) & #509819 (Aiji)\n"
         b"Run!\tCours !\n"
     )
-    pairs, report = parse_pairs(raw)
+    pairs, report = parse_pairs(io.BytesIO(raw))
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert report.kept == 3
     assert sum(report.dropped.values()) == 0
@@ -121,7 +125,7 @@ def test_two_and_three_column_lines_are_both_accepted():
 
 def test_bom_and_crlf_do_not_leak_into_sentences():
     raw = b"\xef\xbb\xbfGo.\tVa !\r\nHi.\tSalut.\tattribution\r\nRun!\tCours !\r\n"
-    pairs, report = parse_pairs(raw)
+    pairs, report = parse_pairs(io.BytesIO(raw))
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert not any(("\ufeff" in s or "\r" in s) for pair in pairs for s in pair)
     assert sum(report.dropped.values()) == 0
@@ -141,7 +145,7 @@ def test_bom_and_crlf_do_not_leak_into_sentences():
 )
 def test_each_kind_of_bad_line_is_dropped_with_its_reason(bad_line, reason):
     raw = b"Go.\tVa !\n" + bad_line + b"\nRun!\tCours !\n"
-    pairs, report = parse_pairs(raw)
+    pairs, report = parse_pairs(io.BytesIO(raw))
     assert pairs == [("Go.", "Va !"), ("Run!", "Cours !")]
     assert report.kept == 2
     assert report.dropped == Counter({reason: 1})
@@ -161,7 +165,7 @@ def test_mixed_bad_lines_are_counted_per_reason_and_blank_lines_ignored():
         b"Run!\tCours !\tattribution",
         b"Wait!\t",
     ]
-    pairs, report = parse_pairs(b"\r\n".join(lines) + b"\r\n")
+    pairs, report = parse_pairs(io.BytesIO(b"\r\n".join(lines) + b"\r\n"))
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert report.kept == len(pairs)
     assert report.dropped == Counter({"without a tab": 2, "with an empty side": 2, "undecodable": 1})
@@ -170,7 +174,7 @@ def test_mixed_bad_lines_are_counted_per_reason_and_blank_lines_ignored():
 
 def test_stray_control_characters_are_removed_and_the_line_kept():
     raw = b"H\x00i.\x07\tSa\x1blut.\x7f\nGo.\x0b\t\x0cVa !\n"
-    pairs, report = parse_pairs(raw)
+    pairs, report = parse_pairs(io.BytesIO(raw))
     assert pairs == [("Hi.", "Salut."), ("Go.", "Va !")]
     assert sum(report.dropped.values()) == 0
     for pair in pairs:
@@ -181,7 +185,7 @@ def test_stray_control_characters_are_removed_and_the_line_kept():
 def test_sentences_are_nfc_normalised():
     decomposed = "Cafe\u0301 cre\u0300me."
     assert len(decomposed) == len("Café crème.") + 2  # the input really is decomposed
-    pairs, _ = parse_pairs(f"Coffee.\t{decomposed}\nE\u0301mile.\tE\u0301mile.\n".encode())
+    pairs, _ = parse_pairs(io.BytesIO(f"Coffee.\t{decomposed}\nE\u0301mile.\tE\u0301mile.\n".encode()))
     assert pairs[0] == ("Coffee.", "Café crème.")
     assert pairs[0][1] == unicodedata.normalize("NFC", decomposed)
     assert "\u0301" not in pairs[0][1] and "\u0300" not in pairs[0][1]
@@ -189,7 +193,7 @@ def test_sentences_are_nfc_normalised():
 
 
 def test_whitespace_around_sentences_is_stripped():
-    pairs, _ = parse_pairs(b"  Go. \t Va !  \n")
+    pairs, _ = parse_pairs(io.BytesIO(b"  Go. \t Va !  \n"))
     assert pairs == [("Go.", "Va !")]
 
 
@@ -199,7 +203,7 @@ def test_whitespace_around_sentences_is_stripped():
 )
 def test_a_file_with_nothing_usable_raises(raw):
     with pytest.raises(CorpusError, match="no usable sentence pairs"):
-        parse_pairs(raw)
+        parse_pairs(io.BytesIO(raw))
 
 
 # --------------------------------------------------------------------------- split_pairs
@@ -403,7 +407,7 @@ def test_read_only_mirror_is_used_and_left_untouched(tmp_path):
         assert found == archive
         assert (archive.stat().st_mtime_ns, sorted(os.listdir(mirror))) == before
         assert archive.read_bytes() == data
-        pairs, _ = corpus.read_archive(found)
+        pairs, _ = corpus.read_archive(found, ARCHIVE_LIMIT)
         assert pairs[0] == ("Go.", "Va !")
     finally:
         mirror.chmod(0o755)
@@ -476,7 +480,7 @@ def test_corrupt_download_message_names_the_url_not_a_temporary_file(tmp_path, s
     with pytest.raises(CorpusError) as info:
         find_archive(server.url(), tmp_path / "cache")
     assert server.url() in str(info.value)
-    assert ".part" not in str(info.value)
+    assert ".tmp" not in str(info.value)
 
 
 def test_short_read_download_raises_and_leaves_nothing_in_cache(tmp_path, server):
@@ -539,6 +543,94 @@ def test_corrupt_cached_copy_is_removed_even_when_the_download_fails(tmp_path):
     assert files_under(cache) == []
 
 
+def with_member_header(data: bytes, offset: int, value: bytes) -> bytes:
+    """The archive with a field of its single member's local and central headers overwritten.
+
+    ``offset`` is the field's place in the local header; the central header has it 2 bytes later.
+    """
+    central = data.index(b"PK\x01\x02")
+    assert data.startswith(b"PK\x03\x04") and data.count(b"PK\x01\x02") == 1
+    patched = bytearray(data)
+    patched[offset : offset + len(value)] = value
+    patched[central + offset + 2 : central + offset + 2 + len(value)] = value
+    return bytes(patched)
+
+
+UNREADABLE_MEMBERS = [
+    pytest.param(with_member_header(zip_bytes(), 6, b"\x01\x00"), "encrypted", id="encrypted"),
+    pytest.param(with_member_header(zip_bytes(), 8, b"\x63\x00"), "compression method", id="unknown-compression"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), UNREADABLE_MEMBERS)
+def test_unreadable_cached_member_is_one_line_and_the_copy_removed(tmp_path, caplog, data, reason):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "fra-eng.zip").write_bytes(data)
+    with pytest.raises(CorpusError) as info:
+        find_archive(UNREACHABLE, cache)
+    assert "\n" not in str(info.value)
+    assert f"removing bad cached archive: {cache / 'fra-eng.zip'}: unreadable zip member (" in caplog.text
+    assert reason in caplog.text
+    assert files_under(cache) == []
+
+
+@pytest.mark.parametrize(("data", "reason"), UNREADABLE_MEMBERS)
+def test_unreadable_mirror_member_is_refused_in_one_line_naming_it(tmp_path, data, reason):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "fra-eng.zip").write_bytes(data)
+    with pytest.raises(CorpusError) as info:
+        find_archive(UNREACHABLE, tmp_path / "cache", mirror=mirror)
+    assert str(info.value).startswith(f"{mirror / 'fra-eng.zip'}: unreadable zip member (")
+    assert reason in str(info.value) and str(info.value).endswith("; use the unencrypted archive as published")
+
+
+def test_a_member_past_the_size_limit_is_refused_in_one_line_naming_the_file(tmp_path):
+    archive = tmp_path / "fra-eng.zip"
+    archive.write_bytes(zip_bytes(GOOD_TEXT))
+    size = len(GOOD_TEXT.encode())
+    with pytest.raises(CorpusError) as info:
+        corpus.read_archive(archive, size - 1)
+    assert str(info.value) == (
+        f"{archive}: fra.txt unpacks to {size} bytes, over data.max_archive_bytes={size - 1}; "
+        "is it the right file? (raise the limit if so)"
+    )
+    assert corpus.read_archive(archive, size)[0][0] == ("Go.", "Va !")
+
+
+def test_the_archive_is_parsed_as_it_is_decompressed_not_read_whole(tmp_path):
+    archive = tmp_path / "fra-eng.zip"
+    junk_line = b"x" * 1023 + b"\n"  # no tab: parsed, counted, dropped
+    archive.write_bytes(zip_bytes(junk_line * 20_000 + GOOD_TEXT.encode()))  # 20 MB unpacked
+    tracemalloc.start()
+    try:
+        pairs, report = corpus.read_archive(archive, ARCHIVE_LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.dropped == Counter({"without a tab": 20_000}) and len(pairs) == 4
+    assert peak < 2 << 20, f"peak {peak} bytes: the member was held in memory"
+
+
+def test_a_full_disk_while_downloading_says_so_and_leaves_nothing(tmp_path, server, monkeypatch):
+    server.files["/fra-eng.zip"] = zip_bytes()
+    cache = tmp_path / "cache"
+
+    def fill_then_fail(source, out, length):
+        out.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(corpus.shutil, "copyfileobj", fill_then_fail)
+    with pytest.raises(CacheError) as info:
+        find_archive(server.url(), cache)
+    message = str(info.value)
+    assert message.startswith("no space left on /")
+    assert message.endswith(f" writing {cache / 'fra-eng.zip'}; free some space there")
+    assert "SEQ2SEQ_MIRROR" not in message
+    assert files_under(cache) == []
+
+
 def test_unreachable_url_without_mirror_or_cache_gives_one_actionable_line(tmp_path):
     with pytest.raises(CorpusError) as info:
         find_archive(UNREACHABLE, tmp_path / "cache", mirror=None)
@@ -593,7 +685,7 @@ def test_sha256_mismatch_is_rejected_everywhere(tmp_path, server):
 def test_real_mirror_parses_completely_and_splits_without_leakage(tmp_path):
     found = find_archive(UNREACHABLE, tmp_path / "cache", mirror=REAL_MIRROR, sha256=REAL_SHA256)
     assert found == REAL_ARCHIVE
-    pairs, report = corpus.read_archive(found)
+    pairs, report = corpus.read_archive(found, ARCHIVE_LIMIT)
     assert len(pairs) == 167_130  # the README's line count
     assert report.kept == 167_130 and sum(report.dropped.values()) == 0
     assert len({eng for eng, _ in pairs}) == 116_830  # the README's distinct English sentences

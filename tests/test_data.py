@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import random
+import re
 import zipfile
 from types import SimpleNamespace
 
@@ -341,6 +343,7 @@ def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
         character_coverage=1.0,
         joint_vocab=False,
         max_tokens=30,
+        max_archive_bytes=1 << 27,
     )
     settings.update(overrides)
     return SimpleNamespace(**settings)
@@ -377,7 +380,7 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
     encoded, src_tok, tgt_tok = prepare(cfg)
     assert len(calls) == 3
     splits = load_splits(cfg)
-    for name in ("valid", "test"):  # evaluation splits are never filtered
+    for name in ("valid", "test"):  # evaluation splits are never filtered by length
         assert encoded[name].sources == [s for s, _ in splits[name]]
         assert encoded[name].targets == [t for _, t in splits[name]]
     train = encoded["train"]
@@ -401,3 +404,33 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
         assert torch.equal(again[name].target_ids.lengths, encoded[name].target_ids.lengths)
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix == ".tmp"]
     assert leftovers == []
+
+
+def test_pairs_with_a_side_of_no_subwords_are_dropped_from_every_split_and_counted(tmp_path, caplog):
+    # a lone zero-width space survives parsing but sentencepiece normalises it away: packing would get length 0
+    blank = [("\u200b", f"Rien {i}.") for i in range(3)] + [(f"Nothing {i}.", "\u200b") for i in range(3)]
+    write_mirror(tmp_path / "mirror", synthetic_corpus() + blank)
+    cfg = data_cfg(tmp_path)
+    caplog.set_level(logging.INFO, logger=data_module.log.name)
+    encoded, _, _ = prepare(cfg)
+    splits = load_splits(cfg)
+    dropped = 0
+    for name in ("train", "valid", "test"):
+        assert int(encoded[name].source_ids.lengths.min()) > 0 and int(encoded[name].target_ids.lengths.min()) > 0
+        kept = set(zip(encoded[name].sources, encoded[name].targets))
+        assert not kept & set(blank)
+        if name != "train":
+            assert kept == set(splits[name]) - set(blank)
+        dropped += sum(
+            int(n) for n in re.findall(rf"{name} split: dropping (\d+) pairs with a side of no subwords", caplog.text)
+        )
+    assert dropped == len(blank)
+
+
+def test_moving_the_boundary_between_valid_and_test_does_not_reuse_the_cached_splits(tmp_path):
+    write_mirror(tmp_path / "mirror", synthetic_corpus())
+    first, _, _ = prepare(data_cfg(tmp_path, valid_fraction=0.0, test_fraction=0.1))
+    second, _, _ = prepare(data_cfg(tmp_path, valid_fraction=0.1, test_fraction=0.0))
+    assert len(first["valid"]) == 0 and len(first["test"]) > 0
+    assert second["valid"].sources == first["test"].sources
+    assert len(second["test"]) == 0
