@@ -82,6 +82,8 @@ TRAIN = {
     "test_beam.beam_size": integer(1),
     "test_beam.length_penalty": number(0),
     "data.url": TEXT,
+    "data.mirror": OPTIONAL_TEXT,
+    "data.cache_dir": TEXT,
     "data.sha256": OPTIONAL_TEXT,
     "data.src_lang": TEXT,
     "data.tgt_lang": TEXT,
@@ -131,7 +133,6 @@ TRAIN = {
     "trainer.deterministic": BOOLEAN,
     "trainer.limit_val_batches": either(integer(0), number(0, 1)),
     "trainer.enable_progress_bar": BOOLEAN,
-    **{f"decode.{key}": rule for key, rule in DECODE.items()},
 }
 
 
@@ -154,6 +155,6 @@ def check_train_config(cfg: DictConfig) -> None:
     """Every key of a training config, before any data work; then the model, for combinations of keys."""
     _check(cfg, TRAIN)
     check_decode(cfg.decode)
-    longest = cfg.data.max_tokens + 2  # a kept sentence, with BOS and EOS: a smaller batch holds just one
+    longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
     integer(longest, " (data.max_tokens + 2)").check("data.batch_tokens", cfg.data.batch_tokens)
     build_model(cfg.model, 8, 8)
