@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,6 +16,7 @@ from seq2seq.cache import CacheError
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.corpus import CorpusError
 
+SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
 USER_ERRORS = (
     CacheError,
     CheckpointError,
@@ -30,7 +33,10 @@ def log_to_stderr() -> None:
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Report a user's mistake as one line on standard error and exit 1, instead of a traceback."""
+    """Report a user's mistake as one line on standard error and exit 1, instead of a traceback.
+
+    A reader that stops early (``| head``) ends the program quietly, as it ends standard Unix tools.
+    """
 
     @wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,5 +45,9 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
+        except BrokenPipeError:
+            # what is still buffered for the closed pipe must not fail again, with a traceback, at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(SIGPIPE_EXIT_STATUS)
 
     return wrapper

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
 from seq2seq import corpus
+from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_config, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.data import load_splits
+from seq2seq.settings import check_decode
 from seq2seq.translator import Translator, pick_device, score
 
 log = logging.getLogger(__name__)
@@ -30,23 +33,53 @@ def evaluation_pairs(cfg: DictConfig, data_cfg: DictConfig) -> tuple[str, list[t
     return cfg.split, load_splits(data_cfg)[cfg.split]
 
 
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The scores already in ``metrics.json``, or none; a damaged file is named, never overwritten."""
+    if not path.is_file():
+        return {}
+    try:
+        everything = json.loads(path.read_bytes())
+    except ValueError as error:  # also invalid UTF-8
+        raise ValueError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
+    if not isinstance(everything, dict):
+        raise ValueError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
+    return everything
+
+
+def record_metrics(path: Path, stem: str, metrics: dict[str, Any]) -> None:
+    """Add one evaluation's scores under a lock, so evaluations running at once into one folder all keep theirs."""
+    with locked(path):
+        everything = {**read_metrics(path), stem: metrics}
+        atomic_write_bytes(path, json.dumps(everything, indent=2).encode())
+
+
+def check_output_dir(cfg: DictConfig) -> Path:
+    """Where results go, checked before any decoding, which a mistake here would waste."""
+    output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
+    read_metrics(output_dir / "metrics.json")
+    return output_dir
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    check_decode(cfg.decode)
+    if cfg.input and Path(cfg.input).is_dir():
+        raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
+    output_dir = check_output_dir(cfg)
     task = load_checkpoint(cfg.checkpoint)
     data_cfg = corpus_config(task, cfg.mirror, cfg.cache_dir)
     name, pairs = evaluation_pairs(cfg, data_cfg)
     metrics, hypotheses = score(Translator(task, cfg.decode, pick_device(cfg.device)), pairs)
-    output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)
-    output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{name}.greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         stem = f"{name}.beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
-    (output_dir / f"{stem}.hyp").write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+    atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
     metrics_file = output_dir / "metrics.json"
-    everything = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    metrics_file.write_text(json.dumps({**everything, stem: metrics}, indent=2))
+    record_metrics(metrics_file, stem, metrics)
     print(
         f"{name}: {metrics['sentences']} sentences, {metrics['seconds']:.1f} s, decode {metrics['decode']}\n"
         f"BLEU {metrics['bleu']:.2f}  {metrics['bleu_signature']}\n"

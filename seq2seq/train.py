@@ -24,7 +24,8 @@ from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.monitor import EpochThroughput
 from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, stop_signals_as_interrupt
-from seq2seq.task import TranslationTask, build_model
+from seq2seq.settings import check_train_config
+from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device, score
 
@@ -66,7 +67,7 @@ def hardware() -> str:
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
-    build_model(cfg.model, 8, 8)  # fail on a config mistake before any data work
+    check_train_config(cfg)  # fail on a config mistake before any data work
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
     L.seed_everything(cfg.seed, workers=True)

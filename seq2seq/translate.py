@@ -7,20 +7,26 @@ import os
 import select
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import hydra
 from omegaconf import DictConfig
 
+from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.heatmap import save_heatmap
+from seq2seq.settings import check_decode
 from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
+
+# sentencepiece's pieces are at most 16 characters, so a line cut to this many per subword the model
+# reads still holds more than it reads, unless it is mostly runs of spaces (which sentencepiece drops)
+CHARS_PER_SUBWORD = 32
 
 
 def _readable_now(fd: int) -> bool:
@@ -33,29 +39,41 @@ def line_batches(stream: BinaryIO, batch_size: int) -> Iterator[list[bytes]]:
     Reads the file descriptor directly, so an interactive user or an open pipe gets each line
     answered at once, while a file or a fast pipe is translated in full batches.
     """
-    fd, pending, lines = stream.fileno(), b"", []
+    fd, unfinished, lines = stream.fileno(), [], []  # unfinished: the chunks of a line not yet ended
     while chunk := os.read(fd, 1 << 16):
-        *complete, pending = (pending + chunk).split(b"\n")
+        *complete, rest = chunk.split(b"\n")  # only the new chunk is searched: a long line costs linear time
+        if complete:
+            complete[0] = b"".join([*unfinished, complete[0]])
+            unfinished = []
+        unfinished.append(rest)
         lines.extend(complete)
         while len(lines) >= batch_size or (lines and not _readable_now(fd)):
             yield lines[:batch_size]
             lines = lines[batch_size:]
-    if pending:
-        lines.append(pending)
+    if last := b"".join(unfinished):
+        lines.append(last)
     for start in range(0, len(lines), batch_size):
         yield lines[start : start + batch_size]
 
 
-def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
-    """Untrusted bytes → text: invalid UTF-8 is replaced (with a warning), line endings dropped."""
+def decode_lines(raw: list[bytes], first_number: int, max_chars: int) -> list[str]:
+    """Untrusted bytes → text: invalid UTF-8 is replaced and lines over ``max_chars`` are cut (with warnings).
+
+    The cut comes before tokenizing, which would otherwise make every subword of a huge line only to drop them.
+    """
     texts = []
-    for number, line in enumerate(raw, first_number):
+    for number, line in enumerate(raw, first_number + 1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number + 1)
+            log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number)
             text = line.decode("utf-8", errors="replace")
-        texts.append(text.strip())
+        text = text.strip()
+        if len(text) > max_chars:
+            log.warning("input line %d: %d characters, cut to the first %d before tokenizing", number, len(text),
+                        max_chars)  # fmt: skip
+            text = text[:max_chars]
+        texts.append(text)
     return texts
 
 
@@ -66,8 +84,9 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     """
     count = 0
     n_best = translator.decode.n_best
+    max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
     for raw in line_batches(source, translator.decode.batch_size):
-        lines = decode_lines(raw, count)
+        lines = decode_lines(raw, count, max_chars)
         for number, (line, translations) in enumerate(zip(lines, translator.translate(lines, count + 1)), count):
             source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens] if plots else []
             if source_ids:  # lines that encode to no subwords are not translated, so have no attention
@@ -82,18 +101,42 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     return count
 
 
+def translate_to_file(translator: Translator, source: BinaryIO, output: Path, plots: Path | None) -> int:
+    """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``."""
+    count = 0
+
+    def write(partial: Path) -> None:
+        nonlocal count
+        with partial.open("w", encoding="utf-8") as sink:
+            count = translate_stream(translator, source, sink, plots)
+
+    atomic_write(output, write)
+    return count
+
+
+def check_files(cfg: DictConfig) -> None:
+    """Mistakes in ``input=`` and ``output=`` that would otherwise lose the input or show a traceback."""
+    if cfg.input and Path(cfg.input).is_dir():
+        raise ValueError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+    if cfg.input and cfg.output and Path(cfg.output).exists() and Path(cfg.input).samefile(cfg.output):
+        raise ValueError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    check_decode(cfg.decode)
+    check_files(cfg)
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, pick_device(cfg.device))
     if cfg.attention_plot and translator.model.decoder.attention is None:
         raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
-    with ExitStack() as files:
-        source = files.enter_context(open(cfg.input, "rb")) if cfg.input else sys.stdin.buffer
-        sink = files.enter_context(open(cfg.output, "w", encoding="utf-8")) if cfg.output else sys.stdout
-        plots = Path(cfg.attention_plot) if cfg.attention_plot else None
-        count = translate_stream(translator, source, sink, plots)
+    plots = Path(cfg.attention_plot) if cfg.attention_plot else None
+    with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source:
+        if cfg.output:
+            count = translate_to_file(translator, source, Path(cfg.output), plots)
+        else:
+            count = translate_stream(translator, source, sys.stdout, plots)
     log.info("translated %d lines", count)
 
 

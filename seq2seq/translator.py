@@ -12,6 +12,7 @@ import torch
 
 from seq2seq.data import Ragged
 from seq2seq.search import Hypothesis, beam_search, greedy_search
+from seq2seq.settings import check_decode
 from seq2seq.task import TranslationTask, corpus_scores
 from seq2seq.tokenizer import UNK
 
@@ -44,8 +45,7 @@ class Translator:
         self.target_tokenizer = task.tokenizers["target"]
         self.max_source_tokens = task.config["data"]["max_tokens"]
         self.decode = decode
-        if decode.batch_size < 1 or decode.max_length <= 0 or decode.beam_size < 1:
-            raise ValueError("decode.batch_size, decode.beam_size and decode.max_length must be positive")
+        check_decode(decode)
 
     def translate(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
         """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations.
@@ -76,8 +76,6 @@ class Translator:
     def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         decode = self.decode
         if decode.strategy == "greedy":
-            if decode.n_best != 1:
-                raise ValueError(f"decode.n_best={decode.n_best} needs decode=beam; greedy finds one translation")
             found = greedy_search(self.model, source, lengths, decode.max_length, decode.min_length)
             return [[Hypothesis(0.0, tokens)] for tokens in found]
         if decode.strategy == "beam":

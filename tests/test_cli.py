@@ -1,0 +1,268 @@
+"""The command-line tools given mistakes and hostile input: one line, nothing lost, bounded work."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from seq2seq import evaluate, translate
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import SIGPIPE_EXIT_STATUS
+from seq2seq.config import CONF_DIR
+from seq2seq.task import TranslationTask
+from seq2seq.tokenizer import Tokenizer, train_tokenizer
+from seq2seq.train import train
+from seq2seq.translator import Translator
+
+SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
+MAX_TOKENS = 8
+
+
+def train_config(*overrides: str):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
+    cfg = train_config("model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}")
+    tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
+    torch.manual_seed(0)
+    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), len(tokenizer), len(tokenizer))
+    task.tokenizers = {"source": tokenizer, "target": tokenizer}
+    saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(saved)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    torch.save(saved, path)
+    return path
+
+
+def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
+    """Run a tool's ``main`` in this process, as its command line would with these overrides; its one error line."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    with pytest.raises(SystemExit) as exit:
+        tool.main(cfg)
+    out, err = capsys.readouterr()
+    assert exit.value.code == 1 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err.removeprefix("error: ").rstrip("\n")
+
+
+# --------------------------------------------------------------------------- translate: input and output files
+
+
+@pytest.mark.parametrize("spelling", ["the same path", "a link to it", "a path through .."])
+def test_translate_refuses_to_write_over_its_own_input(checkpoint, tmp_path, capsys, spelling):
+    text = tmp_path / "text.txt"
+    text.write_text("Je suis content.\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.txt").symlink_to(text)
+    output = {
+        "the same path": text,
+        "a link to it": tmp_path / "link.txt",
+        "a path through ..": tmp_path / "sub/../text.txt",
+    }[spelling]
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"input={text}", f"output={output}")
+    assert error == f"input={text} and output={output} are the same file; write to another file"
+    assert text.read_text() == "Je suis content.\n"
+
+
+def test_an_interrupted_translation_leaves_the_previous_output_whole(checkpoint, tmp_path, monkeypatch):
+    translator = Translator(load_checkpoint(checkpoint), train_config("decode.batch_size=1").decode)
+    source, output = tmp_path / "source.txt", tmp_path / "out" / "translated.txt"
+    source.write_text("Je suis content.\nIl fait froid.\nElle est grande.\n")
+    output.parent.mkdir()
+    output.write_text("an earlier translation\n")
+    translate_batch = translator.translate
+
+    def interrupted_at_the_second_batch(lines, first_line=1):
+        if first_line == 2:
+            raise KeyboardInterrupt
+        return translate_batch(lines, first_line)
+
+    monkeypatch.setattr(translator, "translate", interrupted_at_the_second_batch)
+    with pytest.raises(KeyboardInterrupt), source.open("rb") as stream:
+        translate.translate_to_file(translator, stream, output, None)
+    assert output.read_text() == "an earlier translation\n"
+    assert list(output.parent.iterdir()) == [output], "no partial file is left beside it"
+    monkeypatch.undo()
+    with source.open("rb") as stream:
+        assert translate.translate_to_file(translator, stream, output, None) == 3
+    assert len(output.read_text().splitlines()) == 3
+
+
+# --------------------------------------------------------------------------- evaluate: metrics.json
+
+
+def test_evaluations_recording_at_once_into_one_folder_keep_every_score(tmp_path, monkeypatch):
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text(json.dumps({"test.greedy": {"bleu": 1.0}}))
+    read = evaluate.read_metrics
+
+    def slow_read(path: Path) -> dict:  # widens the window between reading and writing the file
+        everything = read(path)
+        time.sleep(0.05)
+        return everything
+
+    monkeypatch.setattr(evaluate, "read_metrics", slow_read)
+    stems = [f"test.beam{k}.lp1" for k in range(1, 9)]
+    threads = [threading.Thread(target=evaluate.record_metrics, args=(metrics_file, s, {"bleu": 2.0})) for s in stems]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(json.loads(metrics_file.read_text())) == sorted(["test.greedy", *stems])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "metrics.json.lock"]
+
+
+def test_a_damaged_metrics_file_fails_before_anything_is_decoded(checkpoint, tmp_path, capsys):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("I am happy.\tJe suis content.\n")
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text('{"test.greedy": {"bleu": 1')  # cut short, as by a crash of an older version
+    error = fails_with_one_line(
+        capsys, evaluate, f"checkpoint={checkpoint}", f"input={pairs}", f"output_dir={tmp_path}"
+    )
+    assert error.startswith(f"{metrics_file}: not valid JSON (")
+    assert error.endswith("); move it aside or delete it, then run again")
+    assert metrics_file.read_text() == '{"test.greedy": {"bleu": 1'
+    assert not list(tmp_path.glob("*.hyp")), "nothing was decoded"
+
+
+# --------------------------------------------------------------------------- mistakes in paths and settings
+
+
+@pytest.mark.parametrize(
+    ("tool", "overrides", "message"),
+    [
+        (translate, ["input={tmp}"], "input={tmp} is a directory; give a text file, one sentence per line"),
+        (
+            evaluate,
+            ["output_dir={tmp}/file"],
+            "output_dir={tmp}/file is a file; give a directory (it is made if missing)",
+        ),
+        (evaluate, ["input={tmp}"], "input={tmp} is a directory; give a file in the corpus format"),
+        (translate, ["decode.batch_size=abc"], "decode.batch_size='abc' is not an integer >= 1"),
+        (
+            evaluate,
+            ["decode.n_best=2"],
+            "decode.n_best=2 is more than decode.strategy=greedy finds; use decode=beam with decode.beam_size >= "
+            "decode.n_best",
+        ),
+    ],
+)
+def test_tool_mistakes_fail_with_one_line(checkpoint, tmp_path, capsys, tool, overrides, message):
+    (tmp_path / "file").write_text("not a directory\n")
+    overrides = [override.format(tmp=tmp_path) for override in overrides]
+    assert fails_with_one_line(capsys, tool, f"checkpoint={checkpoint}", *overrides) == message.format(tmp=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.encoder.hidden_size=abc", "model.encoder.hidden_size='abc' is not an integer >= 1"),
+        ("data.vocab_size=0", "data.vocab_size=0 is not an integer >= 5"),
+        ("data.batch_tokens=abc", "data.batch_tokens='abc' is not an integer >= 66 (data.max_tokens + 2)"),
+        ("data.batch_tokens=65", "data.batch_tokens=65 is not an integer >= 66 (data.max_tokens + 2)"),
+        ("data.valid_fraction=1.5", "data.valid_fraction=1.5 is not a number >= 0 and < 1"),
+        ("data.spm_model_type=bpe2", "data.spm_model_type='bpe2' is not one of ('unigram', 'bpe', 'char', 'word')"),
+        ("model.cell=rnn", "model.cell='rnn' is not one of ('gru', 'lstm')"),
+        ("model.encoder.bidirectional=yes", "model.encoder.bidirectional='yes' is not true or false"),
+        ("optim.lr=0", "optim.lr=0 is not a number > 0"),
+        ("trainer.max_steps=ten", "trainer.max_steps='ten' is not an integer >= -1"),
+        (
+            "trainer.val_check_interval=0",
+            "trainer.val_check_interval=0 is not an integer >= 1 or a number > 0 and <= 1",
+        ),
+        ("decode.max_length=0", "decode.max_length=0 is not an integer >= 1 or a ratio > 0"),
+        ("test_beam.beam_size=0", "test_beam.beam_size=0 is not an integer >= 1"),
+    ],
+)
+def test_train_setting_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, override, message):
+    monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
+    cfg = train_config(override, f"data.cache_dir={tmp_path / 'cache'}", "data.url=http://127.0.0.1:1/fra-eng.zip")
+    with pytest.raises(ValueError) as raised:
+        train(cfg, tmp_path / "run")
+    assert str(raised.value) == message
+    assert list(tmp_path.iterdir()) == [], "nothing was downloaded, cached or written"
+
+
+def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
+    source = tmp_path / "many.txt"
+    source.write_text("Je suis content.\n" * 3000)  # 30 subwords or more per line: more than a pipe holds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq.translate", f"checkpoint={checkpoint}", f"input={source}",
+         "decode.min_length=30", "decode.max_length=30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout.readline()
+    process.stdout.close()  # as `| head -1` does
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == SIGPIPE_EXIT_STATUS == 141
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+# --------------------------------------------------------------------------- translate: huge lines
+
+
+def test_a_huge_line_is_cut_before_tokenizing(checkpoint, tmp_path, caplog):
+    translator = Translator(load_checkpoint(checkpoint), train_config().decode)
+    limit = MAX_TOKENS * translate.CHARS_PER_SUBWORD
+    source = tmp_path / "huge.txt"
+    source.write_text("Je suis content.\n" + "Il fait froid. " * 100_000 + "\nElle est grande.\n")
+    encode = translator.source_tokenizer.encode
+    seen: list[int] = []
+    translator.source_tokenizer.encode = lambda sentences: seen.extend(map(len, sentences)) or encode(sentences)
+    sink = io.StringIO()
+    with caplog.at_level(logging.WARNING), source.open("rb") as stream:
+        assert translate.translate_stream(translator, stream, sink) == 3
+    assert len(sink.getvalue().splitlines()) == 3
+    assert max(seen) == limit == 256
+    assert f"input line 2: 1499999 characters, cut to the first {limit} before tokenizing" in caplog.text
+    assert f"subwords, truncated to the model's {MAX_TOKENS}" in caplog.text, "the existing warning still comes"
+
+
+class CountingBytes(bytes):
+    """Bytes that count how many bytes the reader searches or copies through them."""
+
+    handled = 0
+
+    def split(self, *args, **kwargs):
+        CountingBytes.handled += len(self)
+        return super().split(*args, **kwargs)
+
+    def __add__(self, other):
+        CountingBytes.handled += len(self) + len(other)
+        return CountingBytes(bytes(self) + other)
+
+    def __radd__(self, other):
+        CountingBytes.handled += len(other) + len(self)
+        return CountingBytes(other + bytes(self))
+
+
+def test_reading_a_long_line_in_many_chunks_handles_each_byte_once(monkeypatch):
+    chunks = [CountingBytes(b"x" * 1000) for _ in range(500)] + [CountingBytes(b"\nshort\n")]
+    real_read = os.read
+    monkeypatch.setattr(translate.os, "read", lambda fd, n: (chunks.pop(0) if chunks else b"") if fd == -1
+                        else real_read(fd, n))  # fmt: skip
+    monkeypatch.setattr(translate, "_readable_now", lambda fd: True)
+    stream = io.BytesIO()
+    stream.fileno = lambda: -1
+    CountingBytes.handled = 0
+    assert list(translate.line_batches(stream, 64)) == [[b"x" * 500_000, b"short"]]
+    assert CountingBytes.handled <= 500_007, "each byte is searched once, not once per later chunk"
