@@ -28,7 +28,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.bench import searches, timed_translation
+from seq2seq.bench import timed_translation
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
@@ -183,6 +183,15 @@ def our_overrides(options: DictConfig) -> list[str]:
         "trainer.enable_progress_bar=false",
         f"patience={options.steps}",  # no early stop before `steps`
     ]
+
+
+def searches() -> DictConfig:
+    """What ``python -m seq2seq.bench`` times: greedy, and ``decode=beam`` (beam 5, length penalty 1)."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("bench").searches
+
+
+FIGURE_KEYS = {"greedy": "greedy", "beam": "beam5"}  # a search's name → its key among the figures
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -391,7 +400,7 @@ def train_joeynmt(options: DictConfig, cfg: DictConfig, work: Path, env: dict[st
     log.info("JoeyNMT: training %d steps", options.steps)
     trained = run([str(python), "-m", "joeynmt", "train", str(work / "joeynmt-train.yaml"), "--skip-test"],
                   work / "joeynmt-train.log", env)  # fmt: skip
-    beam = searches()["beam 5"]
+    beam = searches().beam
     sentences = len(read_lines(work / "data" / f"test.{cfg.data.src_lang}"))
 
     def decode() -> dict[str, float]:
@@ -464,7 +473,7 @@ def decode_ours(argv: list[str]) -> None:
     speed: dict[str, float] = {"parameters": sum(p.numel() for p in task.model.parameters())}
     for name, decode in searches().items():
         translator = Translator(task, OmegaConf.merge(decode, {"batch_size": options.batch_size}))
-        key = name.replace(" ", "")
+        key = FIGURE_KEYS[name]
         speed[key], translations = timed_translation(translator, sources, warm_up=False)  # as JoeyNMT: no warm-up
         (work / f"ours.{key}").write_text("".join(f"{line}\n" for line in translations))
     (work / "ours-speed.json").write_text(json.dumps(speed))

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import resource_dir
+from seq2seq.data import load_splits
 from seq2seq.task import FORMAT_VERSION, TranslationTask
 
 
@@ -62,10 +63,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     return task.to(device).eval()
 
 
-def corpus_config(task: TranslationTask, mirror: str | None, cache_dir: str) -> DictConfig:
-    """The checkpoint's data settings, with this machine's mirror and cache in place of the trainer's.
-
-    Settings added since the checkpoint was trained take their defaults.
+def corpus_split(task: TranslationTask, split: str, paths: DictConfig) -> list[tuple[str, str]]:
+    """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, found again on this
+    machine through ``paths`` (mirror, cache) in place of the trainer's. Settings added since the checkpoint was
+    trained take their defaults.
     """
+    if split not in ("valid", "test"):
+        raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
     defaults = OmegaConf.load(resource_dir("conf") / "data" / "fra-eng.yaml")
-    return OmegaConf.merge(defaults, task.config["data"], {"mirror": mirror, "cache_dir": cache_dir})
+    data = OmegaConf.merge(defaults, task.config["data"], {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
+    return load_splits(data)[split]

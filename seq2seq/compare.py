@@ -1,7 +1,7 @@
-"""``python -m seq2seq.compare SWEEP_DIR``: one table and one plot from every run of a sweep.
+"""``python -m seq2seq.compare sweep=DIR``: one table and one plot from every run of a sweep.
 
 Writes ``comparison.csv`` (a row per run), ``comparison.md`` (a row per cell, mean ± standard deviation
-over seeds, best first) and ``comparison.png`` into SWEEP_DIR, and prints the markdown table. The
+over seeds, best first) and ``comparison.png`` into the sweep directory, and prints the markdown table. The
 settings compared are the config keys whose values differ between runs; a sweep still running gives
 partial results, marked as such.
 """
@@ -11,14 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.cli import one_line_errors
+from seq2seq.config import CONF_DIR
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
 IGNORED = {"seed", "name", "runs_dir", "resume", "data.cache_dir", "data.mirror"}
@@ -150,15 +151,10 @@ def compare(sweep_dir: Path) -> str:
     return table
 
 
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
 @one_line_errors
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
-        return
-    if len(argv) != 1:
-        raise ValueError("usage: python -m seq2seq.compare SWEEP_DIR (e.g. runs/fra-eng-small-context-sweep/DATE)")
-    print(compare(Path(argv[0])))
+def main(cfg: DictConfig) -> None:
+    print(compare(Path(cfg.sweep)))
 
 
 if __name__ == "__main__":

@@ -12,25 +12,24 @@ from omegaconf import DictConfig
 
 from seq2seq import corpus
 from seq2seq.cache import atomic_write_bytes, locked
-from seq2seq.checkpoint import corpus_config, load_checkpoint
+from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
-from seq2seq.data import load_splits
 from seq2seq.settings import check_decode
+from seq2seq.task import TranslationTask
 from seq2seq.translator import Translator, pick_device, score
 
 log = logging.getLogger(__name__)
 
 
-def evaluation_pairs(cfg: DictConfig, data_cfg: DictConfig) -> tuple[str, list[tuple[str, str]]]:
+def evaluation_pairs(cfg: DictConfig, task: TranslationTask) -> tuple[str, list[tuple[str, str]]]:
     """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split."""
     if cfg.input:
         pairs, report = corpus.parse_pairs(Path(cfg.input).read_bytes().splitlines())
         log.info("%s: %s", cfg.input, report)
-        return Path(cfg.input).stem, corpus.orient(pairs, data_cfg.src_lang, data_cfg.tgt_lang)
-    if cfg.split not in ("valid", "test"):
-        raise ValueError(f"split={cfg.split!r} is not one of ('valid', 'test'); or give input=FILE")
-    return cfg.split, load_splits(data_cfg)[cfg.split]
+        data = task.config["data"]
+        return Path(cfg.input).stem, corpus.orient(pairs, data["src_lang"], data["tgt_lang"])
+    return cfg.split, corpus_split(task, cfg.split, cfg.paths)
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -71,8 +70,7 @@ def main(cfg: DictConfig) -> None:
         raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
     task = load_checkpoint(cfg.checkpoint)
-    data_cfg = corpus_config(task, cfg.mirror, cfg.cache_dir)
-    name, pairs = evaluation_pairs(cfg, data_cfg)
+    name, pairs = evaluation_pairs(cfg, task)
     metrics, hypotheses = score(Translator(task, cfg.decode, pick_device(cfg.device)), pairs)
     stem = f"{name}.greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart

@@ -14,11 +14,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import corpus_config, load_checkpoint
+from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.context import BRIDGES, MODES, ContextBridge, decoder_hidden_size, final_states
-from seq2seq.data import Ragged, load_splits, prepare
+from seq2seq.data import Ragged, prepare
 from seq2seq.encoder import Encoder
 from seq2seq.task import build_model
 
@@ -105,7 +105,7 @@ def main(cfg: DictConfig) -> None:
     log_to_stderr()
     if cfg.checkpoint:
         task = load_checkpoint(cfg.checkpoint)
-        test = load_splits(corpus_config(task, cfg.data.mirror, cfg.data.cache_dir))["test"]
+        test = corpus_split(task, "test", cfg.paths)
         model, ragged = task.model, Ragged.from_lists(task.tokenizers["source"].encode([s for s, _ in test]))
     else:
         splits, src_tok, tgt_tok = prepare(cfg.data)

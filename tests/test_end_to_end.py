@@ -189,7 +189,7 @@ def test_sweep_then_compare(cache, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(sweep_dir.glob("*/test_metrics.json"))) == 2
-    report = cli("seq2seq.compare", str(sweep_dir))
+    report = cli("seq2seq.compare", f"sweep={sweep_dir}")
     assert report.returncode == 0, report.stderr
     assert "| context | seeds |" in report.stdout and "(complete)" in report.stdout
     assert {p.name for p in sweep_dir.glob("comparison.*")} == {"comparison.csv", "comparison.md", "comparison.png"}

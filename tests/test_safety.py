@@ -85,7 +85,7 @@ ENTRY_POINTS = {
     "translate": lambda path, tmp_path, monkeypatch: hydra_main(translate.main, path, monkeypatch),
     "evaluate": lambda path, tmp_path, monkeypatch: hydra_main(evaluate.main, path, monkeypatch),
     "probe": lambda path, tmp_path, monkeypatch: hydra_main(probe.main, path, monkeypatch),
-    "bench": lambda path, tmp_path, monkeypatch: bench.main(["decode", f"checkpoint={path}"]),
+    "bench": lambda path, tmp_path, monkeypatch: hydra_main(bench.main, path, monkeypatch),
     "resume": resume_training,
     "final test scoring": score_on_test,
 }
