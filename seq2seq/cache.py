@@ -14,9 +14,7 @@ from typing import Any
 
 from filelock import FileLock
 
-
-class CacheError(RuntimeError):
-    """A cache file that cannot be written or trusted; the message names the file and what to do."""
+from seq2seq.errors import CacheError
 
 
 def content_key(texts: Sequence[str], settings: dict[str, Any]) -> str:

@@ -11,11 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import resource_dir
 from seq2seq.data import load_splits
+from seq2seq.errors import CheckpointError
 from seq2seq.task import FORMAT_VERSION, TranslationTask
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

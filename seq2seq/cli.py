@@ -12,20 +12,10 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
-from seq2seq.cache import CacheError
-from seq2seq.checkpoint import CheckpointError
-from seq2seq.corpus import CorpusError
+from seq2seq.errors import UserError
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
-USER_ERRORS = (
-    CacheError,
-    CheckpointError,
-    CorpusError,
-    ValueError,
-    FileNotFoundError,
-    MissingMandatoryValue,
-    FloatingPointError,
-)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
 
 
 def log_to_stderr() -> None:

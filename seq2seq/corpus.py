@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seq2seq.cache import atomic_write
+from seq2seq.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ TUTORIAL_PREFIXES = (
     "you are", "you re ", "we are", "we re ", "they are", "they re ",
 )  # fmt: skip
 TUTORIAL_MAX_WORDS = 10
-
-
-class CorpusError(RuntimeError):
-    """A corpus problem the user can fix; the message says how."""
 
 
 def sha256sum(path: Path) -> str:

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seq2seq import corpus
-from seq2seq.cache import CacheError, atomic_write, content_key, locked
+from seq2seq.cache import atomic_write, content_key, locked
+from seq2seq.errors import CacheError
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
 
 log = logging.getLogger(__name__)

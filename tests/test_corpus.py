@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from seq2seq import corpus
-from seq2seq.cache import CacheError
-from seq2seq.corpus import CorpusError, find_archive, orient, parse_pairs, select_subset, split_pairs
+from seq2seq.corpus import find_archive, orient, parse_pairs, select_subset, split_pairs
+from seq2seq.errors import CacheError, CorpusError
 
 ROOT = Path(__file__).resolve().parents[1]
 # the read-only mirror: where SEQ2SEQ_MIRROR says, else ../shared/data/fra-eng beside the project

@@ -17,10 +17,11 @@ from test_data import data_cfg, synthetic_corpus, write_mirror
 
 from seq2seq import bench, evaluate, probe, translate
 from seq2seq import train as training
-from seq2seq.cache import CacheError, atomic_write_bytes
+from seq2seq.cache import atomic_write_bytes
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.data import prepare
+from seq2seq.errors import CacheError
 from seq2seq.task import FORMAT_VERSION
 
 
