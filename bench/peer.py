@@ -70,6 +70,7 @@ ATTENTION = {"bahdanau": "bahdanau", "luong_general": "luong"}
 @dataclass
 class Figures:
     """One system's results; field names are the keys of the ratios line."""
+
     train_tok_s: float
     greedy_sent_s: float
     beam5_sent_s: float
