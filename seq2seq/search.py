@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import BOS, EOS, PAD
 
+NEVER_EMITTED = (PAD, BOS)  # as in fairseq: the model can score them, but they are no part of a translation
+
 
 class Hypothesis(NamedTuple):
     score: float  # log-probability, divided by the length penalty if one is set
@@ -63,9 +65,11 @@ def greedy_search(
     tokens = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
     written = torch.full((batch, int(limits.max())), PAD, dtype=torch.long, device=source.device)
     active = torch.arange(batch, device=source.device)  # which sentence each row of the shrinking batch is
+    never_emitted = torch.tensor(NEVER_EMITTED, device=source.device)
     for t in range(written.size(1)):
         logits, state = model.decoder(tokens, state)
         logits = logits[:, -1]
+        logits.index_fill_(1, never_emitted, -math.inf)
         if t < min_length:
             logits[:, EOS] = -math.inf
         best = torch.where(t + 1 >= limits, EOS, logits.argmax(-1))
@@ -116,9 +120,11 @@ def beam_search(
     rank = torch.arange(2 * beam, device=device)
     active = rows.clone()  # which input sentence each row of the shrinking batch is
     result_scores, result_tokens = done_scores.clone(), done_tokens.clone()  # filled as sentences finish
+    never_emitted = torch.tensor(NEVER_EMITTED, device=device)
     for t in range(horizon):
         logits, state = model.decoder(tokens, state)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        log_probs.index_fill_(1, never_emitted, -math.inf)  # after the softmax: scores stay log-probabilities
         vocab = log_probs.size(-1)
         must_end = (t + 1 >= limits).repeat_interleave(beam)[:, None]
         if t < min_length:  # no EOS yet, unless the length limit forces it

@@ -1,12 +1,24 @@
-"""Greedy and batched beam search: they learn, agree, and ignore their batch-mates."""
+"""Greedy and batched beam search: they learn, agree, ignore their batch-mates, and score what they return."""
 
+import itertools
 import math
 
 import pytest
 import torch
-from toy import reversal_batch, train_reversal
+from torch.nn.utils.rnn import pad_sequence
+from toy import VOCAB, reversal_batch, train_reversal
 
-from seq2seq.search import beam_search, greedy_search, length_limits
+from seq2seq.model import Seq2Seq
+from seq2seq.search import beam_search, greedy_search, length_limits, length_penalty
+from seq2seq.tokenizer import BOS, EOS, PAD
+
+KINDS = [  # every cell and attention, with and without input feeding
+    dict(cell=cell, attention=attention, input_feeding=feeding)
+    for cell, attention, feeding in itertools.product(
+        ("gru", "lstm"), ("none", "bahdanau", "luong_dot", "luong_general"), (False, True)
+    )
+    if attention != "none" or not feeding
+]
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +96,51 @@ def test_length_limits_and_min_length(reversal_model, batch):
         assert len(hyps[0].tokens) >= 9
     with pytest.raises(ValueError, match=r"decode\.n_best=4 must be between 1 and decode\.beam_size=3"):
         beam_search(reversal_model, source, lengths, beam_size=3, n_best=4)
+
+
+def untrained(seed: int = 0, **kind) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
+
+
+def teacher_forced_log_probs(model: Seq2Seq, source, lengths, outputs: list[list[int]]) -> torch.Tensor:
+    """Log-probabilities ``(outputs, steps, vocab)`` after BOS and after each token of output ``i`` of source ``i``."""
+    inputs = pad_sequence([torch.tensor([BOS, *tokens]) for tokens in outputs], batch_first=True, padding_value=PAD)
+    with torch.no_grad():
+        return model(source, lengths, inputs).log_softmax(-1)
+
+
+def kind_id(kind: dict) -> str:
+    return "-".join(f"{key}={value}" for key, value in kind.items())
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
+def test_greedy_takes_the_likeliest_token_other_than_pad_and_bos(kind):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(2))
+    limit = 10
+    found = greedy_search(model, source, lengths, max_length=limit)
+    log_probs = teacher_forced_log_probs(model, source, lengths, found)
+    log_probs[..., [PAD, BOS]] = -math.inf
+    for tokens, likeliest in zip(found, log_probs.argmax(-1).tolist()):
+        assert likeliest[: len(tokens)] == tokens
+        assert likeliest[len(tokens)] == EOS or len(tokens) + 1 == limit  # the limit forces the last EOS
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
+def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(kind):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(6, torch.Generator().manual_seed(2))
+    for alpha in (0.0, 1.0):
+        results = beam_search(model, source, lengths, beam_size=4, n_best=4, max_length=10, alpha=alpha)
+        assert all(len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses) == 4 for hypotheses in results)
+        hypotheses = [h for row in results for h in row]
+        ended = pad_sequence([torch.tensor([*h.tokens, EOS]) for h in hypotheses], batch_first=True, padding_value=PAD)
+        log_probs = teacher_forced_log_probs(
+            model, source.repeat_interleave(4, 0), lengths.repeat_interleave(4), [h.tokens for h in hypotheses]
+        )
+        token_log_probs = log_probs.gather(2, ended[..., None])[..., 0].masked_fill(ended == PAD, 0)
+        for hypothesis, log_probability in zip(hypotheses, token_log_probs.sum(1).tolist()):
+            assert PAD not in hypothesis.tokens and BOS not in hypothesis.tokens
+            expected = log_probability / length_penalty(len(hypothesis.tokens) + 1, alpha)
+            assert math.isclose(hypothesis.score, expected, abs_tol=1e-4)
