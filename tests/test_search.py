@@ -5,9 +5,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from toy import VOCAB, reversal_batch, train_reversal
 
+from seq2seq.decoder import DecoderState
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search, length_limits, length_penalty
 from seq2seq.tokenizer import BOS, EOS, PAD
@@ -144,3 +146,89 @@ def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(k
             assert PAD not in hypothesis.tokens and BOS not in hypothesis.tokens
             expected = log_probability / length_penalty(len(hypothesis.tokens) + 1, alpha)
             assert math.isclose(hypothesis.score, expected, abs_tol=1e-4)
+
+
+class MarkovDecoder(nn.Module):
+    """Next-token logits from the previous token alone, in the table that the sentence's state names."""
+
+    def __init__(self, tables: torch.Tensor):
+        super().__init__()
+        self.tables = tables  # (tables, vocab, vocab) log-probabilities: [table, previous token, next token]
+
+    def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        return self.tables[state.context[:, 0], tokens[:, -1]][:, None], state
+
+
+class MarkovModel(nn.Module):
+    """What search uses of a Seq2Seq (``encode``, ``decoder``): sentence ``i`` follows table ``source[i, 0]``."""
+
+    def __init__(self, tables: torch.Tensor):
+        super().__init__()
+        self.decoder = MarkovDecoder(tables)
+
+    def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
+        return DecoderState(hidden=torch.zeros(1, source.size(0), 1), cell=None, context=source[:, :1])
+
+
+def markov_chain(rows: dict[int, dict[int, float]]) -> torch.Tensor:
+    """Log-probabilities ``(vocab, vocab)`` of the next token given the previous; unset mass is spread evenly."""
+    probabilities = torch.empty(VOCAB, VOCAB)
+    for previous in range(VOCAB):
+        given = rows.get(previous, {})
+        probabilities[previous] = (1 - sum(given.values())) / (VOCAB - len(given))
+        for token, probability in given.items():
+            probabilities[previous, token] = probability
+    return probabilities.log()
+
+
+def exhaustive_beam_search(log_probs: torch.Tensor, limit: int, beam: int, alpha: float, n_best: int) -> list:
+    """beam_search's rules in plain loops, for one sentence of a Markov chain, run to the length limit."""
+    table = log_probs.tolist()
+    alive, finished = [(0.0, [BOS])], []
+    for t in range(limit):
+        allowed = [EOS] if t + 1 == limit else [token for token in range(VOCAB) if token not in (PAD, BOS)]
+        candidates = sorted(
+            ((score + table[tokens[-1]][token], [*tokens, token]) for score, tokens in alive for token in allowed),
+            key=lambda candidate: -candidate[0],
+        )[: 2 * beam]
+        finished += [
+            (score / length_penalty(t + 1, alpha), tokens[1:-1])
+            for score, tokens in candidates[:beam]
+            if tokens[-1] == EOS
+        ]
+        alive = [(score, tokens) for score, tokens in candidates if tokens[-1] != EOS][:beam]
+    return sorted(finished, key=lambda hypothesis: -hypothesis[0])[:n_best]
+
+
+def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_could_still_win():
+    a, b, c, d, e = 4, 5, 6, 7, 8
+    likely = 0.97
+    chain = markov_chain(
+        {BOS: {EOS: 0.55, a: 0.44}, a: {b: likely}, b: {c: likely}, c: {d: likely}, d: {e: likely}, e: {EOS: likely}}
+    )
+    model = MarkovModel(chain[None])
+    # after one step, [] has ended at log(0.55) = -0.598 and the best live beam `a` is at log(0.44) = -0.821:
+    # ending next step it could reach only -0.821 / lp(2) = -0.704, but `a b c d e` reaches -0.973 / lp(6) = -0.531
+    source, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
+    found = beam_search(model, source, lengths, beam_size=2, max_length=12, alpha=1.0)
+    assert [(h.tokens, round(h.score, 3)) for h in found[0]] == [([a, b, c, d, e], -0.531)]
+    # a negative alpha would favour short endings, and no length limit would bound them
+    with pytest.raises(ValueError, match=r"decode\.length_penalty=-0\.5 must be >= 0"):
+        beam_search(model, source, lengths, beam_size=2, alpha=-0.5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
+    generator = torch.Generator().manual_seed(0)
+    tables = (3 * torch.randn(30, VOCAB, VOCAB, generator=generator)).log_softmax(-1)
+    model = MarkovModel(tables)
+    lengths = torch.randint(1, 9, (30,), generator=generator)
+    source = torch.zeros(30, 8, dtype=torch.long)
+    source[:, 0] = torch.arange(30)  # sentence i follows table i
+    limits = length_limits(lengths, 0.8).tolist()
+    for beam, n_best in ((2, 1), (3, 3), (5, 2)):
+        found = beam_search(model, source, lengths, beam, 0.8, alpha=alpha, n_best=n_best)
+        for hypotheses, table, limit in zip(found, tables, limits):
+            expected = exhaustive_beam_search(table, limit, beam, alpha, n_best)
+            assert [h.tokens for h in hypotheses] == [tokens for _, tokens in expected]
+            assert [h.score for h in hypotheses] == pytest.approx([score for score, _ in expected], abs=1e-5)
