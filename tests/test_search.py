@@ -212,9 +212,13 @@ def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_cou
     source, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
     found = beam_search(model, source, lengths, beam_size=2, max_length=12, alpha=1.0)
     assert [(h.tokens, round(h.score, 3)) for h in found[0]] == [([a, b, c, d, e], -0.531)]
-    # a negative alpha would favour short endings, and no length limit would bound them
+
+
+def test_a_negative_length_penalty_is_refused():
+    """It would favour short endings, and no length limit would bound what a live beam could still reach."""
+    model = MarkovModel(markov_chain({})[None])
     with pytest.raises(ValueError, match=r"decode\.length_penalty=-0\.5 must be >= 0"):
-        beam_search(model, source, lengths, beam_size=2, alpha=-0.5)
+        beam_search(model, torch.zeros(1, 1, dtype=torch.long), torch.tensor([1]), alpha=-0.5)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
