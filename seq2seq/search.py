@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import BOS, EOS, PAD
 
+NEVER_EMITTED = (PAD, BOS)  # as in fairseq: the model can score them, but they are no part of a translation
+
 
 class Hypothesis(NamedTuple):
     score: float  # log-probability, divided by the length penalty if one is set
@@ -63,9 +65,11 @@ def greedy_search(
     tokens = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
     written = torch.full((batch, int(limits.max())), PAD, dtype=torch.long, device=source.device)
     active = torch.arange(batch, device=source.device)  # which sentence each row of the shrinking batch is
+    never_emitted = torch.tensor(NEVER_EMITTED, device=source.device)
     for t in range(written.size(1)):
         logits, state = model.decoder(tokens, state)
         logits = logits[:, -1]
+        logits.index_fill_(1, never_emitted, -math.inf)
         if t < min_length:
             logits[:, EOS] = -math.inf
         best = torch.where(t + 1 >= limits, EOS, logits.argmax(-1))
@@ -91,7 +95,7 @@ def beam_search(
     alpha: float = 0.0,
     n_best: int = 1,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; a sentence searches until no live beam, ending now, would beat its results.
+    """Batched beam search; a sentence searches until no live beam, however it ends, could beat its results.
 
     Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
     EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
@@ -101,6 +105,8 @@ def beam_search(
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
+    if alpha < 0:
+        raise ValueError(f"decode.length_penalty={alpha} must be >= 0 (GNMT's alpha; 0 means raw log-probability)")
     device = source.device
     batch, beam = source.size(0), beam_size
     limits = length_limits(lengths, max_length).to(device)
@@ -116,9 +122,11 @@ def beam_search(
     rank = torch.arange(2 * beam, device=device)
     active = rows.clone()  # which input sentence each row of the shrinking batch is
     result_scores, result_tokens = done_scores.clone(), done_tokens.clone()  # filled as sentences finish
+    never_emitted = torch.tensor(NEVER_EMITTED, device=device)
     for t in range(horizon):
         logits, state = model.decoder(tokens, state)
         log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        log_probs.index_fill_(1, never_emitted, -math.inf)  # after the softmax: scores stay log-probabilities
         vocab = log_probs.size(-1)
         must_end = (t + 1 >= limits).repeat_interleave(beam)[:, None]
         if t < min_length:  # no EOS yet, unless the length limit forces it
@@ -147,9 +155,11 @@ def beam_search(
         state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
         tokens = token.gather(1, order).view(-1, 1)
 
-        # A sentence is done when its best live beam, ending next step, would not beat its n_best-th finished
-        # hypothesis (with alpha > 0 a longer ending could in principle still win: the usual trade for speed).
-        best_possible = scores.max(1).values / length_penalty(t + 2, alpha)
+        # A sentence is done when no live beam can still beat its n_best-th finished hypothesis. A raw score only
+        # falls as tokens are added (log-probabilities are <= 0) and, with alpha >= 0, the penalty only grows with
+        # length: no continuation can score above the best raw score divided by the penalty at the sentence's own
+        # length limit (with alpha=0, above the best raw score itself, the bound of plain beam search).
+        best_possible = scores.max(1).values / length_penalty(limits, alpha)
         done = done_scores[:, n_best - 1] >= best_possible
         result_scores[active[done]], result_tokens[active[done]] = done_scores[done], done_tokens[done]
         if bool(done.all()):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,14 +65,27 @@ class Translator:
         results: list[list[Translation]] = [[Translation(0.0, "", [])] * self.decode.n_best for _ in sentences]
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
-        for start in range(0, len(order), self.decode.batch_size):
-            chunk = order[start : start + self.decode.batch_size]
+        for chunk in self._batches(order, ragged.lengths.tolist()):
             index = torch.tensor(chunk)
             source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index]  # lengths: CPU, for packing
             for i, hypotheses in zip(chunk, self._search(source, lengths)):
                 texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
                 results[i] = [Translation(h.score, text, h.tokens) for h, text in zip(hypotheses, texts)]
         return results
+
+    def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+        """``order`` in runs of at most ``decode.batch_size``; of one source length only for an unpacked encoder.
+
+        An unpacked encoder reads pads up to its batch's longest sentence, so a sentence batched with longer
+        ones would be translated differently than alone; equal lengths leave no pads to read.
+        """
+        if self.model.encoder.packed:
+            groups = [order]
+        else:
+            groups = [list(group) for _, group in itertools.groupby(order, key=lengths.__getitem__)]
+        for group in groups:
+            for start in range(0, len(group), self.decode.batch_size):
+                yield group[start : start + self.decode.batch_size]
 
     def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         decode = self.decode

@@ -1,12 +1,26 @@
-"""Greedy and batched beam search: they learn, agree, and ignore their batch-mates."""
+"""Greedy and batched beam search: they learn, agree, ignore their batch-mates, and score what they return."""
 
+import itertools
 import math
 
 import pytest
 import torch
-from toy import reversal_batch, train_reversal
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+from toy import VOCAB, reversal_batch, train_reversal
 
-from seq2seq.search import beam_search, greedy_search, length_limits
+from seq2seq.decoder import DecoderState
+from seq2seq.model import Seq2Seq
+from seq2seq.search import beam_search, greedy_search, length_limits, length_penalty
+from seq2seq.tokenizer import BOS, EOS, PAD
+
+KINDS = [  # every cell and attention, with and without input feeding
+    dict(cell=cell, attention=attention, input_feeding=feeding)
+    for cell, attention, feeding in itertools.product(
+        ("gru", "lstm"), ("none", "bahdanau", "luong_dot", "luong_general"), (False, True)
+    )
+    if attention != "none" or not feeding
+]
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +98,141 @@ def test_length_limits_and_min_length(reversal_model, batch):
         assert len(hyps[0].tokens) >= 9
     with pytest.raises(ValueError, match=r"decode\.n_best=4 must be between 1 and decode\.beam_size=3"):
         beam_search(reversal_model, source, lengths, beam_size=3, n_best=4)
+
+
+def untrained(seed: int = 0, **kind) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
+
+
+def teacher_forced_log_probs(model: Seq2Seq, source, lengths, outputs: list[list[int]]) -> torch.Tensor:
+    """Log-probabilities ``(outputs, steps, vocab)`` after BOS and after each token of output ``i`` of source ``i``."""
+    inputs = pad_sequence([torch.tensor([BOS, *tokens]) for tokens in outputs], batch_first=True, padding_value=PAD)
+    with torch.no_grad():
+        return model(source, lengths, inputs).log_softmax(-1)
+
+
+def kind_id(kind: dict) -> str:
+    return "-".join(f"{key}={value}" for key, value in kind.items())
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
+def test_greedy_takes_the_likeliest_token_other_than_pad_and_bos(kind):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(2))
+    limit = 10
+    found = greedy_search(model, source, lengths, max_length=limit)
+    log_probs = teacher_forced_log_probs(model, source, lengths, found)
+    log_probs[..., [PAD, BOS]] = -math.inf
+    for tokens, likeliest in zip(found, log_probs.argmax(-1).tolist()):
+        assert likeliest[: len(tokens)] == tokens
+        assert likeliest[len(tokens)] == EOS or len(tokens) + 1 == limit  # the limit forces the last EOS
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
+def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(kind):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(6, torch.Generator().manual_seed(2))
+    for alpha in (0.0, 1.0):
+        results = beam_search(model, source, lengths, beam_size=4, n_best=4, max_length=10, alpha=alpha)
+        assert all(len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses) == 4 for hypotheses in results)
+        hypotheses = [h for row in results for h in row]
+        ended = pad_sequence([torch.tensor([*h.tokens, EOS]) for h in hypotheses], batch_first=True, padding_value=PAD)
+        log_probs = teacher_forced_log_probs(
+            model, source.repeat_interleave(4, 0), lengths.repeat_interleave(4), [h.tokens for h in hypotheses]
+        )
+        token_log_probs = log_probs.gather(2, ended[..., None])[..., 0].masked_fill(ended == PAD, 0)
+        for hypothesis, log_probability in zip(hypotheses, token_log_probs.sum(1).tolist()):
+            assert PAD not in hypothesis.tokens and BOS not in hypothesis.tokens
+            expected = log_probability / length_penalty(len(hypothesis.tokens) + 1, alpha)
+            assert math.isclose(hypothesis.score, expected, abs_tol=1e-4)
+
+
+class MarkovDecoder(nn.Module):
+    """Next-token logits from the previous token alone, in the table that the sentence's state names."""
+
+    def __init__(self, tables: torch.Tensor):
+        super().__init__()
+        self.tables = tables  # (tables, vocab, vocab) log-probabilities: [table, previous token, next token]
+
+    def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        return self.tables[state.context[:, 0], tokens[:, -1]][:, None], state
+
+
+class MarkovModel(nn.Module):
+    """What search uses of a Seq2Seq (``encode``, ``decoder``): sentence ``i`` follows table ``source[i, 0]``."""
+
+    def __init__(self, tables: torch.Tensor):
+        super().__init__()
+        self.decoder = MarkovDecoder(tables)
+
+    def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
+        return DecoderState(hidden=torch.zeros(1, source.size(0), 1), cell=None, context=source[:, :1])
+
+
+def markov_chain(rows: dict[int, dict[int, float]]) -> torch.Tensor:
+    """Log-probabilities ``(vocab, vocab)`` of the next token given the previous; unset mass is spread evenly."""
+    probabilities = torch.empty(VOCAB, VOCAB)
+    for previous in range(VOCAB):
+        given = rows.get(previous, {})
+        probabilities[previous] = (1 - sum(given.values())) / (VOCAB - len(given))
+        for token, probability in given.items():
+            probabilities[previous, token] = probability
+    return probabilities.log()
+
+
+def exhaustive_beam_search(log_probs: torch.Tensor, limit: int, beam: int, alpha: float, n_best: int) -> list:
+    """beam_search's rules in plain loops, for one sentence of a Markov chain, run to the length limit."""
+    table = log_probs.tolist()
+    alive, finished = [(0.0, [BOS])], []
+    for t in range(limit):
+        allowed = [EOS] if t + 1 == limit else [token for token in range(VOCAB) if token not in (PAD, BOS)]
+        candidates = sorted(
+            ((score + table[tokens[-1]][token], [*tokens, token]) for score, tokens in alive for token in allowed),
+            key=lambda candidate: -candidate[0],
+        )[: 2 * beam]
+        finished += [
+            (score / length_penalty(t + 1, alpha), tokens[1:-1])
+            for score, tokens in candidates[:beam]
+            if tokens[-1] == EOS
+        ]
+        alive = [(score, tokens) for score, tokens in candidates if tokens[-1] != EOS][:beam]
+    return sorted(finished, key=lambda hypothesis: -hypothesis[0])[:n_best]
+
+
+def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_could_still_win():
+    a, b, c, d, e = 4, 5, 6, 7, 8
+    likely = 0.97
+    chain = markov_chain(
+        {BOS: {EOS: 0.55, a: 0.44}, a: {b: likely}, b: {c: likely}, c: {d: likely}, d: {e: likely}, e: {EOS: likely}}
+    )
+    model = MarkovModel(chain[None])
+    # after one step, [] has ended at log(0.55) = -0.598 and the best live beam `a` is at log(0.44) = -0.821:
+    # ending next step it could reach only -0.821 / lp(2) = -0.704, but `a b c d e` reaches -0.973 / lp(6) = -0.531
+    source, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
+    found = beam_search(model, source, lengths, beam_size=2, max_length=12, alpha=1.0)
+    assert [(h.tokens, round(h.score, 3)) for h in found[0]] == [([a, b, c, d, e], -0.531)]
+
+
+def test_a_negative_length_penalty_is_refused():
+    """It would favour short endings, and no length limit would bound what a live beam could still reach."""
+    model = MarkovModel(markov_chain({})[None])
+    with pytest.raises(ValueError, match=r"decode\.length_penalty=-0\.5 must be >= 0"):
+        beam_search(model, torch.zeros(1, 1, dtype=torch.long), torch.tensor([1]), alpha=-0.5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
+    generator = torch.Generator().manual_seed(0)
+    tables = (3 * torch.randn(30, VOCAB, VOCAB, generator=generator)).log_softmax(-1)
+    model = MarkovModel(tables)
+    lengths = torch.randint(1, 9, (30,), generator=generator)
+    source = torch.zeros(30, 8, dtype=torch.long)
+    source[:, 0] = torch.arange(30)  # sentence i follows table i
+    limits = length_limits(lengths, 0.8).tolist()
+    for beam, n_best in ((2, 1), (3, 3), (5, 2)):
+        found = beam_search(model, source, lengths, beam, 0.8, alpha=alpha, n_best=n_best)
+        for hypotheses, table, limit in zip(found, tables, limits):
+            expected = exhaustive_beam_search(table, limit, beam, alpha, n_best)
+            assert [h.tokens for h in hypotheses] == [tokens for _, tokens in expected]
+            assert [h.score for h in hypotheses] == pytest.approx([score for score, _ in expected], abs=1e-5)
