@@ -38,7 +38,7 @@ class Attention(nn.Module):
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``query`` ``(batch, steps, q)`` → context ``(batch, steps, memory)`` and weights ``(batch, steps, src)``."""
+        """``query`` ``(batch, steps, q)`` → what it read ``(batch, steps, memory)``; weights ``(batch, steps, src)``"""
         if self.kind == "bahdanau":
             scores = self.energy(torch.tanh(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
         else:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.attention import Attention
-from seq2seq.encoder import CELLS
+from seq2seq.encoder import rnn_class
 
 
 class DecoderState(NamedTuple):
@@ -21,7 +21,7 @@ class DecoderState(NamedTuple):
 
     hidden: torch.Tensor  # (layers, batch, hidden)
     cell: torch.Tensor | None  # (layers, batch, hidden): LSTM cell state
-    context: torch.Tensor  # (batch, hidden): the handed-off context, fed to every step if asked
+    summary: torch.Tensor  # (batch, hidden): the handed-off source summary (Cho et al.'s c), fed to every step if asked
     memory: torch.Tensor | None = None  # (batch, src_len, encoder outputs): what attention reads
     keys: torch.Tensor | None = None  # (batch, src_len, ...): memory prepared for scoring
     mask: torch.Tensor | None = None  # (batch, src_len): True at real source positions
@@ -53,8 +53,6 @@ class Decoder(nn.Module):
         input_feeding: bool = False,
     ):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
         if input_feeding and attention == "none":
             raise ValueError("model.decoder.input_feeding=true needs attention; set model.attention")
         self.feed_context, self.input_feeding = feed_context, input_feeding
@@ -65,7 +63,7 @@ class Decoder(nn.Module):
         inputs = embedding_dim + extra
         inputs += memory_size if attention == "bahdanau" else 0
         inputs += hidden_size if input_feeding else 0
-        self.rnn = CELLS[cell](
+        self.rnn = rnn_class(cell)(
             inputs, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
         if self.attention is not None:
@@ -79,9 +77,9 @@ class Decoder(nn.Module):
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Logits ``(batch, steps, vocab)`` for ``tokens`` ``(batch, steps)``; search calls it with one step."""
         inputs = self.dropout(self.embedding(tokens))
-        context = state.context[:, None].expand(-1, tokens.size(1), -1)
-        if self.feed_context:  # Cho et al. (2014): the context reaches every step and the output layer
-            inputs = torch.cat([inputs, context], dim=-1)
+        summary = state.summary[:, None].expand(-1, tokens.size(1), -1)
+        if self.feed_context:  # Cho et al. (2014): the source summary reaches every step and the output layer
+            inputs = torch.cat([inputs, summary], dim=-1)
         if self.steps_one_at_a_time:
             outputs, state = self._step_through(inputs, state)
         else:
@@ -92,7 +90,7 @@ class Decoder(nn.Module):
                 outputs, state = self._combine(attended, outputs), state._replace(attention=weights)
         outputs = self.dropout(outputs)
         if self.feed_context:
-            outputs = torch.cat([outputs, context], dim=-1)
+            outputs = torch.cat([outputs, summary], dim=-1)
         return self.output(outputs), state
 
     def _step_through(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
@@ -100,7 +98,7 @@ class Decoder(nn.Module):
         outputs, all_weights = [], []
         for t in range(inputs.size(1)):
             step = [inputs[:, t : t + 1]]
-            if bahdanau:  # attend from the previous state and feed the context in (Bahdanau et al. 2015)
+            if bahdanau:  # attend from the previous state and feed what it read in (Bahdanau et al. 2015)
                 attended, weights = self.attention(state.hidden[-1][:, None], state.keys, state.memory, state.mask)
                 step.append(attended)
             if self.input_feeding:
@@ -116,7 +114,7 @@ class Decoder(nn.Module):
         return torch.cat(outputs, 1), state._replace(attention=torch.cat(all_weights, 1))
 
     def _combine(self, attended: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-        """The attentional vector ``tanh(W [context; output])`` (Luong et al. 2015)."""
+        """The attentional vector ``tanh(W [attended; output])`` (Luong et al. 2015)."""
         return torch.tanh(self.combine(torch.cat([attended, outputs], dim=-1)))
 
     @staticmethod

@@ -11,6 +11,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
+def rnn_class(cell: str) -> type[nn.RNNBase]:
+    """``model.cell`` → the recurrent layer both the encoder and the decoder are made of."""
+    if cell not in CELLS:
+        raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
+    return CELLS[cell]
+
+
 class EncoderOutput(NamedTuple):
     """What ``nn.GRU`` returns, batch-first, plus the lengths needed to read it correctly."""
 
@@ -35,9 +42,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        if cell not in CELLS:
-            raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
-        self.rnn = CELLS[cell](
+        self.rnn = rnn_class(cell)(
             embedding_dim,
             hidden_size,
             num_layers,

@@ -1,17 +1,22 @@
-"""The encoder–decoder: encoder → context handoff → decoder. Pure PyTorch; training lives in task.py."""
+"""The encoder–decoder: encoder → handoff → decoder, and how the ``model`` config group builds one.
+
+Pure PyTorch; training lives in task.py.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
-from seq2seq.context import ContextBridge, decoder_hidden_size
 from seq2seq.decoder import Decoder, DecoderState
 from seq2seq.encoder import Encoder
+from seq2seq.handoff import Handoff
 
 
 class Seq2Seq(nn.Module):
-    """A GRU (or LSTM) encoder and a symmetric decoder (same number of layers) joined by the context handoff.
+    """A GRU (or LSTM) encoder and a symmetric decoder (same number of layers) joined by the handoff.
 
     The handoff sets the decoder's first state; attention, if any, reads the encoder's outputs afterwards.
     """
@@ -36,17 +41,14 @@ class Seq2Seq(nn.Module):
     ):
         super().__init__()
         directions = 2 if bidirectional else 1
-        decoder_hidden = decoder_hidden_size(bridge, hidden_size, directions, decoder_size)
         self.encoder = Encoder(
             src_vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, packed, cell
         )
-        self.bridge = ContextBridge(
-            context, bridge, hidden_size, directions, num_layers, decoder_hidden, lstm=cell == "lstm"
-        )
+        self.handoff = Handoff(context, bridge, hidden_size, directions, num_layers, decoder_size, cell == "lstm")
         self.decoder = Decoder(
             tgt_vocab_size,
             embedding_dim,
-            decoder_hidden,
+            self.handoff.decoder_hidden,
             num_layers,
             dropout,
             feed_context,
@@ -56,11 +58,33 @@ class Seq2Seq(nn.Module):
             input_feeding=input_feeding,
         )
 
+    @classmethod
+    def from_config(cls, model: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+        """The config's ``model`` group (``conf/model/rnn.yaml``, a recipe's overrides) → a ``Seq2Seq``."""
+        encoder, decoder = model["encoder"], model["decoder"]
+        return cls(
+            src_vocab_size,
+            tgt_vocab_size,
+            embedding_dim=model["embedding_dim"],
+            hidden_size=encoder["hidden_size"],
+            num_layers=encoder["num_layers"],
+            bidirectional=encoder["bidirectional"],
+            packed=encoder["packed"],
+            context=model["context"],
+            bridge=model["bridge"],
+            decoder_size=decoder["hidden_size"],
+            feed_context=decoder["feed_context"],
+            dropout=model["dropout"],
+            cell=model["cell"],
+            attention=model["attention"],
+            input_feeding=decoder["input_feeding"],
+        )
+
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
         """The decoder's initial state for a batch of source sentences."""
         encoded = self.encoder(source, lengths)
-        hidden, cell = self.bridge(encoded)
-        state = DecoderState(hidden, cell, context=hidden[-1])
+        hidden, cell = self.handoff(encoded)
+        state = DecoderState(hidden, cell, summary=hidden[-1])
         attention = self.decoder.attention
         if attention is None:
             return state

@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
-from seq2seq.context import BRIDGES, MODES, ContextBridge, decoder_hidden_size, final_states
 from seq2seq.data import Ragged, prepare
 from seq2seq.encoder import Encoder
-from seq2seq.task import build_model
+from seq2seq.handoff import BRIDGES, MODES, Handoff, final_states
+from seq2seq.model import Seq2Seq
 
 VERDICTS = ("exact", "float noise", "wrong")
 FLOAT_NOISE = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing.assert_close's float32 tolerances
@@ -72,9 +72,8 @@ def probe(encoder: Encoder, source: torch.Tensor, lengths: torch.Tensor, layers:
             verdicts = sentence_verdicts(states, truth)
             for bridge in BRIDGES:
                 torch.manual_seed(0)
-                size = decoder_hidden_size(bridge, hidden, directions, None)
-                context, _ = ContextBridge(mode, bridge, hidden, directions, layers, size)(encoded)
-                rows.append(ProbeRow(packed, mode, bridge, tuple(context.shape), difference, verdicts))
+                initial, _ = Handoff(mode, bridge, hidden, directions, layers)(encoded)
+                rows.append(ProbeRow(packed, mode, bridge, tuple(initial.shape), difference, verdicts))
     encoder.packed = was_packed
     return rows
 
@@ -110,7 +109,7 @@ def main(cfg: DictConfig) -> None:
     else:
         splits, src_tok, tgt_tok = prepare(cfg.data)
         torch.manual_seed(cfg.seed)
-        model, ragged = build_model(cfg.model, len(src_tok), len(tgt_tok)), splits["test"].source_ids
+        model, ragged = Seq2Seq.from_config(cfg.model, len(src_tok), len(tgt_tok)), splits["test"].source_ids
     index = mixed_length_batch(ragged, cfg.sentences)
     rows = probe(model.encoder, ragged.pad(index), ragged.lengths[index], model.encoder.rnn.num_layers)
     print(format_rows(rows, ragged.lengths[index].tolist()))

@@ -9,9 +9,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seq2seq.attention import KINDS
-from seq2seq.context import BRIDGES, MODES
 from seq2seq.encoder import CELLS
-from seq2seq.task import build_model
+from seq2seq.handoff import BRIDGES, MODES
+from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS
 
 
@@ -157,4 +157,4 @@ def check_train_config(cfg: DictConfig) -> None:
     check_decode(cfg.decode)
     longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
     integer(longest, " (data.max_tokens + 2)").check("data.batch_tokens", cfg.data.batch_tokens)
-    build_model(cfg.model, 8, 8)
+    Seq2Seq.from_config(cfg.model, 8, 8)

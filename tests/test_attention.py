@@ -7,8 +7,8 @@ import torch
 from toy import VOCAB, reversal_batch, train_reversal
 
 from seq2seq.attention import Attention
-from seq2seq.context import ContextBridge, final_states
 from seq2seq.encoder import Encoder
+from seq2seq.handoff import Handoff, final_states
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search
 
@@ -105,11 +105,11 @@ def test_lstm_handoff_cell_state_follows_h_n_only_in_h_n_mode():
     encoded = encoder(source, lengths)
     assert encoded.c_n.shape == encoded.h_n.shape == (4, 5, 6)
     assert torch.equal(final_states(encoded, "last_output")[0], final_states(encoded, "h_n")[-1])
-    hidden, cell = ContextBridge("h_n", "concat", 6, 2, 2, 12, lstm=True)(encoded)
+    hidden, cell = Handoff("h_n", "concat", 6, 2, 2, 12, lstm=True)(encoded)
     c_n = encoded.c_n.view(2, 2, 5, 6)
     assert torch.equal(cell, torch.cat([c_n[:, 0], c_n[:, 1]], -1)) and not torch.equal(hidden, cell)
     for mode in ("last_output", "naive_last", "zero"):
-        _, cell = ContextBridge(mode, "sum", 6, 2, 2, 6, lstm=True)(encoded)
+        _, cell = Handoff(mode, "sum", 6, 2, 2, 6, lstm=True)(encoded)
         assert cell.shape == (2, 5, 6) and torch.all(cell == 0)
-    _, projected = ContextBridge("h_n", "project", 6, 2, 2, 7, lstm=True)(encoded)
+    _, projected = Handoff("h_n", "project", 6, 2, 2, 7, lstm=True)(encoded)
     assert projected.shape == (2, 5, 7)

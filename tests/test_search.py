@@ -156,7 +156,7 @@ class MarkovDecoder(nn.Module):
         self.tables = tables  # (tables, vocab, vocab) log-probabilities: [table, previous token, next token]
 
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        return self.tables[state.context[:, 0], tokens[:, -1]][:, None], state
+        return self.tables[state.summary[:, 0], tokens[:, -1]][:, None], state
 
 
 class MarkovModel(nn.Module):
@@ -167,7 +167,7 @@ class MarkovModel(nn.Module):
         self.decoder = MarkovDecoder(tables)
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
-        return DecoderState(hidden=torch.zeros(1, source.size(0), 1), cell=None, context=source[:, :1])
+        return DecoderState(hidden=torch.zeros(1, source.size(0), 1), cell=None, summary=source[:, :1])
 
 
 def markov_chain(rows: dict[int, dict[int, float]]) -> torch.Tensor:

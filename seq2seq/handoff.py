@@ -1,6 +1,6 @@
-"""The context handoff: which of ``nn.GRU``'s returns becomes the decoder's initial hidden state.
+"""The handoff: which of ``nn.GRU``'s returns (the ``model.context`` mode) becomes the decoder's initial state.
 
-Facts this module relies on (checked exactly in tests/test_context.py), in ``nn.GRU``'s own terms:
+Facts this module relies on (checked exactly in tests/test_handoff.py), in ``nn.GRU``'s own terms:
 
 - ``output`` is ``(seq, batch, directions*hidden)``: top layer, every step. ``h_n`` is
   ``(layers*directions, batch, hidden)``: every layer, last step. Here ``outputs`` is batch-first.
@@ -79,8 +79,11 @@ def decoder_hidden_size(bridge: str, encoder_hidden: int, directions: int, reque
     return implied
 
 
-class ContextBridge(nn.Module):
-    """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder hidden)``."""
+class Handoff(nn.Module):
+    """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder_hidden)``.
+
+    ``decoder_hidden`` is what the bridge implies (``requested_hidden`` only matters for ``project``).
+    """
 
     def __init__(
         self,
@@ -89,19 +92,19 @@ class ContextBridge(nn.Module):
         encoder_hidden: int,
         directions: int,
         decoder_layers: int,
-        decoder_hidden: int,
+        requested_hidden: int | None = None,
         lstm: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"model.context={mode!r} is not one of {MODES}")
         self.mode, self.bridge = mode, bridge
-        self.decoder_layers, self.decoder_hidden = decoder_layers, decoder_hidden
-        decoder_hidden_size(bridge, encoder_hidden, directions, decoder_hidden)  # raises on a mismatch
+        self.decoder_layers = decoder_layers
+        self.decoder_hidden = decoder_hidden_size(bridge, encoder_hidden, directions, requested_hidden)
         if bridge == "project":
-            self.projection = nn.Linear(directions * encoder_hidden, decoder_hidden)
+            self.projection = nn.Linear(directions * encoder_hidden, self.decoder_hidden)
             if lstm:
-                self.cell_projection = nn.Linear(directions * encoder_hidden, decoder_hidden)
+                self.cell_projection = nn.Linear(directions * encoder_hidden, self.decoder_hidden)
 
     def forward(self, encoded: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The decoder's initial hidden state and, for an LSTM, its initial cell state.

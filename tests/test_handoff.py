@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from seq2seq.context import ContextBridge, decoder_hidden_size, final_states
 from seq2seq.encoder import Encoder
+from seq2seq.handoff import Handoff, final_states
 
 VOCAB, EMB, HIDDEN = 50, 8, 6
 
@@ -117,10 +117,10 @@ def test_unpacked_unidirectional_last_output_is_the_true_one_at_every_depth(num_
 @pytest.mark.parametrize("mode", ["h_n", "last_output", "naive_last", "zero"])
 def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
     directions = 2 if bidirectional else 1
-    size = decoder_hidden_size(bridge, HIDDEN, directions, decoder_hidden)
-    assert size == expected
+    handoff = Handoff(mode, bridge, HIDDEN, directions, 2, decoder_hidden)
+    assert handoff.decoder_hidden == expected
     out = make_encoder(2, bidirectional)(*padded_batch(LENGTHS))
-    state, cell = ContextBridge(mode, bridge, HIDDEN, directions, 2, size)(out)
+    state, cell = handoff(out)
     assert cell is None  # a GRU has no cell state
     assert state.shape == (2, len(LENGTHS), expected)
     if mode == "zero":
@@ -134,8 +134,8 @@ def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
 def test_concat_and_sum_bridges_merge_directions_exactly():
     out = make_encoder(2, bidirectional=True)(*padded_batch(LENGTHS))
     h_n = out.h_n.view(2, 2, len(LENGTHS), HIDDEN)
-    concat, _ = ContextBridge("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
-    summed, _ = ContextBridge("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
+    concat, _ = Handoff("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
+    summed, _ = Handoff("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
     assert torch.equal(concat, torch.cat([h_n[:, 0], h_n[:, 1]], dim=-1))
     assert torch.equal(summed, h_n[:, 0] + h_n[:, 1])
 
@@ -144,16 +144,16 @@ def test_packed_h_n_and_last_output_give_identical_contexts_through_every_bridge
     out = make_encoder(1, bidirectional=True)(*padded_batch(LENGTHS))
     for bridge, size in (("concat", 2 * HIDDEN), ("sum", HIDDEN), ("project", 9)):
         torch.manual_seed(1)
-        by_h_n = ContextBridge("h_n", bridge, HIDDEN, 2, 1, size)
+        by_h_n = Handoff("h_n", bridge, HIDDEN, 2, 1, size)
         torch.manual_seed(1)
-        by_output = ContextBridge("last_output", bridge, HIDDEN, 2, 1, size)
+        by_output = Handoff("last_output", bridge, HIDDEN, 2, 1, size)
         assert torch.equal(by_h_n(out)[0], by_output(out)[0])
 
 
 def test_bad_settings_name_the_key_and_the_choices():
     with pytest.raises(ValueError, match=r"model.decoder.hidden_size=100 cannot match model.bridge=concat"):
-        decoder_hidden_size("concat", HIDDEN, 2, 100)
+        Handoff("h_n", "concat", HIDDEN, 2, 1, 100)
     with pytest.raises(ValueError, match=r"model.context='last' is not one of \('h_n'"):
-        ContextBridge("last", "sum", HIDDEN, 2, 1, HIDDEN)
+        Handoff("last", "sum", HIDDEN, 2, 1, HIDDEN)
     with pytest.raises(ValueError, match=r"model.bridge='mean' is not one of"):
-        decoder_hidden_size("mean", HIDDEN, 2, None)
+        Handoff("h_n", "mean", HIDDEN, 2, 1)
