@@ -1,8 +1,9 @@
 """Stopping and resuming training without losing work: where to resume from, saving on a signal, RNG state.
 
 Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states, and are written
-atomically (a temporary file, then a rename). Two things it leaves to us: the position in the epoch's batch order
-(``TranslationData.state_dict``) and the random state that drives dropout (``RandomState`` below).
+atomically (a temporary file, then a rename). Three things it leaves to us: the position in the epoch's batch order
+(``TranslationData.state_dict``), the epoch that order is shuffled by (``SamplerEpoch``) and the random state that
+drives dropout (``RandomState`` below).
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def stop_signals_as_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class SamplerEpoch(Callback):
+    """Shuffle each epoch's batches by the epoch being trained, the one ``TranslationData.state_dict`` records.
+
+    Lightning passes samplers its count of processed epochs instead, which is one ahead after resuming from a
+    checkpoint saved at an epoch's end (it counts the epoch it re-enters, empty, a second time).
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.train_dataloader.sampler.set_epoch(trainer.current_epoch)
 
 
 class RandomState(Callback):

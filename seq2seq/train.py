@@ -23,7 +23,13 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.monitor import EpochThroughput
-from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, stop_signals_as_interrupt
+from seq2seq.resume import (
+    RandomState,
+    SamplerEpoch,
+    SaveOnInterrupt,
+    find_resume_checkpoint,
+    stop_signals_as_interrupt,
+)
 from seq2seq.task import TranslationTask, build_model
 from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device, score
@@ -96,6 +102,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
             RandomState(),
+            SamplerEpoch(),
             throughput,
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),

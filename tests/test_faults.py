@@ -152,22 +152,32 @@ def test_two_runs_building_one_empty_cache_at_once_both_succeed(tmp_path):
     assert single.stdout == results[0][0], "a later run reuses exactly what they built"
 
 
-# --------------------------------------------------------------------------- SIGKILL mid-epoch, then resume
+# --------------------------------------------------------------------------- SIGKILL, then resume
 
 
 @dataclass
 class Settings:
-    """The kill-and-resume run: a tiny model on a real slice, checkpoints mid-epoch, over an epoch boundary."""
+    """The kill-and-resume run: a tiny model on the shortest pairs of a real slice, epochs of 15 batches."""
 
-    max_steps: int = 280
-    val_check_interval: int = 40
+    max_steps: int
+    val_check_interval: int | float
+    check_val_every_n_epoch: int | None
     limit_val_batches: int = 2
-    check_val_every_n_epoch: None = None
 
     def overrides(self) -> list[str]:
         trainer = [f"trainer.{key}={'null' if value is None else value}" for key, value in asdict(self).items()]
         kept = [o for o in TINY if not o.startswith(tuple(f"trainer.{key}" for key in asdict(self)))]
-        return [*kept, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
+        data = ["data.max_tokens=7", "data.batch_tokens=400", "data.test_fraction=0.005"]
+        return [*kept, *data, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
+
+
+MID_EPOCH = Settings(max_steps=30, val_check_interval=10, check_val_every_n_epoch=None)
+END_OF_EPOCH = Settings(max_steps=40, val_check_interval=1.0, check_val_every_n_epoch=1)
+
+
+@pytest.fixture(scope="module")
+def kill_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -175,9 +185,13 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
-    overrides = [*Settings().overrides(), f"data.cache_dir={tmp_path / 'cache'}"]
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
+@pytest.mark.parametrize("threads", [1, None], ids=["one-thread", "default-threads"])
+@pytest.mark.parametrize("settings", [MID_EPOCH, END_OF_EPOCH], ids=["mid-epoch", "end-of-epoch"])
+def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_path, kill_cache, settings, threads):
+    overrides = [*settings.overrides(), f"data.cache_dir={kill_cache}"]
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
 
     def train(runs: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
         command = [sys.executable, "-m", "seq2seq.train", *overrides, f"runs_dir={runs}", *extra]
@@ -193,17 +207,21 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     killed = train(tmp_path / "killed", wait=False)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
     killed.communicate(timeout=60)
     (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
     saved = torch.load(last, map_location="cpu", weights_only=False)
-    assert saved["global_step"] < Settings.max_steps and saved["global_step"] % Settings.val_check_interval == 0
-    assert saved["TranslationData"]["batches_done"] > 0, "the kill should come mid-epoch"
+    assert 0 < saved["global_step"] < settings.max_steps
+    batches_done = saved["TranslationData"]["batches_done"]
+    if settings is MID_EPOCH:
+        assert saved["global_step"] % settings.val_check_interval == 0 and batches_done > 0, "a mid-epoch checkpoint"
+    else:
+        assert batches_done * (saved["epoch"] + 1) == saved["global_step"], "an end-of-epoch checkpoint"
 
     train(tmp_path / "killed", f"resume={last.parent.parent}")
     resumed = weights(last)
-    assert torch.load(last, weights_only=False)["global_step"] == Settings.max_steps
+    assert torch.load(last, weights_only=False)["global_step"] == settings.max_steps
     assert torch.load(uninterrupted, weights_only=False)["epoch"] >= 1, "the runs should cross an epoch boundary"
     expected = weights(uninterrupted)
     assert expected.keys() == resumed.keys()
