@@ -80,7 +80,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task = TranslationTask(config, len(data.src_tok), len(data.tgt_tok))
     task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
 
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name, config)
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")

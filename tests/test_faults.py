@@ -25,6 +25,7 @@ from toy import VOCAB, reversal_batch
 
 from seq2seq.config import CONF_DIR
 from seq2seq.data import Batch, TokenBucketSampler
+from seq2seq.resume import find_resume_checkpoint
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -227,6 +228,48 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
     assert expected.keys() == resumed.keys()
     for name, value in expected.items():
         assert torch.equal(value, resumed[name]), name
+
+
+# --------------------------------------------------------------------------- resuming under other settings
+
+
+def saved_run(runs: Path, stamp: str, config: dict, age: float) -> Path:
+    """A run directory of ``default`` whose last.ckpt holds ``config``, written ``age`` seconds ago."""
+    checkpoint = runs / "default" / stamp / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"hyper_parameters": {"config": config}}, checkpoint)
+    os.utime(checkpoint, (time.time() - age, time.time() - age))
+    return checkpoint
+
+
+def test_resume_refuses_a_run_of_other_settings_in_one_line_naming_the_keys(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    current = small_config(seed=7, model={"dropout": 0.5})
+    with pytest.raises(ValueError, match=r"\(model\.dropout, seed differ\)") as error:
+        find_resume_checkpoint(str(checkpoint.parent.parent), tmp_path, "default", current)
+    assert "\n" not in str(error.value)
+
+
+def test_resume_accepts_other_lengths_paths_and_loading(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    current = small_config(
+        resume="last", patience=9, runs_dir=str(tmp_path / "elsewhere"), test_beam={"beam_size": 2},
+        trainer={"max_steps": 9000, "max_epochs": -1, "max_time": "00:01:00:00", "enable_progress_bar": False},
+        data={"cache_dir": "/elsewhere", "mirror": "/elsewhere", "num_workers": 4},
+    )  # fmt: skip
+    assert find_resume_checkpoint(str(checkpoint), tmp_path, "default", current) == str(checkpoint)
+
+
+def test_resume_last_takes_the_newest_run_of_the_same_settings(tmp_path):
+    matching = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=60)
+    saved_run(tmp_path, "2026-01-01_00-01-00", small_config(seed=7), age=0)
+    assert find_resume_checkpoint("last", tmp_path, "default", small_config()) == str(matching)
+
+
+def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
+    saved_run(tmp_path, "2026-01-01_00-00-00", small_config(seed=7), age=0)
+    with pytest.raises(ValueError, match=r"^resume=last: no run of default under .* has these settings \(seed differ"):
+        find_resume_checkpoint("last", tmp_path, "default", small_config())
 
 
 # --------------------------------------------------------------------------- config mistakes
