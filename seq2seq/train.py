@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -155,14 +157,28 @@ def test_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict
     return {name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``."""
+    hydra_config = HydraConfig.get()
+    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log"}
+    if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
+        shutil.rmtree(run_dir)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float:
-    summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except BaseException:
+        remove_if_unused(run_dir)
+        raise
     return summary["test"]["greedy"]["bleu"] if summary else None  # only rank 0 scores
 
 
 register_recipes()
+OmegaConf.register_new_resolver("pid", os.getpid)  # for the run directory's name (conf/train.yaml)
 
 if __name__ == "__main__":
     main()

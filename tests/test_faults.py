@@ -272,6 +272,39 @@ def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
         find_resume_checkpoint("last", tmp_path, "default", small_config())
 
 
+# --------------------------------------------------------------------------- run directories
+
+RUN_DIR_AT_ONE_SECOND = """
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+import seq2seq.train  # registers the run directory's resolvers
+from seq2seq.config import CONF_DIR
+with initialize_config_dir(CONF_DIR, version_base="1.3"):
+    OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
+    print(compose("train", ["recipe=fra-eng-small", "runs_dir=runs"], return_hydra_config=True).hydra.run.dir)
+"""
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_run_directories():
+    command = [sys.executable, "-c", RUN_DIR_AT_ONE_SECOND]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    run_dirs = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert all(run_dir.startswith("runs/fra-eng-small/2026-01-01_00-00-00") for run_dir in run_dirs)
+    assert run_dirs[0] != run_dirs[1]
+
+
+@pytest.mark.parametrize("mistake", [["model.context=last"], []], ids=["config-mistake", "missing-data"])
+def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
+    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", *mistake, f"data.cache_dir={tmp_path / 'cache'}",
+         "data.url=http://127.0.0.1:1/fra-eng.zip", f"runs_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
+    assert list((tmp_path / "runs").glob("*/*")) == []
+
+
 # --------------------------------------------------------------------------- config mistakes
 
 
