@@ -63,10 +63,11 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
     if not resume:
         return None
     path = Path(resume).expanduser()
-    runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
-    candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
     if path.is_file():
         candidates = [path]
+    else:
+        runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
+        candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
     if not candidates:
         raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
     newest_first = sorted(candidates, key=lambda c: c.stat().st_mtime, reverse=True)
