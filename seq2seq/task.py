@@ -156,6 +156,7 @@ class TranslationTask(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})  # identical on every rank
         if not self.trainer.sanity_checking:
             self.validation_curve.append((self.global_step, round(scores["bleu"], 2)))
+            self.lr_schedulers().step(scores["bleu"])  # before the checkpoints of this validation are saved
         if self.trainer.is_global_zero:
             log.info("validation at step %d: %s", self.global_step, {k: round(v, 3) for k, v in metrics.items()})
             for i in order[:: max(1, len(order) // 3)][:3]:
@@ -167,8 +168,11 @@ class TranslationTask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=optim["lr_decay"], patience=optim["lr_patience"]
         )
-        # not strict: an epoch can end between two validations when they are counted in steps
+        # not strict: an epoch can end before the first validation when validations are counted in steps
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val/bleu", "strict": False},
         }
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Lightning steps at epoch ends, whether or not a validation ran; on_validation_epoch_end steps instead."""

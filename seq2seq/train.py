@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,18 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.checkpoint import load_checkpoint, read_checkpoint
+from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
 from seq2seq.monitor import EpochThroughput
-from seq2seq.resume import RandomState, SaveOnInterrupt, find_resume_checkpoint, stop_signals_as_interrupt
+from seq2seq.resume import (
+    RandomState,
+    SamplerEpoch,
+    SaveOnInterrupt,
+    find_resume_checkpoint,
+    stop_signals_as_interrupt,
+)
 from seq2seq.settings import check_train_config
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import BOS
@@ -75,9 +83,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task = TranslationTask(config, len(data.src_tok), len(data.tgt_tok))
     task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
 
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name)
-    if resume_from:
-        read_checkpoint(resume_from)  # refuse a tampered file in one line before Lightning reads it
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name, config)
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
@@ -99,6 +105,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
             RandomState(),
+            SamplerEpoch(),
             throughput,
         ],
         logger=CSVLogger(run_dir, name="logs", version=""),
@@ -151,14 +158,28 @@ def test_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict
     return {name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``."""
+    hydra_config = HydraConfig.get()
+    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log"}
+    if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
+        shutil.rmtree(run_dir)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float:
-    summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except BaseException:
+        remove_if_unused(run_dir)
+        raise
     return summary["test"]["greedy"]["bleu"] if summary else None  # only rank 0 scores
 
 
 register_recipes()
+OmegaConf.register_new_resolver("pid", os.getpid)  # for the run directory's name (conf/train.yaml)
 
 if __name__ == "__main__":
     main()

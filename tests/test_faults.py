@@ -25,6 +25,7 @@ from toy import VOCAB, reversal_batch
 
 from seq2seq.config import CONF_DIR
 from seq2seq.data import Batch, TokenBucketSampler
+from seq2seq.resume import find_resume_checkpoint
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -152,22 +153,32 @@ def test_two_runs_building_one_empty_cache_at_once_both_succeed(tmp_path):
     assert single.stdout == results[0][0], "a later run reuses exactly what they built"
 
 
-# --------------------------------------------------------------------------- SIGKILL mid-epoch, then resume
+# --------------------------------------------------------------------------- SIGKILL, then resume
 
 
 @dataclass
 class Settings:
-    """The kill-and-resume run: a tiny model on a real slice, checkpoints mid-epoch, over an epoch boundary."""
+    """The kill-and-resume run: a tiny model on the shortest pairs of a real slice, epochs of 15 batches."""
 
-    max_steps: int = 280
-    val_check_interval: int = 40
+    max_steps: int
+    val_check_interval: int | float
+    check_val_every_n_epoch: int | None
     limit_val_batches: int = 2
-    check_val_every_n_epoch: None = None
 
     def overrides(self) -> list[str]:
         trainer = [f"trainer.{key}={'null' if value is None else value}" for key, value in asdict(self).items()]
         kept = [o for o in TINY if not o.startswith(tuple(f"trainer.{key}" for key in asdict(self)))]
-        return [*kept, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
+        data = ["data.max_tokens=7", "data.batch_tokens=400", "data.test_fraction=0.005"]
+        return [*kept, *data, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
+
+
+MID_EPOCH = Settings(max_steps=30, val_check_interval=10, check_val_every_n_epoch=None)
+END_OF_EPOCH = Settings(max_steps=40, val_check_interval=1.0, check_val_every_n_epoch=1)
+
+
+@pytest.fixture(scope="module")
+def kill_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -175,9 +186,13 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
-    overrides = [*Settings().overrides(), f"data.cache_dir={tmp_path / 'cache'}"]
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
+@pytest.mark.parametrize("threads", [1, None], ids=["one-thread", "default-threads"])
+@pytest.mark.parametrize("settings", [MID_EPOCH, END_OF_EPOCH], ids=["mid-epoch", "end-of-epoch"])
+def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_path, kill_cache, settings, threads):
+    overrides = [*settings.overrides(), f"data.cache_dir={kill_cache}"]
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
 
     def train(runs: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
         command = [sys.executable, "-m", "seq2seq.train", *overrides, f"runs_dir={runs}", *extra]
@@ -193,22 +208,101 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     killed = train(tmp_path / "killed", wait=False)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
     killed.communicate(timeout=60)
     (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
     saved = torch.load(last, map_location="cpu", weights_only=False)
-    assert saved["global_step"] < Settings.max_steps and saved["global_step"] % Settings.val_check_interval == 0
-    assert saved["TranslationData"]["batches_done"] > 0, "the kill should come mid-epoch"
+    assert 0 < saved["global_step"] < settings.max_steps
+    batches_done = saved["TranslationData"]["batches_done"]
+    if settings is MID_EPOCH:
+        assert saved["global_step"] % settings.val_check_interval == 0 and batches_done > 0, "a mid-epoch checkpoint"
+    else:
+        assert batches_done * (saved["epoch"] + 1) == saved["global_step"], "an end-of-epoch checkpoint"
 
     train(tmp_path / "killed", f"resume={last.parent.parent}")
     resumed = weights(last)
-    assert torch.load(last, weights_only=False)["global_step"] == Settings.max_steps
+    assert torch.load(last, weights_only=False)["global_step"] == settings.max_steps
     assert torch.load(uninterrupted, weights_only=False)["epoch"] >= 1, "the runs should cross an epoch boundary"
     expected = weights(uninterrupted)
     assert expected.keys() == resumed.keys()
     for name, value in expected.items():
         assert torch.equal(value, resumed[name]), name
+
+
+# --------------------------------------------------------------------------- resuming under other settings
+
+
+def saved_run(runs: Path, stamp: str, config: dict, age: float) -> Path:
+    """A run directory of ``default`` whose last.ckpt holds ``config``, written ``age`` seconds ago."""
+    checkpoint = runs / "default" / stamp / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"hyper_parameters": {"config": config}}, checkpoint)
+    os.utime(checkpoint, (time.time() - age, time.time() - age))
+    return checkpoint
+
+
+def test_resume_refuses_a_run_of_other_settings_in_one_line_naming_the_keys(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    current = small_config(seed=7, model={"dropout": 0.5})
+    with pytest.raises(ValueError, match=r"\(model\.dropout, seed differ\)") as error:
+        find_resume_checkpoint(str(checkpoint.parent.parent), tmp_path, "default", current)
+    assert "\n" not in str(error.value)
+
+
+def test_resume_accepts_other_lengths_paths_and_loading(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    current = small_config(
+        resume="last", patience=9, runs_dir=str(tmp_path / "elsewhere"), test_beam={"beam_size": 2},
+        trainer={"max_steps": 9000, "max_epochs": -1, "max_time": "00:01:00:00", "enable_progress_bar": False},
+        data={"cache_dir": "/elsewhere", "mirror": "/elsewhere", "num_workers": 4},
+    )  # fmt: skip
+    assert find_resume_checkpoint(str(checkpoint), tmp_path, "default", current) == str(checkpoint)
+
+
+def test_resume_last_takes_the_newest_run_of_the_same_settings(tmp_path):
+    matching = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=60)
+    saved_run(tmp_path, "2026-01-01_00-01-00", small_config(seed=7), age=0)
+    assert find_resume_checkpoint("last", tmp_path, "default", small_config()) == str(matching)
+
+
+def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
+    saved_run(tmp_path, "2026-01-01_00-00-00", small_config(seed=7), age=0)
+    with pytest.raises(ValueError, match=r"^resume=last: no run of default under .* has these settings \(seed differ"):
+        find_resume_checkpoint("last", tmp_path, "default", small_config())
+
+
+# --------------------------------------------------------------------------- run directories
+
+RUN_DIR_AT_ONE_SECOND = """
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+import seq2seq.train  # registers the run directory's resolvers
+from seq2seq.config import CONF_DIR
+with initialize_config_dir(CONF_DIR, version_base="1.3"):
+    OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
+    print(compose("train", ["recipe=fra-eng-small", "runs_dir=runs"], return_hydra_config=True).hydra.run.dir)
+"""
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_run_directories():
+    command = [sys.executable, "-c", RUN_DIR_AT_ONE_SECOND]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    run_dirs = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert all(run_dir.startswith("runs/fra-eng-small/2026-01-01_00-00-00") for run_dir in run_dirs)
+    assert run_dirs[0] != run_dirs[1]
+
+
+@pytest.mark.parametrize("mistake", [["model.context=last"], []], ids=["config-mistake", "missing-data"])
+def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
+    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", *mistake, f"data.cache_dir={tmp_path / 'cache'}",
+         "data.url=http://127.0.0.1:1/fra-eng.zip", f"runs_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
+    assert list((tmp_path / "runs").glob("*/*")) == []
 
 
 # --------------------------------------------------------------------------- config mistakes
