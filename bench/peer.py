@@ -34,7 +34,7 @@ from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import prepare
 from seq2seq.handoff import decoder_hidden_size
-from seq2seq.task import corpus_scores
+from seq2seq.metrics import corpus_scores
 from seq2seq.train import hardware
 from seq2seq.translator import Translator, pick_device
 
@@ -469,11 +469,11 @@ def decode_ours(argv: list[str]) -> None:
     """The child that times our decoding, so that its peak memory is measured apart from the parent's."""
     options = OmegaConf.from_dotlist(argv)
     work = Path(options.directory)
-    task = load_checkpoint(options.checkpoint, pick_device())
-    sources = read_lines(work / "data" / f"test.{task.config['data']['src_lang']}")
-    speed: dict[str, float] = {"parameters": sum(p.numel() for p in task.model.parameters())}
+    trained = load_checkpoint(options.checkpoint, pick_device())
+    sources = read_lines(work / "data" / f"test.{trained.config["data"]["src_lang"]}")
+    speed: dict[str, float] = {"parameters": sum(p.numel() for p in trained.model.parameters())}
     for name, decode in searches().items():
-        translator = Translator(task, OmegaConf.merge(decode, {"batch_size": options.batch_size}))
+        translator = Translator(trained, OmegaConf.merge(decode, {"batch_size": options.batch_size}))
         key = FIGURE_KEYS[name]
         speed[key], translations = timed_translation(translator, sources, warm_up=False)  # as JoeyNMT: no warm-up
         (work / f"ours.{key}").write_text("".join(f"{line}\n" for line in translations))

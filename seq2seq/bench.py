@@ -32,15 +32,15 @@ def bench_decode(cfg: DictConfig) -> list[tuple[str, int, float]]:
     """Rows of (search, batch size, sentences/s)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    task = load_checkpoint(cfg.checkpoint)
-    sources = [source for source, _ in corpus_split(task, cfg.split, cfg.paths)][: cfg.sentences]
+    trained = load_checkpoint(cfg.checkpoint)
+    sources = [source for source, _ in corpus_split(trained, cfg.split, cfg.paths)][: cfg.sentences]
     device = pick_device(cfg.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     rows = []
     for name, decode in cfg.searches.items():
         for batch_size in [*cfg.batch_sizes, 1]:
             subset = sources[: cfg.single] if batch_size == 1 else sources
-            translator = Translator(task, OmegaConf.merge(decode, {"batch_size": batch_size}), device)
+            translator = Translator(trained, OmegaConf.merge(decode, {"batch_size": batch_size}), device)
             rows.append((name, batch_size, timed_translation(translator, subset)[0]))
             print(f"{name:8s} batch {batch_size:4d}: {rows[-1][2]:8.1f} sentences/s", flush=True)
     return rows

@@ -1,4 +1,7 @@
-"""Self-contained checkpoints: Lightning's file plus the config and both tokenizers, checked on load."""
+"""Self-contained checkpoints: Lightning's file plus the config and both tokenizers, loaded safely.
+
+Loading needs neither Lightning nor the training task: the weights go straight into a ``Seq2Seq``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.config import resource_dir
 from seq2seq.data import load_splits
 from seq2seq.errors import CheckpointError
-from seq2seq.task import FORMAT_VERSION, TranslationTask
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.translator import TranslationModel
+
+FORMAT_VERSION = 3  # bump when a checkpoint's contents change incompatibly (2: cell, attention; 3: handoff)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -44,23 +51,26 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationTask:
-    """Load a trained model ready to translate, or fail with one clear line."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationModel:
+    """Load a trained model ready to translate (in eval mode), or fail with one clear line."""
     path = Path(path).expanduser()
     raw = read_checkpoint(path)
     hparams = raw["hyper_parameters"]
     try:
-        task = TranslationTask(hparams["config"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
-        task.load_state_dict(raw["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as error:
+        config = hparams["config"]
+        model = Seq2Seq.from_config(config["model"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"{path}: its config and weights do not fit this version of seq2seq ({error!r})"
         ) from error
-    task.on_load_checkpoint(raw)
-    return task.to(device).eval()
+    tokenizers = raw["tokenizers"]
+    return TranslationModel(
+        model.to(device).eval(), Tokenizer(tokenizers["source"]), Tokenizer(tokenizers["target"]), config
+    )
 
 
-def corpus_split(task: TranslationTask, split: str, paths: DictConfig) -> list[tuple[str, str]]:
+def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> list[tuple[str, str]]:
     """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, found again on this
     machine through ``paths`` (mirror, cache) in place of the trainer's. Settings added since the checkpoint was
     trained take their defaults.
@@ -68,5 +78,5 @@ def corpus_split(task: TranslationTask, split: str, paths: DictConfig) -> list[t
     if split not in ("valid", "test"):
         raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
     defaults = OmegaConf.load(resource_dir("conf") / "data" / "fra-eng.yaml")
-    data = OmegaConf.merge(defaults, task.config["data"], {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
+    data = OmegaConf.merge(defaults, trained.config["data"], {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
     return load_splits(data)[split]

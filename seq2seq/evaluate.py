@@ -16,20 +16,20 @@ from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.settings import check_decode
-from seq2seq.task import TranslationTask
-from seq2seq.translator import Translator, pick_device, score
+from seq2seq.metrics import score
+from seq2seq.translator import TranslationModel, Translator, pick_device
 
 log = logging.getLogger(__name__)
 
 
-def evaluation_pairs(cfg: DictConfig, task: TranslationTask) -> tuple[str, list[tuple[str, str]]]:
+def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, list[tuple[str, str]]]:
     """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split."""
     if cfg.input:
         pairs, report = corpus.parse_pairs(Path(cfg.input).read_bytes().splitlines())
         log.info("%s: %s", cfg.input, report)
-        data = task.config["data"]
+        data = trained.config["data"]
         return Path(cfg.input).stem, corpus.orient(pairs, data["src_lang"], data["tgt_lang"])
-    return cfg.split, corpus_split(task, cfg.split, cfg.paths)
+    return cfg.split, corpus_split(trained, cfg.split, cfg.paths)
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -69,9 +69,9 @@ def main(cfg: DictConfig) -> None:
     if cfg.input and Path(cfg.input).is_dir():
         raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
-    task = load_checkpoint(cfg.checkpoint)
-    name, pairs = evaluation_pairs(cfg, task)
-    metrics, hypotheses = score(Translator(task, cfg.decode, pick_device(cfg.device)), pairs)
+    trained = load_checkpoint(cfg.checkpoint)
+    name, pairs = evaluation_pairs(cfg, trained)
+    metrics, hypotheses = score(Translator(trained, cfg.decode, pick_device(cfg.device)), pairs)
     stem = f"{name}.greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         stem = f"{name}.beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"

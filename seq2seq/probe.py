@@ -103,9 +103,9 @@ def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     if cfg.checkpoint:
-        task = load_checkpoint(cfg.checkpoint)
-        test = corpus_split(task, "test", cfg.paths)
-        model, ragged = task.model, Ragged.from_lists(task.tokenizers["source"].encode([s for s, _ in test]))
+        trained = load_checkpoint(cfg.checkpoint)
+        test = corpus_split(trained, "test", cfg.paths)
+        model, ragged = trained.model, Ragged.from_lists(trained.source_tokenizer.encode([s for s, _ in test]))
     else:
         splits, src_tok, tgt_tok = prepare(cfg.data)
         torch.manual_seed(cfg.seed)

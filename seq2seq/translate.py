@@ -88,10 +88,9 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     for raw in line_batches(source, translator.decode.batch_size):
         lines = decode_lines(raw, count, max_chars)
         for number, (line, translations) in enumerate(zip(lines, translator.translate(lines, count + 1)), count):
-            source_ids = translator.source_tokenizer.encode([line])[0][: translator.max_source_tokens] if plots else []
-            if source_ids:  # lines that encode to no subwords are not translated, so have no attention
+            if plots and translations[0].source:  # a line of no subwords is not translated: no attention
                 save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
-                             source_ids, translations[0].tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
+                             translations[0].source, translations[0].tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
             if n_best == 1:
                 sink.write(translations[0].text + "\n")
             else:

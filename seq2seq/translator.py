@@ -1,23 +1,39 @@
-"""Translate and score with a trained model: batching, decoding strategy, detokenisation, metrics."""
+"""The one decoding path: validation, test scoring, ``evaluate``, ``translate``, ``bench`` and ``probe`` all
+translate through ``Translator``, so they cannot treat a sentence differently (truncation, batching, search).
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from seq2seq.data import Ragged
+from seq2seq.model import Seq2Seq
 from seq2seq.search import Hypothesis, beam_search, greedy_search
 from seq2seq.settings import check_decode
-from seq2seq.task import TranslationTask, corpus_scores
-from seq2seq.tokenizer import UNK
+from seq2seq.tokenizer import UNK, Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TranslationModel:
+    """Everything translating needs: the network, both tokenizers and the config it was trained with."""
+
+    model: Seq2Seq
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    config: dict[str, Any]
+
+    @property
+    def max_source_tokens(self) -> int:
+        """Longer inputs are cut to this: the longest sentence the model was trained on."""
+        return self.config["data"]["max_tokens"]
 
 
 @dataclass
@@ -25,6 +41,7 @@ class Translation:
     score: float
     text: str
     tokens: list[int]
+    source: list[int] = field(default_factory=list)  # the subword ids the model read (after any truncation)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -37,16 +54,18 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 class Translator:
-    """Wraps a trained task with a decoding configuration (the ``decode`` config group)."""
+    """A ``TranslationModel`` with a decoding configuration (the ``decode`` config group).
 
-    def __init__(self, task: TranslationTask, decode: Any, device: torch.device | None = None):
-        self.device = device or next(task.parameters()).device
-        self.model = task.model.to(self.device).eval()
-        self.source_tokenizer = task.tokenizers["source"]
-        self.target_tokenizer = task.tokenizers["target"]
-        self.max_source_tokens = task.config["data"]["max_tokens"]
-        self.decode = decode
+    It leaves the model's mode alone (training validates through it); ``load_checkpoint`` gives one in eval mode.
+    """
+
+    def __init__(self, translation_model: TranslationModel, decode: Any, device: torch.device | None = None):
         check_decode(decode)
+        self.model = translation_model.model if device is None else translation_model.model.to(device)
+        self.source_tokenizer = translation_model.source_tokenizer
+        self.target_tokenizer = translation_model.target_tokenizer
+        self.max_source_tokens = translation_model.max_source_tokens
+        self.decode = decode
 
     def translate(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
         """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations.
@@ -61,16 +80,21 @@ class Translator:
             if len(tokens) > self.max_source_tokens:
                 log.warning("input line %d: %d subwords, truncated to the model's %d", number, len(tokens),
                             self.max_source_tokens)  # fmt: skip
-                del tokens[self.max_source_tokens :]
-        results: list[list[Translation]] = [[Translation(0.0, "", [])] * self.decode.n_best for _ in sentences]
+        return self.translate_ids(ids)
+
+    def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
+        """Like ``translate``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
+        ids = [list(tokens[: self.max_source_tokens]) for tokens in ids]
+        results = [[Translation(0.0, "", [], source)] * self.decode.n_best for source in ids]
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
+        device = next(self.model.parameters()).device
         for chunk in self._batches(order, ragged.lengths.tolist()):
             index = torch.tensor(chunk)
-            source, lengths = ragged.pad(index).to(self.device), ragged.lengths[index]  # lengths: CPU, for packing
+            source, lengths = ragged.pad(index).to(device), ragged.lengths[index]  # lengths: CPU, for packing
             for i, hypotheses in zip(chunk, self._search(source, lengths)):
                 texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
-                results[i] = [Translation(h.score, text, h.tokens) for h, text in zip(hypotheses, texts)]
+                results[i] = [Translation(h.score, text, h.tokens, ids[i]) for h, text in zip(hypotheses, texts)]
         return results
 
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
@@ -108,12 +132,3 @@ class Translator:
     def best(self, sentences: Sequence[str]) -> list[str]:
         return [translations[0].text for translations in self.translate(sentences)]
 
-
-def score(translator: Translator, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, Any], list[str]]:
-    """Translate the sources of ``(source, reference)`` pairs and score them against the references."""
-    started = time.perf_counter()
-    hypotheses = translator.best([source for source, _ in pairs])
-    seconds = time.perf_counter() - started
-    metrics = corpus_scores(hypotheses, [reference for _, reference in pairs])
-    decode = {k: translator.decode[k] for k in ("strategy", "beam_size", "length_penalty", "max_length")}
-    return {**metrics, "decode": decode, "seconds": round(seconds, 3)}, hypotheses

@@ -22,7 +22,7 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.data import prepare
 from seq2seq.errors import CacheError
-from seq2seq.task import FORMAT_VERSION
+from seq2seq.checkpoint import FORMAT_VERSION
 
 
 class Payload:

@@ -7,9 +7,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seq2seq.config import CONF_DIR
-from seq2seq.task import TranslationTask
+from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.translator import Translator
+from seq2seq.translator import TranslationModel, Translator
 
 WORDS = ["le", "chat", "noir", "mange", "une", "pomme", "dans", "notre", "petit", "jardin", "avec", "mon", "ami"]
 
@@ -31,9 +31,8 @@ def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
     small = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0", "decode.max_length=8"]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*small, *overrides])
-    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), len(tokenizer), len(tokenizer))
-    task.tokenizers = {"source": tokenizer, "target": tokenizer}
-    return Translator(task, cfg.decode)
+    model = Seq2Seq.from_config(cfg.model, len(tokenizer), len(tokenizer)).eval()
+    return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
