@@ -470,7 +470,7 @@ def decode_ours(argv: list[str]) -> None:
     options = OmegaConf.from_dotlist(argv)
     work = Path(options.directory)
     trained = load_checkpoint(options.checkpoint, pick_device())
-    sources = read_lines(work / "data" / f"test.{trained.config["data"]["src_lang"]}")
+    sources = read_lines(work / "data" / f"test.{trained.config['data']['src_lang']}")
     speed: dict[str, float] = {"parameters": sum(p.numel() for p in trained.model.parameters())}
     for name, decode in searches().items():
         translator = Translator(trained, OmegaConf.merge(decode, {"batch_size": options.batch_size}))

@@ -22,7 +22,8 @@ from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
-IGNORED = {"seed", "name", "runs_dir", "resume", "data.cache_dir", "data.mirror"}
+IGNORED = {"seed", "name", "resume", "paths.runs_dir", "paths.cache_dir", "paths.mirror", "data.cache_dir",
+           "data.mirror"}  # fmt: skip
 METRICS = {"bleu_greedy": ("greedy", "bleu"), "bleu_beam": ("beam", "bleu"), "chrf_greedy": ("greedy", "chrf")}
 
 

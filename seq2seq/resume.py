@@ -26,7 +26,6 @@ from seq2seq.checkpoint import read_checkpoint
 MAY_CHANGE_ON_RESUME = (
     "resume",
     "patience",
-    "runs_dir",
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.max_time",

@@ -79,8 +79,9 @@ DECODE = {
 TRAIN = {
     "seed": integer(0),
     "patience": integer(0),
-    "test_beam.beam_size": integer(1),
-    "test_beam.length_penalty": number(0),
+    "paths.mirror": OPTIONAL_TEXT,
+    "paths.cache_dir": TEXT,
+    "paths.runs_dir": TEXT,
     "data.url": TEXT,
     "data.mirror": OPTIONAL_TEXT,
     "data.cache_dir": TEXT,
@@ -141,13 +142,13 @@ def _check(cfg: DictConfig, rules: dict[str, Rule], prefix: str = "") -> None:
         rule.check(prefix + key, OmegaConf.select(cfg, key))
 
 
-def check_decode(decode: Any) -> None:
-    """The ``decode`` group, before a checkpoint is loaded or a sentence decoded."""
-    _check(decode, DECODE, "decode.")
+def check_decode(decode: Any, key: str = "decode") -> None:
+    """A ``decode`` group (at ``key``), before a checkpoint is loaded or a sentence decoded."""
+    _check(decode, DECODE, f"{key}.")
     if decode.n_best > (decode.beam_size if decode.strategy == "beam" else 1):
         raise ValueError(
-            f"decode.n_best={decode.n_best} is more than decode.strategy={decode.strategy} finds; "
-            "use decode=beam with decode.beam_size >= decode.n_best"
+            f"{key}.n_best={decode.n_best} is more than {key}.strategy={decode.strategy} finds; "
+            f"use {key}=beam with {key}.beam_size >= {key}.n_best"
         )
 
 
@@ -155,6 +156,7 @@ def check_train_config(cfg: DictConfig) -> None:
     """Every key of a training config, before any data work; then the model, for combinations of keys."""
     _check(cfg, TRAIN)
     check_decode(cfg.decode)
+    check_decode(cfg.test_decode, "test_decode")
     longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
     integer(longest, " (data.max_tokens + 2)").check("data.batch_tokens", cfg.data.batch_tokens)
     Seq2Seq.from_config(cfg.model, 8, 8)

@@ -1,25 +1,30 @@
-"""Training and validation of a Seq2Seq model as a LightningModule: loss, optimiser, BLEU/chrF."""
+"""Training and validation of a Seq2Seq model as a LightningModule: loss, optimiser and schedule, BLEU/chrF.
+
+Validation translates through the same ``Translator`` as ``evaluate`` and ``translate``, so their scores agree.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
-import sacrebleu
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
+from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data import Batch
+from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq
-from seq2seq.search import greedy_search
 from seq2seq.tokenizer import PAD, Tokenizer
+from seq2seq.translator import TranslationModel, Translator
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when a checkpoint's contents change incompatibly (2: cell, attention)
 MAX_NONFINITE_IN_A_ROW = 10  # skipped steps before training stops: the run has diverged, not hit a bad batch
 
 
@@ -32,61 +37,39 @@ class ValidationBatch(NamedTuple):
     tokens: torch.Tensor
 
 
-def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """The config's ``model`` group → a ``Seq2Seq``."""
-    encoder, decoder = model_cfg["encoder"], model_cfg["decoder"]
-    return Seq2Seq(
-        src_vocab_size,
-        tgt_vocab_size,
-        embedding_dim=model_cfg["embedding_dim"],
-        hidden_size=encoder["hidden_size"],
-        num_layers=encoder["num_layers"],
-        bidirectional=encoder["bidirectional"],
-        packed=encoder["packed"],
-        context=model_cfg["context"],
-        bridge=model_cfg["bridge"],
-        decoder_size=decoder["hidden_size"],
-        feed_context=decoder["feed_context"],
-        dropout=model_cfg["dropout"],
-        cell=model_cfg["cell"],
-        attention=model_cfg["attention"],
-        input_feeding=decoder["input_feeding"],
-    )
-
-
-def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
-    """sacrebleu BLEU and chrF on detokenised text, with their signatures."""
-    bleu = sacrebleu.metrics.BLEU()
-    chrf = sacrebleu.metrics.CHRF()
-    return {
-        "bleu": bleu.corpus_score(hypotheses, [references]).score,
-        "chrf": chrf.corpus_score(hypotheses, [references]).score,
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-        "sentences": len(hypotheses),
-    }
-
-
 class TranslationTask(L.LightningModule):
-    """Cross-entropy training with teacher forcing; greedy-decoded BLEU and chrF at every validation."""
+    """Cross-entropy training with teacher forcing; BLEU and chrF of the ``decode`` search at every validation.
 
-    def __init__(self, config: dict[str, Any], src_vocab_size: int, tgt_vocab_size: int):
+    ``validation`` holds the validation split's ``(source, reference)`` pairs, in the order of ``Batch.indices``.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        source_tokenizer: Tokenizer,
+        target_tokenizer: Tokenizer,
+        validation: Sequence[tuple[str, str]] = (),
+    ):
         super().__init__()
-        self.save_hyperparameters()
+        sizes = {"src_vocab_size": len(source_tokenizer), "tgt_vocab_size": len(target_tokenizer)}
+        self.save_hyperparameters({"config": config, **sizes})  # what load_checkpoint rebuilds the model from
         self.config = config
-        self.model = build_model(config["model"], src_vocab_size, tgt_vocab_size)
-        self.tokenizers: dict[str, Tokenizer] = {}
+        self.model = Seq2Seq.from_config(config["model"], *sizes.values())
+        self.translation_model = TranslationModel(self.model, source_tokenizer, target_tokenizer, config)
+        self.translator = Translator(self.translation_model, OmegaConf.create(config["decode"]))
+        self.validation = validation
         self.validation_curve: list[tuple[int, float]] = []  # (step, BLEU) of every real validation
         self._outputs: list[ValidationBatch] = []
         self.nonfinite_in_a_row = 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Carry the tokenizers, so that a checkpoint copied anywhere still translates."""
-        checkpoint["tokenizers"] = {side: tok.model_proto for side, tok in self.tokenizers.items()}
+        model = self.translation_model
+        checkpoint["tokenizers"] = {
+            "source": model.source_tokenizer.model_proto,
+            "target": model.target_tokenizer.model_proto,
+        }
         checkpoint["seq2seq_format"] = FORMAT_VERSION
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.tokenizers = {side: Tokenizer(proto) for side, proto in checkpoint.get("tokenizers", {}).items()}
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         """Lengths stay on the CPU, where packing reads them: a round trip through the GPU syncs every step."""
@@ -126,9 +109,8 @@ class TranslationTask(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         total = self.loss(batch, reduction="sum")
         tokens = (batch.target[:, 1:] != PAD).sum()
-        decode = self.config["decode"]
-        hypotheses = greedy_search(self.model, batch.source, batch.source_lengths, decode["max_length"])
-        texts = self.tokenizers["target"].decode(hypotheses)
+        ids = [row[:length] for row, length in zip(batch.source.tolist(), batch.source_lengths.tolist())]
+        texts = [found[0].text for found in self.translator.translate_ids(ids)]
         self._outputs.append(ValidationBatch(batch.indices.tolist(), texts, total.detach(), tokens))
 
     def on_validation_epoch_end(self) -> None:
@@ -142,10 +124,9 @@ class TranslationTask(L.LightningModule):
             dist.all_gather_object(gathered, local)
             local = [item for part in gathered for item in part]
             loss, tokens = self.all_gather(loss).sum(), self.all_gather(tokens).sum()
-        split = self.trainer.datamodule.splits["valid"]
         by_index = dict(local)
         order = sorted(by_index)
-        scores = corpus_scores([by_index[i] for i in order], [split.targets[i] for i in order])
+        scores = corpus_scores([by_index[i] for i in order], [self.validation[i][1] for i in order])
         mean_loss = float(loss / tokens)
         metrics = {
             "loss": mean_loss,
@@ -160,7 +141,7 @@ class TranslationTask(L.LightningModule):
         if self.trainer.is_global_zero:
             log.info("validation at step %d: %s", self.global_step, {k: round(v, 3) for k, v in metrics.items()})
             for i in order[:: max(1, len(order) // 3)][:3]:
-                log.info("  src: %s\n  ref: %s\n  hyp: %s", split.sources[i], split.targets[i], by_index[i])
+                log.info("  src: %s\n  ref: %s\n  hyp: %s", *self.validation[i], by_index[i])
 
     def configure_optimizers(self) -> dict[str, Any]:
         optim = self.config["optim"]

@@ -24,6 +24,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import EncodedSplit, TranslationData
+from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput
 from seq2seq.resume import (
     RandomState,
@@ -35,7 +36,7 @@ from seq2seq.resume import (
 from seq2seq.settings import check_train_config
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import BOS
-from seq2seq.translator import Translator, pick_device, score
+from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     data.setup()
     L.seed_everything(cfg.seed, workers=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    task = TranslationTask(config, len(data.src_tok), len(data.tgt_tok))
-    task.tokenizers = {"source": data.src_tok, "target": data.tgt_tok}
+    valid = data.splits["valid"]
+    task = TranslationTask(config, data.src_tok, data.tgt_tok, list(zip(valid.sources, valid.targets)))
 
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.runs_dir), cfg.name, config)
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
@@ -125,7 +126,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "best_checkpoint": best,
         "valid_bleu": None if checkpoints.best_model_score is None else float(checkpoints.best_model_score),
-        "test": test_best_checkpoint(best, data.splits["test"], cfg),
+        "test": score_best_checkpoint(best, data.splits["test"], cfg),
         "validation_bleu_curve": task.validation_curve,
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
@@ -149,13 +150,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def test_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict[str, Any]:
-    """Reload the best checkpoint as a user would and score it on the test split, greedy and beam."""
-    task = load_checkpoint(path, pick_device())
+def score_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dict[str, Any]:
+    """Reload the best checkpoint as a user would and score it on the test split: greedy, and ``test_decode``."""
+    trained = load_checkpoint(path, pick_device())
     pairs = list(zip(test.sources, test.targets))
     greedy = OmegaConf.merge(cfg.decode, {"strategy": "greedy", "n_best": 1})
-    beam = OmegaConf.merge(greedy, {"strategy": "beam", **cfg.test_beam})
-    return {name: score(Translator(task, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
+    beam = OmegaConf.merge(cfg.test_decode, {"n_best": 1})
+    return {name: score(Translator(trained, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
 def remove_if_unused(run_dir: Path) -> None:

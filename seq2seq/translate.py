@@ -87,10 +87,11 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
     for raw in line_batches(source, translator.decode.batch_size):
         lines = decode_lines(raw, count, max_chars)
-        for number, (line, translations) in enumerate(zip(lines, translator.translate(lines, count + 1)), count):
-            if plots and translations[0].source:  # a line of no subwords is not translated: no attention
+        for number, translations in enumerate(translator.translate(lines, count + 1), count):
+            best = translations[0]
+            if plots and best.source:  # a line of no subwords is not translated, so has no attention
                 save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
-                             translations[0].source, translations[0].tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
+                             best.source, best.tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
             if n_best == 1:
                 sink.write(translations[0].text + "\n")
             else:

@@ -131,4 +131,3 @@ class Translator:
 
     def best(self, sentences: Sequence[str]) -> list[str]:
         return [translations[0].text for translations in self.translate(sentences)]
-

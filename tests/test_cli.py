@@ -42,8 +42,7 @@ def checkpoint(tmp_path_factory) -> Path:
     cfg = train_config("model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}")
     tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
     torch.manual_seed(0)
-    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), len(tokenizer), len(tokenizer))
-    task.tokenizers = {"source": tokenizer, "target": tokenizer}
+    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
     saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
     task.on_save_checkpoint(saved)
     path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
@@ -190,7 +189,7 @@ def test_tool_mistakes_fail_with_one_line(checkpoint, tmp_path, capsys, tool, ov
             "trainer.val_check_interval=0 is not an integer >= 1 or a number > 0 and <= 1",
         ),
         ("decode.max_length=0", "decode.max_length=0 is not an integer >= 1 or a ratio > 0"),
-        ("test_beam.beam_size=0", "test_beam.beam_size=0 is not an integer >= 1"),
+        ("test_decode.beam_size=0", "test_decode.beam_size=0 is not an integer >= 1"),
     ],
 )
 def test_train_setting_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, override, message):

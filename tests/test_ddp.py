@@ -28,7 +28,7 @@ def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path):
     env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq.train", *DDP, f"data.cache_dir={tmp_path / 'cache'}",
-         f"runs_dir={tmp_path / 'runs'}"],
+         f"paths.runs_dir={tmp_path / 'runs'}"],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

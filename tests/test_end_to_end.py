@@ -232,7 +232,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
     runs = tmp_path / "runs"
     settings = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
         f"data.cache_dir={cache}",
-        f"runs_dir={runs}",
+        f"paths.runs_dir={runs}",
     ]
     env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
     process = subprocess.Popen(

@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 from test_data import data_cfg, synthetic_corpus, write_mirror
 from test_end_to_end import MIRROR, TINY
 from torch.utils.data import DataLoader
-from toy import VOCAB, reversal_batch
+from toy import VOCAB, IdTokenizer, reversal_batch
 
+from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.config import CONF_DIR
 from seq2seq.data import Batch, TokenBucketSampler
 from seq2seq.resume import find_resume_checkpoint
@@ -74,7 +75,7 @@ def toy_batches(n: int) -> list[Batch]:
 
 def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
     torch.manual_seed(0)
-    task = PoisonedTask(small_config(), VOCAB, VOCAB)
+    task = PoisonedTask(small_config(), IdTokenizer(VOCAB), IdTokenizer(VOCAB))
     task.poisoned = poisoned
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -195,7 +196,7 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
         env["OMP_NUM_THREADS"] = str(threads)
 
     def train(runs: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
-        command = [sys.executable, "-m", "seq2seq.train", *overrides, f"runs_dir={runs}", *extra]
+        command = [sys.executable, "-m", "seq2seq.train", *overrides, f"paths.runs_dir={runs}", *extra]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         if wait:
             _, stderr = process.communicate(timeout=600)
@@ -237,7 +238,8 @@ def saved_run(runs: Path, stamp: str, config: dict, age: float) -> Path:
     """A run directory of ``default`` whose last.ckpt holds ``config``, written ``age`` seconds ago."""
     checkpoint = runs / "default" / stamp / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)
-    torch.save({"hyper_parameters": {"config": config}}, checkpoint)
+    saved = {"state_dict": {}, "hyper_parameters": {"config": config}, "seq2seq_format": FORMAT_VERSION}
+    torch.save({**saved, "tokenizers": {"source": b"spm", "target": b"spm"}}, checkpoint)
     os.utime(checkpoint, (time.time() - age, time.time() - age))
     return checkpoint
 
@@ -253,7 +255,7 @@ def test_resume_refuses_a_run_of_other_settings_in_one_line_naming_the_keys(tmp_
 def test_resume_accepts_other_lengths_paths_and_loading(tmp_path):
     checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
     current = small_config(
-        resume="last", patience=9, runs_dir=str(tmp_path / "elsewhere"), test_beam={"beam_size": 2},
+        resume="last", patience=9, paths={"runs_dir": str(tmp_path / "elsewhere")}, test_decode={"beam_size": 2},
         trainer={"max_steps": 9000, "max_epochs": -1, "max_time": "00:01:00:00", "enable_progress_bar": False},
         data={"cache_dir": "/elsewhere", "mirror": "/elsewhere", "num_workers": 4},
     )  # fmt: skip
@@ -278,10 +280,11 @@ RUN_DIR_AT_ONE_SECOND = """
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 import seq2seq.train  # registers the run directory's resolvers
+from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.config import CONF_DIR
 with initialize_config_dir(CONF_DIR, version_base="1.3"):
     OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
-    print(compose("train", ["recipe=fra-eng-small", "runs_dir=runs"], return_hydra_config=True).hydra.run.dir)
+    print(compose("train", ["recipe=fra-eng-small", "paths.runs_dir=runs"], return_hydra_config=True).hydra.run.dir)
 """
 
 
@@ -298,7 +301,7 @@ def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
     env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq.train", *mistake, f"data.cache_dir={tmp_path / 'cache'}",
-         "data.url=http://127.0.0.1:1/fra-eng.zip", f"runs_dir={tmp_path / 'runs'}"],
+         "data.url=http://127.0.0.1:1/fra-eng.zip", f"paths.runs_dir={tmp_path / 'runs'}"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
@@ -322,7 +325,7 @@ def test_config_mistakes_fail_before_any_data_work(tmp_path, override, message):
     env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}  # any data work would fail loudly
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq.train", override, *extra, f"data.cache_dir={tmp_path}",
-         "data.url=http://127.0.0.1:1/fra-eng.zip", f"runs_dir={tmp_path / 'runs'}"],
+         "data.url=http://127.0.0.1:1/fra-eng.zip", f"paths.runs_dir={tmp_path / 'runs'}"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1

@@ -18,11 +18,11 @@ from test_data import data_cfg, synthetic_corpus, write_mirror
 from seq2seq import bench, evaluate, probe, translate
 from seq2seq import train as training
 from seq2seq.cache import atomic_write_bytes
+from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.cli import one_line_errors
 from seq2seq.config import CONF_DIR
 from seq2seq.data import prepare
 from seq2seq.errors import CacheError
-from seq2seq.checkpoint import FORMAT_VERSION
 
 
 class Payload:
@@ -79,7 +79,7 @@ def resume_training(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
 
 
 def score_on_test(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
-    one_line_errors(training.test_best_checkpoint)(str(checkpoint), None, train_config(tmp_path))
+    one_line_errors(training.score_best_checkpoint)(str(checkpoint), None, train_config(tmp_path))
 
 
 ENTRY_POINTS = {

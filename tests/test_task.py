@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import lightning as L
 import pytest
 from test_faults import small_config, toy_batches
 from torch.utils.data import DataLoader
+from toy import IdTokenizer
 
 from seq2seq.task import TranslationTask
 
@@ -20,7 +19,6 @@ class ToyData(L.LightningDataModule):
     def __init__(self):
         super().__init__()
         self.batches = toy_batches(BATCHES_PER_EPOCH)
-        self.splits = {"valid": SimpleNamespace(sources=["x"] * BATCHES_PER_EPOCH, targets=["x"] * BATCHES_PER_EPOCH)}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.batches, batch_size=None)
@@ -41,8 +39,7 @@ def test_the_lr_schedule_steps_once_per_validation_and_holds_while_bleu_rises(
     monkeypatch.setattr(
         "seq2seq.task.corpus_scores", lambda hypotheses, references: {"bleu": float(next(bleu)), "chrf": 0.0}
     )
-    task = TranslationTask(small_config(), 16, 16)
-    task.tokenizers = {"target": SimpleNamespace(decode=lambda ids: ["x"] * len(ids))}
+    task = TranslationTask(small_config(), IdTokenizer(), IdTokenizer(), validation=[("x", "x")] * BATCHES_PER_EPOCH)
     trainer = L.Trainer(
         max_steps=8 * BATCHES_PER_EPOCH, val_check_interval=val_check_interval,
         check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=0, logger=False,
