@@ -1,5 +1,6 @@
 """Train on a slice of the real corpus for a few steps, then use the checkpoint as a user would."""
 
+import csv
 import json
 import os
 import signal
@@ -131,6 +132,22 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     scored = json.loads((tmp_path / "metrics.json").read_text())
     assert set(scored) == {"test.greedy", "test.beam5.lp0.6", "test.beam5.lp1"}
     assert all((tmp_path / f"{stem}.hyp").is_file() for stem in scored)
+
+
+def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp_path):
+    """Validation and ``evaluate`` decode through one path: same truncation, batching and search, same scores."""
+    whole_split = ("trainer.limit_val_batches=1.0", "trainer.max_steps=60", "trainer.val_check_interval=60")
+    edges = ("data.max_tokens=8", "decode.min_length=3")  # long sentences are truncated; no EOS before 3 tokens
+    summary = train(config(cache, *whole_split, *edges), tmp_path / "run")
+    with (tmp_path / "run" / "logs" / "metrics.csv").open() as log:
+        validated = [row for row in csv.DictReader(log) if row["val/chrf"]][-1]
+    checkpoint = summary["best_checkpoint"]
+    result = cli("seq2seq.evaluate", f"checkpoint={checkpoint}", "split=valid", f"output_dir={tmp_path}", cache=cache)
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())["valid.greedy"]
+    assert evaluated["sentences"] > 500 and float(validated["val/chrf"]) > 0  # chrF sees any changed hypothesis
+    for metric in ("bleu", "chrf"):  # the logged values are float32
+        assert evaluated[metric] == pytest.approx(float(validated[f"val/{metric}"]), abs=1e-4)
 
 
 @pytest.mark.parametrize("content", [None, b"", b"not a checkpoint", b"PK\x03\x04truncated"])
