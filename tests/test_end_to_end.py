@@ -136,7 +136,13 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
 
 def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp_path):
     """Validation and ``evaluate`` decode through one path: same truncation, batching and search, same scores."""
-    whole_split = ("trainer.limit_val_batches=1.0", "trainer.max_steps=60", "trainer.val_check_interval=60")
+    whole_split = (
+        "trainer.limit_val_batches=1.0",
+        "trainer.max_steps=60",
+        "trainer.val_check_interval=60",
+        "trainer.check_val_every_n_epoch=null",
+        "trainer.max_epochs=-1",
+    )
     edges = ("data.max_tokens=8", "decode.min_length=3")  # long sentences are truncated; no EOS before 3 tokens
     summary = train(config(cache, *whole_split, *edges), tmp_path / "run")
     with (tmp_path / "run" / "logs" / "metrics.csv").open() as log:
