@@ -31,10 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.bench import timed_translation
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import prepare
 from seq2seq.handoff import decoder_hidden_size
 from seq2seq.metrics import corpus_scores
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.train import hardware
 from seq2seq.translator import Translator, pick_device
 

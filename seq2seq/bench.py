@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.config import CONF_DIR
+from seq2seq.resources import CONF_DIR
 from seq2seq.translator import Translator, pick_device
 
 

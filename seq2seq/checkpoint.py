@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.config import resource_dir
 from seq2seq.data import load_splits
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
+from seq2seq.resources import resource_dir
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translator import TranslationModel
 

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.cli import one_line_errors
-from seq2seq.config import CONF_DIR
+from seq2seq.resources import CONF_DIR
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
 IGNORED = {"seed", "name", "resume", "paths.runs_dir", "paths.cache_dir", "paths.mirror", "data.cache_dir",

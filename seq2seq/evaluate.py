@@ -14,8 +14,8 @@ from seq2seq import corpus
 from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.config import CONF_DIR
 from seq2seq.metrics import score
+from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_decode
 from seq2seq.translator import TranslationModel, Translator, pick_device
 

@@ -16,11 +16,11 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.data import Ragged, prepare
 from seq2seq.encoder import Encoder
 from seq2seq.handoff import BRIDGES, MODES, Handoff, final_states
 from seq2seq.model import Seq2Seq
+from seq2seq.resources import CONF_DIR, register_recipes
 
 VERDICTS = ("exact", "float noise", "wrong")
 FLOAT_NOISE = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing.assert_close's float32 tolerances

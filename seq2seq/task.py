@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import FORMAT_VERSION
-from seq2seq.data import Batch
+from seq2seq.datamodule import Batch
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import PAD, Tokenizer

@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import one_line_errors
-from seq2seq.config import CONF_DIR, register_recipes
-from seq2seq.data import EncodedSplit, TranslationData
+from seq2seq.data import EncodedSplit
+from seq2seq.datamodule import TranslationData
 from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.resume import (
     RandomState,
     SamplerEpoch,

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.config import CONF_DIR
 from seq2seq.heatmap import save_heatmap
+from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_decode
 from seq2seq.translator import Translator, pick_device
 

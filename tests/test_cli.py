@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from seq2seq import evaluate, translate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import SIGPIPE_EXIT_STATUS
-from seq2seq.config import CONF_DIR
+from seq2seq.resources import CONF_DIR
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.train import train

@@ -16,15 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from seq2seq import data as data_module
-from seq2seq.data import (
-    Batch,
-    EncodedSplit,
-    Ragged,
-    SplitDataset,
-    TokenBucketSampler,
-    load_splits,
-    prepare,
-)
+from seq2seq.data import EncodedSplit, Ragged, load_splits, prepare
+from seq2seq.datamodule import Batch, SplitDataset, TokenBucketSampler
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 

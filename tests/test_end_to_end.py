@@ -14,8 +14,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import CONF_DIR, register_recipes
 from seq2seq.errors import CheckpointError
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.train import train
 from seq2seq.translator import Translator
 

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
-from seq2seq.config import CONF_DIR
-from seq2seq.data import Batch, TokenBucketSampler
+from seq2seq.datamodule import Batch, TokenBucketSampler
+from seq2seq.resources import CONF_DIR
 from seq2seq.resume import find_resume_checkpoint
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
@@ -281,7 +281,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 import seq2seq.train  # registers the run directory's resolvers
 from seq2seq.checkpoint import FORMAT_VERSION
-from seq2seq.config import CONF_DIR
+from seq2seq.resources import CONF_DIR
 with initialize_config_dir(CONF_DIR, version_base="1.3"):
     OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
     print(compose("train", ["recipe=fra-eng-small", "paths.runs_dir=runs"], return_hydra_config=True).hydra.run.dir)

@@ -20,9 +20,9 @@ from seq2seq import train as training
 from seq2seq.cache import atomic_write_bytes
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.cli import one_line_errors
-from seq2seq.config import CONF_DIR
 from seq2seq.data import prepare
 from seq2seq.errors import CacheError
+from seq2seq.resources import CONF_DIR
 
 
 class Payload:

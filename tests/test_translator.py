@@ -6,8 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from seq2seq.config import CONF_DIR
 from seq2seq.model import Seq2Seq
+from seq2seq.resources import CONF_DIR
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.translator import TranslationModel, Translator
 
