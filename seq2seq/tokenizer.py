@@ -37,9 +37,6 @@ class Tokenizer:
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self.processor.decode([list(i) for i in ids])
 
-    def pieces(self, sentence: str) -> list[str]:
-        return self.processor.encode(sentence, out_type=str)
-
     def id_to_piece(self, ids: Sequence[int]) -> list[str]:
         """The subword strings of token ids, for display and for other toolkits' vocabulary files."""
         return self.processor.id_to_piece(list(ids))

@@ -1,5 +1,17 @@
+from pathlib import Path
+
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from toy import train_reversal
+
+from seq2seq.resources import CONF_DIR
+from seq2seq.task import TranslationTask
+from seq2seq.tokenizer import Tokenizer, train_tokenizer
+
+SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
+MAX_TOKENS = 8
 
 
 @pytest.fixture(scope="session")
@@ -7,3 +19,19 @@ def reversal_model():
     """A small model that has learned to reverse sequences (trained once per test session)."""
     model, _ = train_reversal()
     return model
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
+    overrides = ["model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}"]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
+    torch.manual_seed(0)
+    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
+    saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(saved)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    torch.save(saved, path)
+    return path

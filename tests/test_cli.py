@@ -14,40 +14,20 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
+from conftest import MAX_TOKENS
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from seq2seq import evaluate, translate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import SIGPIPE_EXIT_STATUS
 from seq2seq.resources import CONF_DIR
-from seq2seq.task import TranslationTask
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.train import train
 from seq2seq.translator import Translator
-
-SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
-MAX_TOKENS = 8
 
 
 def train_config(*overrides: str):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides=list(overrides))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
-    cfg = train_config("model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}")
-    tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
-    torch.manual_seed(0)
-    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
-    saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
-    task.on_save_checkpoint(saved)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    torch.save(saved, path)
-    return path
 
 
 def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
