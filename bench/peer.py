@@ -34,7 +34,7 @@ from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.data import prepare
 from seq2seq.handoff import decoder_hidden_size
 from seq2seq.metrics import corpus_scores
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
 from seq2seq.train import hardware
 from seq2seq.translator import Translator, pick_device
 
@@ -53,10 +53,9 @@ DEFAULTS = {
     "batch_size": 64,  # sentences per decoding batch, both systems
     "repeats": 3,  # decodings of the test set per system, alternating; the fastest counts
     "threads": None,  # CPU threads of every subprocess (OMP_NUM_THREADS); default: all cores
-    "mirror": "${oc.env:SEQ2SEQ_MIRROR,null}",
-    "cache_dir": "${oc.env:SEQ2SEQ_CACHE,'~/.cache/seq2seq'}",
-    "work_dir": "${cache_dir}/bench/peer",  # data files, runs and logs of the last benchmark
-    "joeynmt_venv": "${cache_dir}/bench/joeynmt-venv",
+    "paths": OmegaConf.load(resource_dir("conf") / "paths" / "default.yaml"),  # mirror and cache, as every command
+    "work_dir": "${paths.cache_dir}/bench/peer",  # data files, runs and logs of the last benchmark
+    "joeynmt_venv": "${paths.cache_dir}/bench/joeynmt-venv",
     "wheels": "/opt/wheels",  # a local torch wheel, if any, saves downloading one
 }
 SPECIALS = {  # JoeyNMT puts <unk> first; our sentencepiece models have <pad> first (see write_corpus)
@@ -167,15 +166,15 @@ def ensure_joeynmt(venv: Path, wheels: Path | None) -> Path:
 
 def our_overrides(options: DictConfig) -> list[str]:
     """``seq2seq.train`` overrides: the recipe, the benchmark's sizes, exactly ``steps`` steps."""
-    mirror = "null" if options.mirror is None else options.mirror
+    mirror = "null" if options.paths.mirror is None else options.paths.mirror
     return [
         f"recipe={options.recipe}",
         "model.attention=bahdanau",
         f"model.embedding_dim={options.embedding}",
         f"model.encoder.hidden_size={options.hidden}",
         f"data.batch_tokens={options.batch_tokens}",
-        f"data.mirror={mirror}",
-        f"data.cache_dir={options.cache_dir}",
+        f"paths.mirror={mirror}",
+        f"paths.cache_dir={options.paths.cache_dir}",
         f"trainer.max_steps={options.steps}",
         f"trainer.val_check_interval={options.steps}",  # validate (and checkpoint) once, after the last step
         "trainer.check_val_every_n_epoch=null",  # count validation steps across epochs

@@ -21,7 +21,8 @@ from peer import (
 
 @pytest.fixture
 def configs(tmp_path):
-    options = OmegaConf.create({**DEFAULTS, "cache_dir": str(tmp_path), "mirror": None, "steps": 37, "hidden": 64})
+    paths = {"cache_dir": str(tmp_path), "mirror": None, "runs_dir": "runs"}
+    options = OmegaConf.create({**DEFAULTS, "paths": paths, "steps": 37, "hidden": 64})
     ours = compose_config(our_overrides(options))
     return ours, joeynmt_config(ours, 37, tmp_path / "data", tmp_path / "model", batch_size=64)
 
