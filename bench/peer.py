@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.bench import timed_translation
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, read_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.data import prepare
 from seq2seq.handoff import decoder_hidden_size
@@ -377,7 +377,7 @@ def train_ours(options: DictConfig, work: Path, env: dict[str, str]) -> Trained:
     if summary["steps"] != options.steps:
         raise RuntimeError(f"ours trained {summary['steps']} steps, not {options.steps}; see {work}/ours-train.log")
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    if (step := torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]) != options.steps:
+    if (step := read_checkpoint(checkpoint)["global_step"]) != options.steps:
         raise RuntimeError(f"{checkpoint} holds the weights of step {step}, not {options.steps}")
     epochs = summary["throughput"]
     train_tok_s = sum(e["target_tokens"] for e in epochs) / sum(e["train_seconds"] for e in epochs)

@@ -87,8 +87,8 @@ def test_same_seed_same_validation_bleu(run, cache, tmp_path):
     _, summary = run
     again = train(config(cache), tmp_path)
     assert again["valid_bleu"] == summary["valid_bleu"]
-    first = torch.load(summary["best_checkpoint"], weights_only=False)["state_dict"]
-    second = torch.load(again["best_checkpoint"], weights_only=False)["state_dict"]
+    first = torch.load(summary["best_checkpoint"], weights_only=True)["state_dict"]
+    second = torch.load(again["best_checkpoint"], weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -170,7 +170,7 @@ def test_bad_checkpoints_fail_with_one_line(tmp_path, content):
 
 def test_a_checkpoint_from_another_format_version_fails_with_one_line(run, tmp_path):
     _, summary = run
-    checkpoint = torch.load(summary["best_checkpoint"], weights_only=False)
+    checkpoint = torch.load(summary["best_checkpoint"], weights_only=True)
     checkpoint["seq2seq_format"] -= 1
     torch.save(checkpoint, tmp_path / "old.ckpt")
     for module in ("seq2seq.translate", "seq2seq.evaluate"):
@@ -272,7 +272,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
         process.kill()  # a run that ignored the signal must not train on behind the other tests
     interrupted = next(runs.glob("*/*/checkpoints/interrupted.ckpt"))
     assert "resume with: python -m seq2seq.train" in stderr and f"resume={interrupted.parent.parent}" in stderr
-    step = torch.load(interrupted, weights_only=False)["global_step"]
+    step = torch.load(interrupted, weights_only=True)["global_step"]
     assert step >= 75  # at least one validation (and its last.ckpt) happened before the signal
     result = cli("seq2seq.train", *settings, f"trainer.max_steps={step + 5}", "resume=last")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -183,7 +183,7 @@ def kill_cache(tmp_path_factory) -> Path:
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
@@ -213,7 +213,7 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
     killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
     killed.communicate(timeout=60)
     (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     assert 0 < saved["global_step"] < settings.max_steps
     batches_done = saved["TranslationData"]["batches_done"]
     if settings is MID_EPOCH:
@@ -223,8 +223,8 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
 
     train(tmp_path / "killed", f"resume={last.parent.parent}")
     resumed = weights(last)
-    assert torch.load(last, weights_only=False)["global_step"] == settings.max_steps
-    assert torch.load(uninterrupted, weights_only=False)["epoch"] >= 1, "the runs should cross an epoch boundary"
+    assert torch.load(last, weights_only=True)["global_step"] == settings.max_steps
+    assert torch.load(uninterrupted, weights_only=True)["epoch"] >= 1, "the runs should cross an epoch boundary"
     expected = weights(uninterrupted)
     assert expected.keys() == resumed.keys()
     for name, value in expected.items():
