@@ -55,8 +55,8 @@ class TranslationTask(L.LightningModule):
         self.save_hyperparameters({"config": config, **sizes})  # what load_checkpoint rebuilds the model from
         self.config = config
         self.model = Seq2Seq.from_config(config["model"], *sizes.values())
-        self.translation_model = TranslationModel(self.model, source_tokenizer, target_tokenizer, config)
-        self.translator = Translator(self.translation_model, OmegaConf.create(config["decode"]))
+        translation_model = TranslationModel(self.model, source_tokenizer, target_tokenizer, config)
+        self.translator = Translator(translation_model, OmegaConf.create(config["decode"]))
         self.validation = validation
         self.validation_curve: list[tuple[int, float]] = []  # (step, BLEU) of every real validation
         self._outputs: list[ValidationBatch] = []
@@ -64,10 +64,10 @@ class TranslationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Carry the tokenizers, so that a checkpoint copied anywhere still translates."""
-        model = self.translation_model
+        translator = self.translator
         checkpoint["tokenizers"] = {
-            "source": model.source_tokenizer.model_proto,
-            "target": model.target_tokenizer.model_proto,
+            "source": translator.source_tokenizer.model_proto,
+            "target": translator.target_tokenizer.model_proto,
         }
         checkpoint["seq2seq_format"] = FORMAT_VERSION
 
