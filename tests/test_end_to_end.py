@@ -78,9 +78,9 @@ def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     moved.write_bytes(Path(summary["best_checkpoint"]).read_bytes())
     decode = config(tmp_path).decode
     sentences = ["Je suis content.", "", "Il est grand.", "Nous sommes en retard."]
-    outputs = Translator(load_checkpoint(moved), decode).best(sentences)
+    outputs = Translator(load_checkpoint(moved), decode).translate(sentences)
     assert len(outputs) == 4 and outputs[1] == "" and any(outputs)
-    assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).best(sentences)
+    assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).translate(sentences)
 
 
 def test_same_seed_same_validation_bleu(run, cache, tmp_path):
