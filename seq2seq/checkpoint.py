@@ -27,6 +27,9 @@ from seq2seq.translator import TranslationModel
 
 FORMAT_VERSION = 3  # bump when a checkpoint's contents change incompatibly (2: cell, attention; 3: handoff)
 
+STEP_PREFIX = "step"  # training keeps the last keep_last validations' checkpoints as stepSTEP.ckpt, for averaging
+STEP_CHECKPOINT = STEP_PREFIX + "{step:06d}"  # Lightning fills in the step
+
 # an exported model directory: the weights without pickle, the checkpoint's hyper-parameters and both tokenizers
 EXPORT_FILES = {
     "weights": "model.safetensors",

@@ -72,6 +72,17 @@ def test_training_writes_checkpoints_and_a_summary(run):
     assert (run_dir / "logs" / "metrics.csv").read_text().count("val/bleu") == 1
 
 
+def test_training_keeps_each_validations_checkpoint_and_averaging_them_gives_a_model_that_translates(run, tmp_path):
+    run_dir, _ = run
+    kept = sorted(path.name for path in (run_dir / "checkpoints").glob("step*.ckpt"))
+    assert kept == ["step000075.ckpt", "step000150.ckpt"]  # a validation every 75 steps; keep_last=5
+    averaged = cli("seq2seq.average", f"run={run_dir}", "last=2", f"output={tmp_path / 'averaged'}")
+    assert averaged.returncode == 0, averaged.stderr
+    lines = "Je suis content.\nIl fait froid.\n"
+    translated = cli("seq2seq.translate", f"checkpoint={tmp_path / 'averaged'}", stdin=lines)
+    assert translated.returncode == 0 and translated.stdout.count("\n") == 2, translated.stderr
+
+
 def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     _, summary = run
     moved = tmp_path / "elsewhere.ckpt"

@@ -1,5 +1,5 @@
 """Exported model directories: safetensors, JSON and sentencepiece files that translate as their checkpoint does,
-and load without unpickling anything.
+and load without unpickling anything; and averaged checkpoints, written as one.
 """
 
 import pickle
@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import SENTENCES
 
-from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, write_export
+from seq2seq.average import average_checkpoints, last_checkpoints
+from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
 from seq2seq.errors import CheckpointError
 from seq2seq.translator import Translator, decode_preset
 
@@ -83,3 +84,54 @@ def test_the_export_command_writes_a_directory_that_translate_reads(checkpoint, 
         command("seq2seq.translate", f"checkpoint={model}", stdin=lines).stdout for model in (checkpoint, output)
     )
     assert from_export == from_checkpoint and from_checkpoint.count("\n") == 2
+
+
+# --------------------------------------------------------------------------- averaging
+
+
+def retrained(checkpoint, path, seed: int, **config_changes):
+    """``checkpoint`` with other weights (as a later step of the same run would have), saved at ``path``."""
+    raw = read_checkpoint(checkpoint)
+    generator = torch.Generator().manual_seed(seed)
+    raw["state_dict"] = {name: torch.randn(w.shape, generator=generator) for name, w in raw["state_dict"].items()}
+    raw["hyper_parameters"]["config"]["model"].update(config_changes)
+    torch.save(raw, path)
+    return path
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return model.model.state_dict()
+
+
+def test_averaging_two_checkpoints_gives_the_elementwise_mean_of_their_weights(checkpoint, tmp_path):
+    later = retrained(checkpoint, tmp_path / "later.ckpt", seed=1)
+    averaged = weights(average_checkpoints([checkpoint, later]))
+    first, second = weights(load_checkpoint(checkpoint)), weights(load_checkpoint(later))
+    assert averaged.keys() == first.keys()
+    for name, mean in averaged.items():
+        assert torch.equal(mean, (first[name] + second[name]) / 2), name
+
+
+def test_averaging_one_checkpoint_gives_it_back(checkpoint):
+    averaged, original = weights(average_checkpoints([checkpoint])), weights(load_checkpoint(checkpoint))
+    assert all(torch.equal(averaged[name], original[name]) for name in original)
+
+
+def test_checkpoints_of_another_model_are_not_averaged(checkpoint, tmp_path):
+    other = retrained(checkpoint, tmp_path / "other.ckpt", seed=1, dropout=0.3)
+    with pytest.raises(CheckpointError, match="another model or tokenizers than"):
+        average_checkpoints([checkpoint, other])
+
+
+def test_a_run_is_averaged_over_its_last_step_checkpoints_in_step_order(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("step000009", "step001000", "step000010", "best", "last"):
+        (tmp_path / "checkpoints" / f"{name}.ckpt").touch()
+    assert [path.stem for path in last_checkpoints(tmp_path, 2)] == ["step000010", "step001000"]
+    assert [path.stem for path in last_checkpoints(tmp_path, 5)] == ["step000009", "step000010", "step001000"]
+
+
+def test_a_run_without_step_checkpoints_is_refused_in_one_line(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match=r"no checkpoints/step\*\.ckpt; train with keep_last >= 1"):
+        last_checkpoints(tmp_path, 5)
