@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data import Ragged
@@ -48,8 +50,13 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
     if unknown := sorted(set(settings) - {f.name for f in fields(DecodeSettings)}):
         raise ValueError(f"{', '.join(unknown)}: not decode settings; use {[f.name for f in fields(DecodeSettings)]}")
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        preset = compose(overrides=[f"+decode={name}"]).decode
+    callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            preset = compose(overrides=[f"+decode={name}"]).decode
+    finally:
+        restore_gh_from_backup(callers_hydra)
     return OmegaConf.merge(preset, settings)
 
 

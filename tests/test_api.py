@@ -46,6 +46,13 @@ def test_settings_given_to_load_override_the_preset_as_decode_keys_do_on_the_com
     assert translator.decode == expected
 
 
+def test_load_works_inside_a_program_that_runs_hydra_itself_and_leaves_its_hydra_alone(checkpoint, tmp_path):
+    (tmp_path / "app.yaml").write_text("greeting: hello\n")
+    with initialize_config_dir(str(tmp_path), version_base="1.3"):
+        assert Translator.load(checkpoint, decode="beam", device="cpu").decode.beam_size == 5
+        assert compose("app").greeting == "hello"
+
+
 def test_the_greedy_preset_is_the_schema_defaults():
     assert decode_preset("greedy") == OmegaConf.structured(DecodeSettings())
     assert command_line_decode() == OmegaConf.structured(DecodeSettings())
