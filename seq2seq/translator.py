@@ -48,6 +48,9 @@ ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)
 
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
+    presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
+    if name not in presets:
+        raise ValueError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
     if unknown := sorted(set(settings) - {f.name for f in fields(DecodeSettings)}):
         raise ValueError(f"{', '.join(unknown)}: not decode settings; use {[f.name for f in fields(DecodeSettings)]}")
     callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards

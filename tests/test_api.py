@@ -64,6 +64,11 @@ def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):
     assert [len(found) for found in translator.translate_n_best(SENTENCES[:3])] == [2, 2, 2]
 
 
+def test_an_unknown_preset_is_refused_naming_the_presets(checkpoint):
+    with pytest.raises(ValueError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
+        Translator.load(checkpoint, decode="beem")
+
+
 def test_a_misspelled_decode_setting_is_refused_naming_it(checkpoint):
     with pytest.raises(ValueError, match=r"^beam_sise: not decode settings; use \['strategy', 'beam_size'"):
         Translator.load(checkpoint, decode="beam", beam_sise=5)
