@@ -7,6 +7,8 @@ COMMANDS = {
     "probe": "show which of the GRU's returns holds the true final states, on real sentences",
     "compare": "one table and one plot from every run of a sweep",
     "bench": "decoding speed of a checkpoint, greedy and beam, batched and one sentence at a time",
+    "export": "a checkpoint as a directory that loads without pickle: safetensors, JSON, sentencepiece",
+    "average": "the mean of a run's last N checkpoints (or of given ones), as an exported model",
 }
 
 

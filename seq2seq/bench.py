@@ -22,9 +22,9 @@ from seq2seq.translator import Translator, pick_device
 def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
     """Sentences/s and the translations; the warm-up batch keeps one-time set-up costs out of the figure."""
     if warm_up:
-        translator.best(sources[: translator.decode.batch_size])
+        translator.translate(sources[: translator.decode.batch_size])
     started = time.perf_counter()
-    translations = translator.best(sources)
+    translations = translator.translate(sources)
     return len(sources) / (time.perf_counter() - started), translations
 
 

@@ -1,14 +1,20 @@
-"""Self-contained checkpoints: Lightning's file plus the config and both tokenizers, loaded safely.
+"""Self-contained models, loaded safely: Lightning's checkpoint file plus the config and both tokenizers, or an
+exported directory of the same (``python -m seq2seq.export``: safetensors, JSON and sentencepiece files).
 
 Loading needs neither Lightning nor the training task: the weights go straight into a ``Seq2Seq``.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +27,17 @@ from seq2seq.translator import TranslationModel
 
 FORMAT_VERSION = 3  # bump when a checkpoint's contents change incompatibly (2: cell, attention; 3: handoff)
 
+STEP_PREFIX = "step"  # training keeps the last keep_last validations' checkpoints as stepSTEP.ckpt, for averaging
+STEP_CHECKPOINT = STEP_PREFIX + "{step:06d}"  # Lightning fills in the step
+
+# an exported model directory: the weights without pickle, the checkpoint's hyper-parameters and both tokenizers
+EXPORT_FILES = {
+    "weights": "model.safetensors",
+    "config": "config.json",
+    "source": "source.model",
+    "target": "target.model",
+}
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A seq2seq checkpoint's contents, read without running code: tensors and plain data only.
@@ -29,7 +46,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; pass checkpoint=PATH to a .ckpt in a run's checkpoints/ folder")
+        raise CheckpointError(
+            f"{path}: no such file; pass checkpoint=PATH to a .ckpt in a run's checkpoints/ folder "
+            "or to a directory that python -m seq2seq.export wrote"
+        )
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -51,10 +71,34 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def read_export(directory: Path) -> dict[str, Any]:
+    """An exported model directory's contents, as ``read_checkpoint`` gives a checkpoint's: no pickle is involved."""
+    missing = [name for name in EXPORT_FILES.values() if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{directory}: not an exported model (no {', '.join(missing)}); "
+            "write one with python -m seq2seq.export checkpoint=PATH output=DIR"
+        )
+    try:
+        hparams = json.loads((directory / EXPORT_FILES["config"]).read_bytes())
+        weights = safetensors.torch.load_file(directory / EXPORT_FILES["weights"])
+    except (ValueError, safetensors.SafetensorError) as error:  # ValueError: also invalid JSON
+        raise CheckpointError(f"{directory}: an unreadable exported model ({error}); export it again") from error
+    if not isinstance(hparams, dict) or hparams.pop("seq2seq_format", None) != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory / EXPORT_FILES['config']}: not a seq2seq export of format {FORMAT_VERSION}; "
+            "export it again with this version of seq2seq"
+        )
+    tokenizers = {side: (directory / EXPORT_FILES[side]).read_bytes() for side in ("source", "target")}
+    return {"state_dict": weights, "hyper_parameters": hparams, "tokenizers": tokenizers}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationModel:
-    """Load a trained model ready to translate (in eval mode), or fail with one clear line."""
+    """Load a trained model ready to translate (in eval mode), from a ``.ckpt`` or an exported directory, or fail
+    with one clear line.
+    """
     path = Path(path).expanduser()
-    raw = read_checkpoint(path)
+    raw = read_export(path) if path.is_dir() else read_checkpoint(path)
     hparams = raw["hyper_parameters"]
     try:
         config = hparams["config"]
@@ -68,6 +112,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     return TranslationModel(
         model.to(device).eval(), Tokenizer(tokenizers["source"]), Tokenizer(tokenizers["target"]), config
     )
+
+
+def write_export(trained: TranslationModel, output: Path) -> None:
+    """``trained`` as an exported model directory that ``load_checkpoint`` reads, made whole or not at all."""
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+        raise ValueError(f"output={output} exists; give a new directory (it is made)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
+    partial.mkdir()
+    try:
+        weights = {name: tensor.contiguous() for name, tensor in trained.model.state_dict().items()}
+        safetensors.torch.save_file(weights, partial / EXPORT_FILES["weights"])
+        sizes = {"src_vocab_size": len(trained.source_tokenizer), "tgt_vocab_size": len(trained.target_tokenizer)}
+        hparams = {"seq2seq_format": FORMAT_VERSION, "config": trained.config, **sizes}
+        (partial / EXPORT_FILES["config"]).write_text(json.dumps(hparams, indent=2))
+        (partial / EXPORT_FILES["source"]).write_bytes(trained.source_tokenizer.model_proto)
+        (partial / EXPORT_FILES["target"]).write_bytes(trained.target_tokenizer.model_proto)
+        partial.replace(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[
 def score(translator: Translator, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, Any], list[str]]:
     """Translate the sources of ``(source, reference)`` pairs and score them against the references."""
     started = time.perf_counter()
-    hypotheses = translator.best([source for source, _ in pairs])
+    hypotheses = translator.translate([source for source, _ in pairs])
     seconds = time.perf_counter() - started
     metrics = corpus_scores(hypotheses, [reference for _, reference in pairs])
     decode = {k: translator.decode[k] for k in ("strategy", "beam_size", "length_penalty", "max_length")}

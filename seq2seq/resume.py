@@ -26,6 +26,7 @@ from seq2seq.checkpoint import read_checkpoint
 MAY_CHANGE_ON_RESUME = (
     "resume",
     "patience",
+    "keep_last",
     "trainer.max_epochs",
     "trainer.max_steps",
     "trainer.max_time",

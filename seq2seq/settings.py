@@ -79,6 +79,7 @@ DECODE = {
 TRAIN = {
     "seed": integer(0),
     "patience": integer(0),
+    "keep_last": integer(0),
     "paths.mirror": OPTIONAL_TEXT,
     "paths.cache_dir": TEXT,
     "paths.runs_dir": TEXT,

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
 from seq2seq.cli import one_line_errors
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
@@ -91,6 +91,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
     # ModelCheckpoint's own save_last refreshes last.ckpt only when "best" improves; resuming needs the latest
     latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
+    # the last keep_last validations' weights (no optimiser: a third of the size), for python -m seq2seq.average
+    for_averaging = ModelCheckpoint(dirpath=checkpoint_dir, filename=STEP_CHECKPOINT, monitor="step", mode="max",
+                                    save_top_k=cfg.keep_last, save_weights_only=True,
+                                    auto_insert_metric_name=False)  # fmt: skip
     throughput = EpochThroughput()
     trainer_args = dict(config["trainer"])
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
@@ -104,6 +108,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         callbacks=[
             checkpoints,
             latest,
+            for_averaging,
             EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
             RandomState(),

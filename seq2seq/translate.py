@@ -87,7 +87,7 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
     max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
     for raw in line_batches(source, translator.decode.batch_size):
         lines = decode_lines(raw, count, max_chars)
-        for number, translations in enumerate(translator.translate(lines, count + 1), count):
+        for number, translations in enumerate(translator.translate_n_best(lines, count + 1), count):
             best = translations[0]
             if plots and best.source:  # a line of no subwords is not translated, so has no attention
                 save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,

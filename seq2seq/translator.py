@@ -6,19 +6,61 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data import Ragged
 from seq2seq.model import Seq2Seq
+from seq2seq.resources import CONF_DIR
 from seq2seq.search import Hypothesis, beam_search, greedy_search
 from seq2seq.settings import check_decode
 from seq2seq.tokenizer import UNK, Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeSettings:
+    """How to search: the ``decode`` config group's schema, so ``conf/decode/*.yaml`` and the Python API share
+    one typed source. Its defaults are ``decode=greedy``; the ranges are checked by ``settings.check_decode``.
+    """
+
+    strategy: str = "greedy"  # greedy | beam
+    beam_size: int = 1
+    length_penalty: float = 0.0  # GNMT's alpha; 0 = none
+    n_best: int = 1
+    max_length: Any = 1.5  # int: absolute tokens; float r: ceil(r x source length) + 5
+    min_length: int = 0
+    batch_size: int = 64  # sentences per batch when translating
+
+
+ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)  # conf/decode/*.yaml extend it
+
+
+def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
+    """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
+    presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
+    if name not in presets:
+        raise ValueError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
+    if unknown := sorted(set(settings) - {f.name for f in fields(DecodeSettings)}):
+        raise ValueError(f"{', '.join(unknown)}: not decode settings; use {[f.name for f in fields(DecodeSettings)]}")
+    callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            preset = compose(overrides=[f"+decode={name}"]).decode
+    finally:
+        restore_gh_from_backup(callers_hydra)
+    return OmegaConf.merge(preset, settings)
 
 
 @dataclass
@@ -59,16 +101,34 @@ class Translator:
     It leaves the model's mode alone (training validates through it); ``load_checkpoint`` gives one in eval mode.
     """
 
-    def __init__(self, translation_model: TranslationModel, decode: Any, device: torch.device | None = None):
-        check_decode(decode)
+    def __init__(
+        self,
+        translation_model: TranslationModel,
+        decode: DecodeSettings | Mapping[str, Any],
+        device: torch.device | None = None,
+    ):
+        self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
+        check_decode(self.decode)
         self.model = translation_model.model if device is None else translation_model.model.to(device)
         self.source_tokenizer = translation_model.source_tokenizer
         self.target_tokenizer = translation_model.target_tokenizer
         self.max_source_tokens = translation_model.max_source_tokens
-        self.decode = decode
 
-    def translate(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
-        """``n_best`` translations per sentence, in input order; an empty sentence gets empty translations.
+    @classmethod
+    def load(cls, path: str | Path, decode: str = "greedy", device: str = "auto", **settings: Any) -> Translator:
+        """A ``.ckpt`` or an exported model directory, ready to translate with the ``decode`` preset
+        (``conf/decode/NAME.yaml``) and any of its ``settings`` changed, e.g. ``decode="beam", beam_size=5``.
+        """
+        from seq2seq.checkpoint import load_checkpoint  # checkpoint.py builds on this module
+
+        return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device))
+
+    def translate(self, sentences: Sequence[str]) -> list[str]:
+        """The best translation of each sentence, in input order; an empty sentence gets an empty one."""
+        return [translations[0].text for translations in self.translate_n_best(sentences)]
+
+    def translate_n_best(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
+        """``decode.n_best`` scored translations per sentence, best first, in input order.
 
         Warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot see.
         """
@@ -83,7 +143,7 @@ class Translator:
         return self.translate_ids(ids)
 
     def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
-        """Like ``translate``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
+        """Like ``translate_n_best``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
         ids = [list(tokens[: self.max_source_tokens]) for tokens in ids]
         results = [[Translation(0.0, "", [], source)] * self.decode.n_best for source in ids]
         ragged = Ragged.from_lists(ids)
@@ -128,6 +188,3 @@ class Translator:
                 decode.n_best,
             )
         raise ValueError(f"decode.strategy={decode.strategy!r} is not one of ('greedy', 'beam')")
-
-    def best(self, sentences: Sequence[str]) -> list[str]:
-        return [translations[0].text for translations in self.translate(sentences)]

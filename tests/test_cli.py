@@ -67,14 +67,14 @@ def test_an_interrupted_translation_leaves_the_previous_output_whole(checkpoint,
     source.write_text("Je suis content.\nIl fait froid.\nElle est grande.\n")
     output.parent.mkdir()
     output.write_text("an earlier translation\n")
-    translate_batch = translator.translate
+    translate_batch = translator.translate_n_best
 
     def interrupted_at_the_second_batch(lines, first_line=1):
         if first_line == 2:
             raise KeyboardInterrupt
         return translate_batch(lines, first_line)
 
-    monkeypatch.setattr(translator, "translate", interrupted_at_the_second_batch)
+    monkeypatch.setattr(translator, "translate_n_best", interrupted_at_the_second_batch)
     with pytest.raises(KeyboardInterrupt), source.open("rb") as stream:
         translate.translate_to_file(translator, stream, output, None)
     assert output.read_text() == "an earlier translation\n"
@@ -136,7 +136,7 @@ def test_a_damaged_metrics_file_fails_before_anything_is_decoded(checkpoint, tmp
             "output_dir={tmp}/file is a file; give a directory (it is made if missing)",
         ),
         (evaluate, ["input={tmp}"], "input={tmp} is a directory; give a file in the corpus format"),
-        (translate, ["decode.batch_size=abc"], "decode.batch_size='abc' is not an integer >= 1"),
+        (translate, ["decode.batch_size=0"], "decode.batch_size=0 is not an integer >= 1"),
         (
             evaluate,
             ["decode.n_best=2"],

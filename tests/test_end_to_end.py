@@ -72,15 +72,26 @@ def test_training_writes_checkpoints_and_a_summary(run):
     assert (run_dir / "logs" / "metrics.csv").read_text().count("val/bleu") == 1
 
 
+def test_training_keeps_each_validations_checkpoint_and_averaging_them_gives_a_model_that_translates(run, tmp_path):
+    run_dir, _ = run
+    kept = sorted(path.name for path in (run_dir / "checkpoints").glob("step*.ckpt"))
+    assert kept == ["step000075.ckpt", "step000150.ckpt"]  # a validation every 75 steps; keep_last=5
+    averaged = cli("seq2seq.average", f"run={run_dir}", "last=2", f"output={tmp_path / 'averaged'}")
+    assert averaged.returncode == 0, averaged.stderr
+    lines = "Je suis content.\nIl fait froid.\n"
+    translated = cli("seq2seq.translate", f"checkpoint={tmp_path / 'averaged'}", stdin=lines)
+    assert translated.returncode == 0 and translated.stdout.count("\n") == 2, translated.stderr
+
+
 def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     _, summary = run
     moved = tmp_path / "elsewhere.ckpt"
     moved.write_bytes(Path(summary["best_checkpoint"]).read_bytes())
     decode = config(tmp_path).decode
     sentences = ["Je suis content.", "", "Il est grand.", "Nous sommes en retard."]
-    outputs = Translator(load_checkpoint(moved), decode).best(sentences)
+    outputs = Translator(load_checkpoint(moved), decode).translate(sentences)
     assert len(outputs) == 4 and outputs[1] == "" and any(outputs)
-    assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).best(sentences)
+    assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).translate(sentences)
 
 
 def test_same_seed_same_validation_bleu(run, cache, tmp_path):

@@ -38,10 +38,10 @@ def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
 def test_an_unpacked_model_translates_a_sentence_in_any_batch_as_alone(tokenizer, sentences, decode):
     translator = untrained_translator(tokenizer, "model.encoder.packed=false", f"decode={decode}")
-    alone = [translator.translate([sentence])[0][0] for sentence in sentences]
+    alone = [translator.translate_n_best([sentence])[0][0] for sentence in sentences]
     for batch_size in (3, 64):
         translator.decode.batch_size = batch_size
-        batched = [found[0] for found in translator.translate(sentences)]
+        batched = [found[0] for found in translator.translate_n_best(sentences)]
         assert [t.tokens for t in batched] == [t.tokens for t in alone]
         assert [t.score for t in batched] == pytest.approx([t.score for t in alone], abs=1e-5)
 
@@ -55,5 +55,5 @@ def test_packed_models_keep_batching_sentences_of_mixed_lengths_together(tokeniz
         return [[] for _ in lengths]
 
     monkeypatch.setattr(packed, "_search", search)
-    packed.translate(sentences)
+    packed.translate_n_best(sentences)
     assert batch_sizes == [10, 6]

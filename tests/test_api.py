@@ -1,0 +1,103 @@
+"""The Python API: ``from seq2seq import Translator``, without Hydra or OmegaConf in the caller's code."""
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import SENTENCES
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from seq2seq import DecodeSettings, Translator
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.resources import CONF_DIR
+from seq2seq.translator import decode_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+README_CHECKPOINT = '"runs/fra-eng/RUN/checkpoints/best.ckpt"'  # the README examples' model, replaced by a test one
+
+
+def command_line_decode(*overrides: str):
+    """The ``decode`` group as ``python -m seq2seq.translate`` composes it."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("translate", overrides=list(overrides)).decode
+
+
+def test_translate_gives_one_string_per_sentence_the_best_of_translate_n_best(checkpoint):
+    translator = Translator.load(checkpoint, decode="beam", beam_size=3, n_best=3, device="cpu")
+    texts = translator.translate(SENTENCES)
+    n_best = translator.translate_n_best(SENTENCES)
+    assert all(isinstance(text, str) for text in texts) and len(texts) == len(SENTENCES)
+    assert texts == [found[0].text for found in n_best]
+    for found in n_best:
+        assert len(found) == 3
+        assert [t.score for t in found] == sorted((t.score for t in found), reverse=True)
+
+
+@pytest.mark.parametrize("preset", ["greedy", "beam"])
+def test_load_reads_the_same_preset_as_the_command_line(checkpoint, preset):
+    assert Translator.load(checkpoint, decode=preset, device="cpu").decode == command_line_decode(f"decode={preset}")
+
+
+def test_settings_given_to_load_override_the_preset_as_decode_keys_do_on_the_command_line(checkpoint):
+    translator = Translator.load(checkpoint, decode="beam", beam_size=3, length_penalty=0.5, device="cpu")
+    expected = command_line_decode("decode=beam", "decode.beam_size=3", "decode.length_penalty=0.5")
+    assert translator.decode == expected
+
+
+def test_load_works_inside_a_program_that_runs_hydra_itself_and_leaves_its_hydra_alone(checkpoint, tmp_path):
+    (tmp_path / "app.yaml").write_text("greeting: hello\n")
+    with initialize_config_dir(str(tmp_path), version_base="1.3"):
+        assert Translator.load(checkpoint, decode="beam", device="cpu").decode.beam_size == 5
+        assert compose("app").greeting == "hello"
+
+
+def test_the_greedy_preset_is_the_schema_defaults():
+    assert decode_preset("greedy") == OmegaConf.structured(DecodeSettings())
+    assert command_line_decode() == OmegaConf.structured(DecodeSettings())
+
+
+def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):
+    translator = Translator(load_checkpoint(checkpoint), DecodeSettings(strategy="beam", beam_size=2, n_best=2))
+    assert translator.decode == decode_preset("greedy", strategy="beam", beam_size=2, n_best=2)
+    assert [len(found) for found in translator.translate_n_best(SENTENCES[:3])] == [2, 2, 2]
+
+
+def test_an_unknown_preset_is_refused_naming_the_presets(checkpoint):
+    with pytest.raises(ValueError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
+        Translator.load(checkpoint, decode="beem")
+
+
+def test_a_misspelled_decode_setting_is_refused_naming_it(checkpoint):
+    with pytest.raises(ValueError, match=r"^beam_sise: not decode settings; use \['strategy', 'beam_size'"):
+        Translator.load(checkpoint, decode="beam", beam_sise=5)
+
+
+def test_a_decode_setting_out_of_range_is_refused_naming_it(checkpoint):
+    with pytest.raises(ValueError, match=r"^decode\.beam_size=0 is not an integer >= 1$"):
+        Translator.load(checkpoint, decode="beam", beam_size=0)
+
+
+def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_composed():
+    with pytest.raises(ConfigCompositionException, match=r"decode\.batch_size=abc") as raised:
+        command_line_decode("decode.batch_size=abc")
+    assert "full_key: decode.batch_size" in str(raised.value.__cause__)
+
+
+def python_section() -> str:
+    """README.md's "## Python" section (README-NOTES.md's until it is moved into README.md)."""
+    for name in ("README.md", "README-NOTES.md"):
+        text = (ROOT / name).read_text() if (ROOT / name).is_file() else ""
+        if found := re.search(r"^## Python\n(.*?)(?=^## |\Z)", text, re.DOTALL | re.MULTILINE):
+            return found.group(1)
+    raise AssertionError('no "## Python" section in README.md or README-NOTES.md')
+
+
+def test_the_readme_python_examples_run(checkpoint):
+    examples = re.findall(r"```python\n(.*?)```", python_section(), re.DOTALL)
+    assert examples, "the Python section has examples"
+    assert all(README_CHECKPOINT in example for example in examples[:1]), "the first example names the checkpoint"
+    namespace: dict = {}
+    for example in examples:  # in order, in one namespace, as a reader would type them
+        exec(compile(example.replace(README_CHECKPOINT, repr(str(checkpoint))), "README", "exec"), namespace)
