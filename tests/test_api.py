@@ -86,12 +86,10 @@ def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_
 
 
 def python_section() -> str:
-    """README.md's "## Python" section (README-NOTES.md's until it is moved into README.md)."""
-    for name in ("README.md", "README-NOTES.md"):
-        text = (ROOT / name).read_text() if (ROOT / name).is_file() else ""
-        if found := re.search(r"^## Python\n(.*?)(?=^## |\Z)", text, re.DOTALL | re.MULTILINE):
-            return found.group(1)
-    raise AssertionError('no "## Python" section in README.md or README-NOTES.md')
+    """README.md's "## Python" section."""
+    found = re.search(r"^## Python\n(.*?)(?=^## |\Z)", (ROOT / "README.md").read_text(), re.DOTALL | re.MULTILINE)
+    assert found, 'no "## Python" section in README.md'
+    return found.group(1)
 
 
 def test_the_readme_python_examples_run(checkpoint):

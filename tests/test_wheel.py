@@ -30,7 +30,8 @@ def installed(tmp_path_factory) -> Path:
     return python
 
 
-def test_a_wheel_installed_outside_the_checkout_translates(installed, checkpoint, tmp_path):
+def test_a_wheel_installed_outside_the_checkout_translates(installed, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # a developer's PYTHONPATH could point into the checkout
     where = subprocess.run(
         [installed, "-c", "import seq2seq; print(seq2seq.__file__)"], cwd=tmp_path, capture_output=True, text=True
     )
