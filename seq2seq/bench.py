@@ -14,8 +14,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, use_threads
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import check_tool_settings
 from seq2seq.translator import Translator, pick_device
 
 
@@ -30,8 +31,8 @@ def timed_translation(translator: Translator, sources: list[str], warm_up: bool 
 
 def bench_decode(cfg: DictConfig) -> list[tuple[str, int, float]]:
     """Rows of (search, batch size, sentences/s)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    check_tool_settings(cfg)
+    use_threads(cfg.threads)
     trained = load_checkpoint(cfg.checkpoint)
     sources = [source for source, _ in corpus_split(trained, cfg.split, cfg.paths)][: cfg.sentences]
     device = pick_device(cfg.device)

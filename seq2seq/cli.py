@@ -1,4 +1,4 @@
-"""What the thin entry points share: logging to standard error and one-line errors."""
+"""What the thin entry points share: logging and progress on standard error, one-line errors, CPU threads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import torch
 from omegaconf.errors import MissingMandatoryValue
+from tqdm import tqdm
 
 from seq2seq.errors import UserError
 
@@ -20,6 +22,22 @@ USER_ERRORS = (UserError, ValueError, FileNotFoundError, MissingMandatoryValue, 
 
 def log_to_stderr() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def progress_bar(progress: str, **bar: Any) -> tqdm:
+    """A tqdm bar on standard error, never standard output (which carries results).
+
+    ``progress=auto`` shows it only when standard error is a terminal (tqdm's ``disable=None``); ``always`` or
+    ``never`` decide regardless.
+    """
+    disable = {"auto": None, "always": False, "never": True}[progress]
+    return tqdm(file=sys.stderr, disable=disable, dynamic_ncols=True, **bar)
+
+
+def use_threads(threads: int | None) -> None:
+    """``threads=N``: torch's intra-op CPU threads; ``null`` leaves torch's own choice."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:

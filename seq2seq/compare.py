@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.cli import one_line_errors
+from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
@@ -93,11 +94,7 @@ def markdown(cells: list[dict[str, Any]], keys: list[str], note: str) -> str:
 
 def plot(cells: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     """BLEU by context mode, one bar group per combination of the other settings, with error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x_key = "model.context" if "model.context" in keys else keys[0]
     others = [k for k in keys if k != x_key]
     x_values = sorted({c[x_key] for c in cells}, key=str)

@@ -13,10 +13,10 @@ from omegaconf import DictConfig
 from seq2seq import corpus
 from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode
+from seq2seq.settings import check_decode, check_tool_settings
 from seq2seq.translator import TranslationModel, Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,16 @@ def check_output_dir(cfg: DictConfig) -> Path:
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     check_decode(cfg.decode)
+    check_tool_settings(cfg)
     if cfg.input and Path(cfg.input).is_dir():
         raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
+    use_threads(cfg.threads)
     trained = load_checkpoint(cfg.checkpoint)
     name, pairs = evaluation_pairs(cfg, trained)
-    metrics, hypotheses = score(Translator(trained, cfg.decode, pick_device(cfg.device)), pairs)
+    translator = Translator(trained, cfg.decode, pick_device(cfg.device))
+    with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
+        metrics, hypotheses = score(translator, pairs, bar)
     stem = f"{name}.greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         stem = f"{name}.beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"

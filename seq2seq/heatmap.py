@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.model import Seq2Seq
+from seq2seq.plotting import pyplot
 from seq2seq.tokenizer import BOS, EOS, Tokenizer
 
 
@@ -26,11 +27,7 @@ def save_heatmap(
     model: Seq2Seq, source_tok: Tokenizer, target_tok: Tokenizer, source: list[int], target: list[int], path: Path
 ) -> None:
     """Write a PNG: source subwords across, target subwords (and EOS) down."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     weights = attention_weights(model, source, target).numpy()
     rows = target_tok.id_to_piece([*target, EOS])
     figure, axes = plt.subplots(figsize=(1 + 0.45 * len(source), 1 + 0.4 * len(rows)))

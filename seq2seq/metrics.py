@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sacrebleu
+from tqdm import tqdm
 
 from seq2seq.translator import Translator
 
@@ -24,10 +25,27 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[
     }
 
 
-def score(translator: Translator, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, Any], list[str]]:
-    """Translate the sources of ``(source, reference)`` pairs and score them against the references."""
+# sentences are translated this many batches at a time, so that a progress bar moves (the translator sorts each
+# chunk by length; a sentence's translation does not depend on its batch)
+BATCHES_PER_CHUNK = 8
+
+
+def score(
+    translator: Translator, pairs: Sequence[tuple[str, str]], progress: tqdm | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Translate the sources of ``(source, reference)`` pairs and score them against the references.
+
+    ``progress``, a bar, advances by the sentences translated.
+    """
     started = time.perf_counter()
-    hypotheses = translator.translate([source for source, _ in pairs])
+    sources = [source for source, _ in pairs]
+    chunk = translator.decode.batch_size * BATCHES_PER_CHUNK
+    hypotheses = []
+    for start in range(0, len(sources), chunk):
+        translated = translator.translate(sources[start : start + chunk])
+        hypotheses += translated
+        if progress is not None:
+            progress.update(len(translated))
     seconds = time.perf_counter() - started
     metrics = corpus_scores(hypotheses, [reference for _, reference in pairs])
     decode = {k: translator.decode[k] for k in ("strategy", "beam_size", "length_penalty", "max_length")}

@@ -1,4 +1,5 @@
-"""Training speed per epoch: seconds spent training (validation excluded), target tokens/s, peak memory."""
+"""Training speed: per epoch (seconds spent training, validation excluded, target tokens/s, peak memory), and
+the whole run's training time projected from its first steps."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from seq2seq.tokenizer import PAD
@@ -89,6 +90,9 @@ class EpochThroughput(Callback):
         }
         self.epochs.append(epoch)
         if trainer.is_global_zero:
+            figures = {f"throughput/{key}": value for key, value in epoch.items() if key != "epoch"}
+            for logger in trainer.loggers:
+                logger.log_metrics(figures, trainer.global_step)
             log.info(
                 "epoch %d: %d steps in %.1f s of training, %d target tokens/s, peak memory %d MB",
                 epoch["epoch"],
@@ -97,3 +101,62 @@ class EpochThroughput(Callback):
                 epoch["target_tokens_per_second"],
                 epoch["peak_memory_mb"],
             )
+
+
+def duration(seconds: float) -> str:
+    """``5 h 50 min``, ``2 h``, ``12 min``, ``40 s``: as precise as a projection deserves."""
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+class ProjectedTime(Callback):
+    """After the first ``steps`` training steps, log how long the whole run's training will take at that pace.
+
+    The pace is measured after the first step (one-time set-up costs) and anew after any validation in between.
+    """
+
+    def __init__(self, steps: int = 20) -> None:
+        self.steps = steps
+        self._done = False
+        self._since: tuple[float, int] | None = None  # (clock, global step) where the measurement began
+
+    def _clock(self, module: L.LightningModule) -> float:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        return time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._since = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self._done:
+            return
+        if self._since is None:
+            self._since = (self._clock(pl_module), trainer.global_step)
+            return
+        steps = trainer.global_step - self._since[1]
+        if steps < self.steps:
+            return
+        self._done = True
+        per_step = (self._clock(pl_module) - self._since[0]) / steps
+        if trainer.is_global_zero:
+            log.info(projection(trainer, per_step))
+
+
+def projection(trainer: L.Trainer, per_step: float) -> str:
+    """The log line: the pace, the time the step or epoch limit implies, and where ``trainer.max_time`` cuts it."""
+    total = trainer.estimated_stepping_batches
+    line = f"step {trainer.global_step}: {per_step:.3f} s per step"
+    if total == float("inf"):
+        line += "; no step or epoch limit"
+    else:
+        left = max(total - trainer.global_step, 0)
+        line += f"; {left} more steps to the end would take {duration(left * per_step)} (validation not counted)"
+    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+    if timer is not None and timer.time_remaining() is not None:
+        line += f"; trainer.max_time stops training in {duration(timer.time_remaining())}"
+    return line

@@ -25,6 +25,9 @@ from seq2seq.checkpoint import read_checkpoint
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
     "resume",
+    "cpu_recipe",
+    "logger",
+    "logger.*",
     "patience",
     "keep_last",
     "trainer.max_epochs",

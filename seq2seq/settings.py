@@ -80,6 +80,7 @@ TRAIN = {
     "seed": integer(0),
     "patience": integer(0),
     "keep_last": integer(0),
+    "cpu_recipe": OPTIONAL_TEXT,
     "paths.mirror": OPTIONAL_TEXT,
     "paths.cache_dir": TEXT,
     "paths.runs_dir": TEXT,
@@ -138,9 +139,21 @@ TRAIN = {
 }
 
 
+# the keys the tools (translate, evaluate, bench) share; each checks those it has before loading a checkpoint
+TOOL = {
+    "threads": either(one_of(None), integer(1)),
+    "progress": one_of("auto", "always", "never"),
+}
+
+
 def _check(cfg: DictConfig, rules: dict[str, Rule], prefix: str = "") -> None:
     for key, rule in rules.items():
         rule.check(prefix + key, OmegaConf.select(cfg, key))
+
+
+def check_tool_settings(cfg: DictConfig) -> None:
+    """The ``TOOL`` keys that ``cfg`` has."""
+    _check(cfg, {key: rule for key, rule in TOOL.items() if key in cfg})
 
 
 def check_decode(decode: Any, key: str = "decode") -> None:

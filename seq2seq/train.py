@@ -15,8 +15,10 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +27,7 @@ from seq2seq.cli import one_line_errors
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
 from seq2seq.metrics import score
-from seq2seq.monitor import EpochThroughput
+from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.resume import (
     RandomState,
@@ -42,9 +44,14 @@ from seq2seq.translator import Translator, pick_device
 log = logging.getLogger(__name__)
 
 
+def uses_gpu(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` setting puts training on a GPU here."""
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
 def default_precision(accelerator: str) -> str:
     """bf16 mixed precision on a GPU that has it, fp16 mixed on an older GPU, full precision on a CPU."""
-    if not (torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")):
+    if not uses_gpu(accelerator):
         return "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
@@ -74,10 +81,40 @@ def hardware() -> str:
     return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
+def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
+    """A config (or a list of them) with ``_target_`` → the objects; a mistake or a missing package is one line."""
+    try:
+        return [instantiate(one, **kwargs) for one in (spec if OmegaConf.is_list(spec) else [spec])]
+    except InstantiationException as error:
+        raise ValueError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
+
+
+def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:
+    """The ``logger`` group's logger, and the loggers and callbacks a user adds as ``+trainer.logger=...`` or
+    ``+trainer.callbacks=...`` (``trainer.logger=false`` logs nothing), made before any data work."""
+    trainer = cfg.trainer
+    callbacks = instantiated("trainer.callbacks", trainer.callbacks) if trainer.get("callbacks") else []
+    if trainer.get("logger") is False:
+        return False, callbacks
+    loggers = instantiated("logger", cfg.logger, save_dir=str(run_dir)) if cfg.get("logger") else []
+    if trainer.get("logger") not in (None, True):
+        loggers += instantiated("trainer.logger", trainer.logger)
+    return loggers, callbacks
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
     check_train_config(cfg)  # fail on a config mistake before any data work
+    loggers, user_callbacks = loggers_and_callbacks(cfg, run_dir)
+    log.info("run directory: %s", run_dir)
+    if cfg.cpu_recipe and not uses_gpu(cfg.trainer.accelerator):
+        log.warning(
+            "recipe %s is sized for a GPU and runs here on the CPU: expect hours (the projected time follows "
+            "the first steps); recipe=%s trains a useful model on a CPU in minutes",
+            cfg.name,
+            cfg.cpu_recipe,
+        )
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
     L.seed_everything(cfg.seed, workers=True)
@@ -96,7 +133,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                     save_top_k=cfg.keep_last, save_weights_only=True,
                                     auto_insert_metric_name=False)  # fmt: skip
     throughput = EpochThroughput()
-    trainer_args = dict(config["trainer"])
+    trainer_args = {k: v for k, v in config["trainer"].items() if k not in ("logger", "callbacks")}  # made above
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
     if trainer_args["strategy"] == "ddp":
         trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
@@ -114,8 +151,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             RandomState(),
             SamplerEpoch(),
             throughput,
+            ProjectedTime(),
+            *user_callbacks,
         ],
-        logger=CSVLogger(run_dir, name="logs", version=""),
+        logger=loggers,
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )

@@ -13,13 +13,14 @@ from typing import BinaryIO, TextIO
 
 import hydra
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode
+from seq2seq.settings import check_decode, check_tool_settings
 from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,13 @@ def decode_lines(raw: list[bytes], first_number: int, max_chars: int) -> list[st
     return texts
 
 
-def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plots: Path | None = None) -> int:
+def translate_stream(
+    translator: Translator, source: BinaryIO, sink: TextIO, plots: Path | None = None, progress: tqdm | None = None
+) -> int:
     """Translate ``source`` line by line into ``sink``; returns the number of lines.
 
-    With ``plots``, also write an attention heatmap per non-empty input line, named by its line number.
+    With ``plots``, also write an attention heatmap per non-empty input line, named by its line number;
+    ``progress``, a bar, advances by the lines translated.
     """
     count = 0
     n_best = translator.decode.n_best
@@ -98,20 +102,38 @@ def translate_stream(translator: Translator, source: BinaryIO, sink: TextIO, plo
                 sink.writelines(f"{number}\t{t.score:.4f}\t{t.text}\n" for t in translations)
         sink.flush()
         count += len(raw)
+        if progress is not None:
+            progress.update(len(raw))
     return count
 
 
-def translate_to_file(translator: Translator, source: BinaryIO, output: Path, plots: Path | None) -> int:
+def translate_to_file(
+    translator: Translator, source: BinaryIO, output: Path, plots: Path | None, progress: tqdm | None = None
+) -> int:
     """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``."""
     count = 0
 
     def write(partial: Path) -> None:
         nonlocal count
         with partial.open("w", encoding="utf-8") as sink:
-            count = translate_stream(translator, source, sink, plots)
+            count = translate_stream(translator, source, sink, plots, progress)
 
     atomic_write(output, write)
     return count
+
+
+def count_lines(path: Path) -> int:
+    """Lines as ``line_batches`` reads them: a last line without a newline counts too."""
+    with path.open("rb") as lines:
+        return sum(1 for _ in lines)
+
+
+def file_progress(cfg: DictConfig) -> tqdm:
+    """A bar for ``input=FILE`` (lines are counted only when it shows); none for standard input, often typed."""
+    bar = progress_bar(cfg.progress if cfg.input else "never", desc=cfg.input, unit="lines")
+    if not bar.disable:
+        bar.reset(total=count_lines(Path(cfg.input)))
+    return bar
 
 
 def check_files(cfg: DictConfig) -> None:
@@ -127,16 +149,18 @@ def check_files(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     check_decode(cfg.decode)
+    check_tool_settings(cfg)
     check_files(cfg)
+    use_threads(cfg.threads)
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, pick_device(cfg.device))
     if cfg.attention_plot and translator.model.decoder.attention is None:
         raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
-    with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source:
+    with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
-            count = translate_to_file(translator, source, Path(cfg.output), plots)
+            count = translate_to_file(translator, source, Path(cfg.output), plots, bar)
         else:
-            count = translate_stream(translator, source, sys.stdout, plots)
+            count = translate_stream(translator, source, sys.stdout, plots, bar)
     log.info("translated %d lines", count)
 
 

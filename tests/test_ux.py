@@ -1,0 +1,331 @@
+"""What a user sees: progress bars on standard error, CPU threads, loggers and callbacks, the run directory,
+the GPU-sized-recipe warning and projected time, ``--help`` for every command, the optional plotting extra."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.demos.boring_classes import BoringModel
+from test_end_to_end import MIRROR, TINY
+
+from seq2seq import bench, compare, evaluate, probe, train, translate
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.errors import UserError
+from seq2seq.metrics import score
+from seq2seq.monitor import ProjectedTime, duration
+from seq2seq.plotting import pyplot
+from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.translator import Translator
+
+SOURCES = "Je suis content.\nIl fait froid.\nElle est grande.\n"
+BAR = re.compile(r"\d+%\|")  # tqdm's "100%|█████|"
+
+
+def composed(command: str, *overrides: str):
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose(command, overrides=list(overrides))
+
+
+@pytest.fixture
+def torch_threads():
+    """The test changes torch's thread count; put it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- progress bars, threads
+
+
+@pytest.mark.parametrize("progress", ["always", "auto", "never"])
+def test_translate_input_file_shows_a_bar_on_stderr_only_when_asked_or_a_terminal(checkpoint, tmp_path, capsys,
+                                                                                   progress):  # fmt: skip
+    source = tmp_path / "text.txt"
+    source.write_text(SOURCES)
+    translate.main(composed("translate", f"checkpoint={checkpoint}", f"input={source}", f"progress={progress}"))
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 3 and not BAR.search(out)  # standard output: the translations alone
+    if progress == "always":
+        assert BAR.search(err) and "3/3" in err and "lines" in err
+    else:  # auto: pytest's standard error is not a terminal
+        assert not BAR.search(err)
+
+
+def test_translate_from_standard_input_shows_no_bar_even_when_asked(checkpoint, capsys, monkeypatch):
+    read, write = os.pipe()
+    os.write(write, SOURCES.encode())
+    os.close(write)
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read))
+    translate.main(composed("translate", f"checkpoint={checkpoint}", "progress=always"))
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 3 and not BAR.search(err)
+
+
+@pytest.mark.parametrize("progress", ["always", "auto"])
+def test_evaluate_shows_a_bar_of_sentences_on_stderr_only_when_asked_or_a_terminal(checkpoint, tmp_path, capsys,
+                                                                                   progress):  # fmt: skip
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("".join(f"I am {n}.\t{line}\n" for n, line in enumerate(SOURCES.splitlines() * 30)))
+    evaluate.main(composed("evaluate", f"checkpoint={checkpoint}", f"input={pairs}", f"progress={progress}",
+                           f"output_dir={tmp_path}", "decode.batch_size=4"))  # fmt: skip
+    out, err = capsys.readouterr()
+    assert out.startswith("pairs: 90 sentences") and not BAR.search(out)
+    if progress == "always":
+        assert "pairs: 100%|" in err and "90/90" in err and "sentences/s" in err
+    else:
+        assert not BAR.search(err)
+
+
+def test_scoring_advances_the_bar_every_eight_batches_with_the_same_translations(checkpoint):
+    updates = []
+    bar = SimpleNamespace(update=updates.append)
+    translator = Translator(load_checkpoint(checkpoint), composed("evaluate", "decode.batch_size=4").decode)
+    pairs = [(source, "I am happy.") for source in SOURCES.splitlines() * 30]
+    metrics, hypotheses = score(translator, pairs, bar)
+    assert updates == [32, 32, 26] and metrics["sentences"] == 90
+    assert hypotheses == translator.translate([source for source, _ in pairs])  # as translated all at once
+
+
+@pytest.mark.parametrize("tool", [translate, evaluate])
+def test_threads_sets_torchs_cpu_threads(checkpoint, tmp_path, capsys, torch_threads, tool):
+    source = tmp_path / "text.txt"
+    source.write_text("Je suis content.\tI am happy.\n")
+    torch.set_num_threads(2)
+    output = f"{'output_dir' if tool is evaluate else 'output'}={tmp_path / 'out'}"
+    tool.main(composed(tool.__name__.rsplit(".", 1)[1], f"checkpoint={checkpoint}", f"input={source}", "threads=1",
+                       output))  # fmt: skip
+    assert torch.get_num_threads() == 1
+
+
+def test_threads_default_leaves_torchs_choice(checkpoint, tmp_path, torch_threads):
+    torch.set_num_threads(2)
+    bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=1",
+                                "sentences=2", f"paths.mirror={MIRROR}", f"paths.cache_dir={tmp_path}"))  # fmt: skip
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize(
+    ("tool", "override", "message"),
+    [
+        (translate, "threads=0", "threads=0 is not one of (None,) or an integer >= 1"),
+        (evaluate, "threads=two", "threads='two' is not one of (None,) or an integer >= 1"),
+        (bench, "threads=0", "threads=0 is not one of (None,) or an integer >= 1"),
+        (translate, "progress=yes", "progress='yes' is not one of ('auto', 'always', 'never')"),
+        (evaluate, "progress=sometimes", "progress='sometimes' is not one of ('auto', 'always', 'never')"),
+    ],
+)
+def test_a_bad_threads_or_progress_setting_is_one_line_before_the_checkpoint_is_read(tmp_path, capsys, tool,
+                                                                                     override, message):  # fmt: skip
+    with pytest.raises(SystemExit) as exit:
+        tool.main(composed(tool.__name__.rsplit(".", 1)[1], f"checkpoint={tmp_path / 'missing.ckpt'}", override))
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+# --------------------------------------------------------------------------- training: loggers, callbacks, messages
+
+
+def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_reaches_the_logger(tmp_path, caplog):
+    own_logger = tmp_path / "own"
+    cfg = composed(
+        "train", *TINY, f"data.mirror={MIRROR}", f"data.cache_dir={tmp_path / 'cache'}", "data.test_fraction=0.005",
+        "trainer.max_steps=30", "trainer.max_time=null", "trainer.val_check_interval=30", "trainer.limit_val_batches=2",
+        "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
+        f"+trainer.logger={{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {own_logger}, version: ''}}",
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        train.train(cfg, run_dir)
+    with (run_dir / "logs" / "metrics.csv").open() as log:
+        rows = list(csv.DictReader(log))
+    throughput = {"throughput/target_tokens_per_second", "throughput/train_seconds", "throughput/peak_memory_mb"}
+    assert throughput <= set(rows[0])
+    assert "lr-AdamW" in rows[0]  # the user's LearningRateMonitor ran, logging into the run's own logger too
+    assert [float(r["throughput/steps"]) for r in rows if r["throughput/steps"]] == [30.0]
+    assert "throughput/steps" in (own_logger / "lightning_logs" / "metrics.csv").read_text()  # the user's logger
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == f"run directory: {run_dir}"  # before any data work
+    [projected] = [m for m in messages if " s per step; " in m]
+    assert re.fullmatch(
+        r"step 21: \d+\.\d\d\d s per step; 9 more steps to the end would take \d+ s \(validation not counted\)",
+        projected,
+    )
+
+
+def test_the_logger_group_and_the_users_loggers_and_callbacks_are_merged(tmp_path):
+    cfg = composed(
+        "train",
+        "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
+        "+trainer.logger=[{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: elsewhere}]",
+    )
+    loggers, callbacks = train.loggers_and_callbacks(cfg, tmp_path)
+    assert [(type(one).__name__, one.save_dir) for one in loggers] == [
+        ("CSVLogger", str(tmp_path)),
+        ("CSVLogger", "elsewhere"),
+    ]
+    assert [type(one).__name__ for one in callbacks] == ["LearningRateMonitor"]
+
+
+def test_trainer_logger_false_logs_nothing_and_logger_null_only_the_users(tmp_path):
+    assert train.loggers_and_callbacks(composed("train", "+trainer.logger=false"), tmp_path) == (False, [])
+    cfg = composed("train", "~logger", "+trainer.logger={_target_: lightning.pytorch.loggers.CSVLogger, save_dir: x}")
+    [logger], _ = train.loggers_and_callbacks(cfg, tmp_path)
+    assert logger.save_dir == "x"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["logger._target_=nowhere.Logger"], "logger: Error loading 'nowhere.Logger': ModuleNotFoundError"),
+        (["+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.Nothing}]"], "trainer.callbacks: Error "),
+    ],
+)
+def test_a_logger_or_callback_that_cannot_be_made_is_one_line_before_any_data_work(tmp_path, monkeypatch,
+                                                                                   overrides, message):  # fmt: skip
+    monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
+    cfg = composed("train", f"data.cache_dir={tmp_path / 'cache'}", "data.url=http://127.0.0.1:1/fra-eng.zip",
+                   *overrides)  # fmt: skip
+    with pytest.raises(ValueError) as raised:
+        train.train(cfg, tmp_path / "run")
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_logger_tensorboard_without_its_package_says_how_to_install_it(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import tensorboard
+
+    monkeypatch.setattr(tensorboard, "_TENSORBOARD_AVAILABLE", False)
+    monkeypatch.setattr(tensorboard, "_TENSORBOARDX_AVAILABLE", False, raising=False)
+    with pytest.raises(ValueError) as raised:
+        train.loggers_and_callbacks(composed("train", "logger=tensorboard"), tmp_path)
+    assert str(raised.value).startswith("logger: Neither `tensorboard` nor `tensorboardX` is available.")
+    assert "pip install" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb"])
+def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_directory(logger):
+    cfg = composed("train", f"logger={logger}", "recipe=fra-eng-small")
+    target = {"csv": "CSVLogger", "tensorboard": "TensorBoardLogger", "wandb": "WandbLogger"}[logger]
+    assert cfg.logger._target_ == f"lightning.pytorch.loggers.{target}"
+    assert "save_dir" not in cfg.logger  # train gives the run directory
+
+
+@pytest.mark.parametrize("recipe", ["fra-eng", "eng-fra", "fra-eng-attn", "fra-eng-context"])
+def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tmp_path, monkeypatch, caplog,
+                                                                              recipe):  # fmt: skip
+    cfg = composed("train", f"recipe={recipe}", "trainer.accelerator=cpu")
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the warning must come before the data work
+
+    monkeypatch.setattr(train, "TranslationData", stop)
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        train.train(cfg, tmp_path / "run")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == (
+        f"recipe {cfg.name} is sized for a GPU and runs here on the CPU: expect hours (the projected time follows "
+        "the first steps); recipe=fra-eng-small-attn trains a useful model on a CPU in minutes"
+    )
+
+
+@pytest.mark.parametrize("recipe", ["fra-eng-small", "fra-eng-small-attn", "fra-eng-small-context"])
+def test_a_cpu_sized_recipe_does_not_warn(recipe):
+    assert composed("train", f"recipe={recipe}").cpu_recipe is None
+
+
+ENDS = r"step 6: \d\.\d\d\d s per step; {} more steps to the end would take \d+ s \(validation not counted\)"
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ({"max_steps": 26}, ENDS.format(20)),
+        ({"max_epochs": 2}, ENDS.format(122)),  # BoringModel: 64 steps an epoch
+        ({"max_steps": 26, "max_time": "00:01:00:00"}, ENDS.format(20) + "; trainer.max_time stops training in 1 h"),
+        (
+            {"max_epochs": -1, "max_steps": -1, "max_time": "00:00:00:02"},
+            r"step 6: \d\.\d{3} s per step; no step or epoch limit; trainer.max_time stops training in \d+ s",
+        ),
+    ],
+)
+def test_the_projected_time_follows_the_first_steps(caplog, limits, expected):
+    trainer = L.Trainer(**limits, callbacks=[ProjectedTime(steps=5)], limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="seq2seq.monitor"):
+        trainer.fit(BoringModel())
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.monitor"]
+    assert re.fullmatch(expected, line), line
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0.4, "0 s"),
+        (40, "40 s"),
+        (59.4, "59 s"),
+        (59.6, "1 min"),
+        (89, "1 min"),
+        (3600, "1 h"),
+        (720, "12 min"),
+        (21000, "5 h 50 min"),
+    ],
+)
+def test_durations_read_as_a_projection_deserves(seconds, words):
+    assert duration(seconds) == words
+
+
+# --------------------------------------------------------------------------- help, extras
+
+
+@pytest.mark.parametrize(
+    ("tool", "purpose", "example"),
+    [
+        (train, "prepare the data, train", "python -m seq2seq.train recipe=fra-eng-small-attn"),
+        (evaluate, "BLEU and chrF", "python -m seq2seq.evaluate checkpoint="),
+        (translate, "translate standard input or a file", 'echo "Je suis content." | python -m seq2seq.translate'),
+        (probe, "run real test sentences", "python -m seq2seq.probe recipe=fra-eng-small"),
+        (compare, "one table and one plot", "python -m seq2seq.compare sweep="),
+        (bench, "decoding speed", "python -m seq2seq.bench checkpoint=PATH"),
+    ],
+)
+def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, monkeypatch, tool: ModuleType,
+                                                                       purpose, example):  # fmt: skip
+    name = tool.__name__.rsplit(".", 1)[1]
+    monkeypatch.setattr(sys, "argv", [f"seq2seq-{name}", "--help"])
+    with pytest.raises(SystemExit) as exit:
+        tool.main()
+    help_text = capsys.readouterr().out
+    assert exit.value.code == 0
+    assert help_text.startswith(f"seq2seq-{name} (python -m seq2seq.{name}): {purpose}")
+    assert "\nusage: python -m seq2seq." in help_text and "\nmain keys:\n" in help_text
+    assert "\nexample" in help_text and example in help_text
+
+
+def test_plotting_without_matplotlib_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(UserError) as raised:
+        pyplot()
+    assert str(raised.value) == 'drawing PNGs needs matplotlib, not installed here: pip install "seq2seq[plot]"'
+
+
+def test_optional_extras_are_not_core_dependencies():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    extras = project["optional-dependencies"]
+    for extra, package in (("plot", "matplotlib"), ("sweep", "hydra-joblib-launcher"), ("tensorboard", "tensorboard"),
+                           ("wandb", "wandb")):  # fmt: skip
+        assert package not in core and extras[extra][0].startswith(package)
+    assert extras["dev"][0] == "seq2seq[plot,sweep]"  # the tests plot and sweep
