@@ -35,7 +35,8 @@ def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path):
     (summary_file,) = (tmp_path / "runs").glob("*/*/test_metrics.json")  # written once, by rank 0
     summary = json.loads(summary_file.read_text())
     assert summary["steps"] == STEPS and [step for step, _ in summary["validation_bleu_curve"]] == [EVERY, STEPS]
-    assert sorted(p.name for p in summary_file.parent.glob("checkpoints/*")) == ["best.ckpt", "last.ckpt"]
+    written = sorted(p.name for p in summary_file.parent.glob("checkpoints/*"))  # each once, by rank 0
+    assert written == ["best.ckpt", "last.ckpt", f"step{EVERY:06d}.ckpt", f"step{STEPS:06d}.ckpt"]
 
     # the BLEU the two ranks computed together equals one process decoding the whole split with those weights
     single = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", "split=valid",
