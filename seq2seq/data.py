@@ -20,7 +20,7 @@ from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
 log = logging.getLogger(__name__)
 
 SPLITS = sources.SPLITS
-ENCODE_CHUNK = 100_000  # pairs encoded at once: bounds the Python lists of ids a big corpus would otherwise make
+ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of ids a big corpus would otherwise make
 CACHE_FORMAT = 2  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
