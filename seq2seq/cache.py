@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from filelock import FileLock
 from seq2seq.errors import CacheError
 
 
-def content_key(texts: Sequence[str], settings: dict[str, Any]) -> str:
+def content_key(texts: Iterable[str], settings: dict[str, Any]) -> str:
     """A short hash of some text and the settings applied to it."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for text in texts:

@@ -138,10 +138,15 @@ def write_export(trained: TranslationModel, output: Path) -> None:
 def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> list[tuple[str, str]]:
     """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, found again on this
     machine through ``paths`` (mirror, cache) in place of the trainer's. Settings added since the checkpoint was
-    trained take their defaults.
+    trained take their defaults. Own files are found again at the paths the checkpoint names.
     """
     if split not in ("valid", "test"):
         raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
-    defaults = OmegaConf.load(resource_dir("conf") / "data" / "fra-eng.yaml")
-    data = OmegaConf.merge(defaults, trained.config["data"], {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
-    return load_splits(data)[split]
+    data = trained.config["data"]
+    source = data.get("source", "tatoeba")  # checkpoints from before data=files read Tatoeba
+    defaults = OmegaConf.merge(
+        OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
+        OmegaConf.load(resource_dir("conf") / "data" / f"{source}.yaml"),
+    )
+    defaults.pop("defaults")
+    return load_splits(OmegaConf.merge(defaults, data, {"mirror": paths.mirror, "cache_dir": paths.cache_dir}))[split]

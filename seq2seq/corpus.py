@@ -1,7 +1,8 @@
-"""The Tatoeba corpus: find or download the archive, parse it, and split it without leakage.
+"""Sentence pairs: find or download a Tatoeba archive, parse pair lines, and split them without leakage.
 
-Knows nothing about tensors or tokenizers. The archive is looked for in the mirror directory first,
-then in the cache, and only then downloaded; a download is verified before it is renamed into the cache.
+Knows nothing about tensors or tokenizers; ``seq2seq/sources.py`` decides where pairs come from. The archive
+is looked for in the mirror directory first, then in the cache, and only then downloaded; a download is
+verified before it is renamed into the cache.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 # manythings.org answers 403 to clients that do not look like a browser.
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 MIRROR_ENV = "SEQ2SEQ_MIRROR"
-LANGS = ("eng", "fra")  # column order in the archive's text file
+LANGS = ("eng", "fra")  # column order in the French archive's text file; every Tatoeba archive has English first
 
 # The PyTorch tutorial's subset: English sides that start like these (after its lower-casing and
 # turning apostrophes into spaces), both sides under ten words.
@@ -130,10 +131,16 @@ class ParseReport:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def parse_pairs(lines: Iterable[bytes]) -> tuple[list[tuple[str, str]], ParseReport]:
-    """Parse ``English<TAB>French[<TAB>attribution]`` lines into NFC ``(eng, fra)`` pairs."""
+def parse_pairs(
+    lines: Iterable[bytes], columns: tuple[int, int] = (0, 1), origin: str = "the corpus"
+) -> tuple[list[tuple[str, str]], ParseReport]:
+    """Parse tab-separated lines into NFC pairs of two ``columns`` (Tatoeba's: ``English<TAB>other[<TAB>attribution]``).
+
+    Lines are consumed as they come, so a file is never held whole; a line without a column asked for is dropped.
+    """
     report = ParseReport()
     pairs = []
+    needed = max(columns) + 1
     for number, line in enumerate(lines):
         if number == 0:
             line = line.removeprefix(b"\xef\xbb\xbf")
@@ -144,18 +151,21 @@ def parse_pairs(lines: Iterable[bytes]) -> tuple[list[tuple[str, str]], ParseRep
         except UnicodeDecodeError:
             report.dropped["undecodable"] += 1
             continue
-        columns = text.split("\t")
-        if len(columns) < 2:
-            report.dropped["without a tab"] += 1
+        fields = text.split("\t")
+        if len(fields) < needed:
+            report.dropped["without a tab" if len(fields) == 1 else f"without column {needed}"] += 1
             continue
-        eng, fra = (unicodedata.normalize("NFC", _CONTROL.sub("", c)).strip() for c in columns[:2])
-        if not eng or not fra:
+        first, second = (unicodedata.normalize("NFC", _CONTROL.sub("", fields[c])).strip() for c in columns)
+        if not first or not second:
             report.dropped["with an empty side"] += 1
             continue
-        pairs.append((eng, fra))
+        pairs.append((first, second))
     report.kept = len(pairs)
     if not pairs:
-        raise CorpusError(f"no usable sentence pairs: {report}; is this an English<TAB>French file?")
+        raise CorpusError(
+            f"{origin}: no usable sentence pairs: {report}; are its lines TEXT<TAB>TEXT "
+            f"(columns {columns[0]} and {columns[1]}, counted from 0)?"
+        )
     return pairs, report
 
 
@@ -171,7 +181,7 @@ def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[l
                 "is it the right file? (raise the limit if so)"
             )
         with archive.open(member) as lines:
-            return parse_pairs(lines)
+            return parse_pairs(lines, origin=str(path))
 
 
 def is_tutorial_pair(eng: str, fra: str) -> bool:
@@ -235,8 +245,13 @@ def split_pairs(
     return splits
 
 
-def orient(pairs: list[tuple[str, str]], src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
-    """Turn ``(eng, fra)`` pairs into ``(source, target)`` pairs."""
-    if sorted((src_lang, tgt_lang)) != sorted(LANGS):
-        raise CorpusError(f"data.src_lang/data.tgt_lang must be fra/eng or eng/fra, got {src_lang}/{tgt_lang}")
-    return pairs if src_lang == "eng" else [(fra, eng) for eng, fra in pairs]
+def orient(
+    pairs: list[tuple[str, str]], src_lang: str, tgt_lang: str, langs: tuple[str, str] = LANGS
+) -> list[tuple[str, str]]:
+    """Turn pairs in the archive's column order ``langs`` into ``(source, target)`` pairs."""
+    first, second = langs
+    if sorted((src_lang, tgt_lang)) != sorted(langs):
+        raise CorpusError(
+            f"data.src_lang/data.tgt_lang must be {second}/{first} or {first}/{second}, got {src_lang}/{tgt_lang}"
+        )
+    return pairs if src_lang == first else [(b, a) for a, b in pairs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +12,15 @@ from typing import Any
 
 import torch
 
-from seq2seq import corpus
+from seq2seq import sources
 from seq2seq.cache import atomic_write, content_key, locked
-from seq2seq.errors import CacheError
+from seq2seq.errors import CacheError, CorpusError
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
+SPLITS = sources.SPLITS
+ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of ids a big corpus would otherwise make
 CACHE_FORMAT = 2  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
@@ -34,6 +36,10 @@ class Ragged:
         lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
         flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
         return cls(flat, lengths)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Ragged]) -> Ragged:
+        return cls(torch.cat([p.flat for p in parts]), torch.cat([p.lengths for p in parts]))
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -85,33 +91,49 @@ class EncodedSplit:
 
 
 def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer) -> EncodedSplit:
+    """Encode in chunks, so that only one chunk's ids are ever Python lists."""
     sources = [s for s, _ in pairs]
     targets = [t for _, t in pairs]
+    source_parts, target_parts = [], []
+    for start in range(0, len(pairs), ENCODE_CHUNK):
+        source_parts.append(Ragged.from_lists(src_tok.encode(sources[start : start + ENCODE_CHUNK])))
+        target_parts.append(Ragged.from_lists(tgt_tok.encode(targets[start : start + ENCODE_CHUNK])))
+        if len(pairs) > ENCODE_CHUNK:
+            log.info("encoded %d of %d pairs", min(start + ENCODE_CHUNK, len(pairs)), len(pairs))
+    empty = [Ragged.from_lists([])]
     return EncodedSplit(
-        sources,
-        targets,
-        Ragged.from_lists(src_tok.encode(sources)),
-        Ragged.from_lists(tgt_tok.encode(targets)),
+        sources, targets, Ragged.concatenate(source_parts or empty), Ragged.concatenate(target_parts or empty)
     )
 
 
 def load_splits(data_cfg: Any) -> dict[str, list[tuple[str, str]]]:
-    """Archive → parsed pairs → subset → group-disjoint split → (source, target) pairs per split."""
-    archive = corpus.find_archive(data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256)
-    pairs, report = corpus.read_archive(archive, data_cfg.max_archive_bytes)
-    log.info("%s: %s", archive, report)
-    pairs = corpus.select_subset(pairs, data_cfg.subset)
-    splits = corpus.split_pairs(pairs, data_cfg.valid_fraction, data_cfg.test_fraction, data_cfg.split_seed)
+    """``(source, target)`` pairs per split, from a Tatoeba archive or the user's files (``data.source``)."""
+    splits = (sources.file_splits if data_cfg.source == "files" else sources.tatoeba_splits)(data_cfg)
     log.info("split sizes (pairs): %s", {name: len(split) for name, split in splits.items()})
-    return {name: corpus.orient(split, data_cfg.src_lang, data_cfg.tgt_lang) for name, split in splits.items()}
+    if not splits["train"]:
+        raise CorpusError(
+            f"data.source={data_cfg.source}: no training pairs left after parsing, data.subset and the split; "
+            "check the files and data.subset"
+        )
+    return splits
+
+
+def tokenizer_sample(train: Sequence[tuple[str, str]], size: int, seed: int) -> Sequence[tuple[str, str]]:
+    """At most ``size`` training pairs (a seeded sample, in corpus order) for sentencepiece; all when fewer."""
+    if len(train) <= size:
+        return train
+    log.info("training sentencepiece on a sample of %d of %d pairs (data.input_sentence_size)", size, len(train))
+    return [train[i] for i in sorted(random.Random(seed).sample(range(len(train)), size))]
 
 
 def build_tokenizers(data_cfg: Any, train: Sequence[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
     """Train (or reuse) subword models on the training split only; one joint model if asked."""
     cache = Path(data_cfg.cache_dir).expanduser()
     settings = {"model_type": data_cfg.spm_model_type, "character_coverage": data_cfg.character_coverage}
-    sources = [s for s, _ in train]
-    targets = [t for _, t in train]
+    sentences_per_pair = 2 if data_cfg.joint_vocab else 1
+    sample = tokenizer_sample(train, data_cfg.input_sentence_size // sentences_per_pair, data_cfg.split_seed)
+    sources = [s for s, _ in sample]
+    targets = [t for _, t in sample]
     if data_cfg.joint_vocab:
         joint = cached_tokenizer(cache, sources + targets, vocab_size=data_cfg.vocab_size, **settings)
         return joint, joint
@@ -172,7 +194,7 @@ def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenize
     splits = load_splits(data_cfg)
     src_tok, tgt_tok = build_tokenizers(data_cfg, splits["train"])
     # each pair with its split's name, so that moving the boundary between splits changes the key
-    everything = [f"{name}\t{s}\t{t}" for name in SPLITS for s, t in splits[name]]
+    everything = (f"{name}\t{s}\t{t}" for name in SPLITS for s, t in splits[name])  # a generator: no second copy
     tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
     settings = {"format": CACHE_FORMAT, "tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens}
     path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{content_key(everything, settings)}.pt"

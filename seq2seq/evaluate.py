@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from seq2seq import corpus
+from seq2seq import corpus, sources
 from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
@@ -23,13 +23,23 @@ log = logging.getLogger(__name__)
 
 
 def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, list[tuple[str, str]]]:
-    """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split."""
-    if cfg.input:
-        pairs, report = corpus.parse_pairs(Path(cfg.input).read_bytes().splitlines())
-        log.info("%s: %s", cfg.input, report)
-        data = trained.config["data"]
-        return Path(cfg.input).stem, corpus.orient(pairs, data["src_lang"], data["tgt_lang"])
-    return cfg.split, corpus_split(trained, cfg.split, cfg.paths)
+    """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split.
+
+    The file is read as the checkpoint's corpus was: a TSV in its columns (a Tatoeba archive's: English first),
+    or ``input=[SOURCE_FILE,REFERENCE_FILE]`` aligned; ``.gz`` is read directly.
+    """
+    if not cfg.input:
+        return cfg.split, corpus_split(trained, cfg.split, cfg.paths)
+    files = sources.split_files(cfg.input, "input")
+    name = Path(files if isinstance(files, str) else files[0]).name.removesuffix(".gz").rsplit(".", 1)[0]
+    data = trained.config["data"]
+    if data.get("source", "tatoeba") == "files":
+        return name, sources.read_split(files, (data["src_column"], data["tgt_column"]), "input")
+    pairs = sources.read_split(files, (0, 1), "input")
+    if not isinstance(files, str):  # aligned files are already (source, reference)
+        return name, pairs
+    other, english = data.get("pair", "fra-eng").split("-")
+    return name, corpus.orient(pairs, data["src_lang"], data["tgt_lang"], (english, other))
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def main(cfg: DictConfig) -> None:
     log_to_stderr()
     check_decode(cfg.decode)
     check_tool_settings(cfg)
-    if cfg.input and Path(cfg.input).is_dir():
+    if isinstance(cfg.input, str) and Path(cfg.input).is_dir():
         raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
     use_threads(cfg.threads)

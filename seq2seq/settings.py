@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,57 @@ DECODE = {
     "batch_size": integer(1),
 }
 
+DATA = {
+    "source": one_of("tatoeba", "files"),
+    "cache_dir": TEXT,
+    "src_lang": TEXT,
+    "tgt_lang": TEXT,
+    "valid_fraction": FRACTION,
+    "test_fraction": FRACTION,
+    "split_seed": integer(0),
+    "max_tokens": integer(1),
+    "vocab_size": integer(EOS + 2),  # the special ids, and at least one subword
+    "joint_vocab": BOOLEAN,
+    "spm_model_type": one_of("unigram", "bpe", "char", "word"),
+    "character_coverage": number(0, 1, above_low=True),
+    "input_sentence_size": integer(2, " (one sentence per side of a pair)"),
+    "num_workers": integer(0),
+}
+TATOEBA = {
+    "pair": Rule(
+        "a manythings.org/anki pair LANG-eng (deu-eng, spa-eng, ...)",
+        lambda v: isinstance(v, str) and re.fullmatch(r"[a-z]{3}-eng", v) is not None,
+    ),
+    "url": TEXT,
+    "mirror": OPTIONAL_TEXT,
+    "sha256": OPTIONAL_TEXT,
+    "subset": one_of(None, "tutorial"),
+    "max_archive_bytes": integer(1),
+}
+
+
+def _split_files(value: Any, required: bool) -> bool:
+    """A TSV path, or ``{source, target}``: both paths (aligned files), or both null (not given: cut off train)."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, DictConfig) or set(value) != {"source", "target"}:
+        return False
+    sides = (value.source, value.target)
+    return all(isinstance(side, str) for side in sides) or (sides == (None, None) and not required)
+
+
+SPLIT_FILES = "FILE (TSV), or .source=FILE and .target=FILE (aligned)"
+FILES = {
+    "train": Rule(SPLIT_FILES, lambda v: _split_files(v, required=True)),
+    "valid": Rule(f"{SPLIT_FILES} or neither", lambda v: _split_files(v, required=False)),
+    "test": Rule(f"{SPLIT_FILES} or neither", lambda v: _split_files(v, required=False)),
+    "src_column": integer(0),
+    "tgt_column": integer(0),
+    "subset": Rule(
+        "null for own files (the tutorial subset filters Tatoeba's English side; use data=tatoeba)", lambda v: v is None
+    ),
+}
+
 TRAIN = {
     "seed": integer(0),
     "patience": integer(0),
@@ -84,22 +136,6 @@ TRAIN = {
     "paths.mirror": OPTIONAL_TEXT,
     "paths.cache_dir": TEXT,
     "paths.runs_dir": TEXT,
-    "data.url": TEXT,
-    "data.mirror": OPTIONAL_TEXT,
-    "data.cache_dir": TEXT,
-    "data.sha256": OPTIONAL_TEXT,
-    "data.src_lang": TEXT,
-    "data.tgt_lang": TEXT,
-    "data.subset": one_of(None, "tutorial"),
-    "data.valid_fraction": FRACTION,
-    "data.test_fraction": FRACTION,
-    "data.split_seed": integer(0),
-    "data.max_tokens": integer(1),
-    "data.vocab_size": integer(EOS + 2),  # the special ids, and at least one subword
-    "data.joint_vocab": BOOLEAN,
-    "data.spm_model_type": one_of("unigram", "bpe", "char", "word"),
-    "data.character_coverage": number(0, 1, above_low=True),
-    "data.num_workers": integer(0),
     "model.cell": one_of(*CELLS),
     "model.attention": one_of(*KINDS),
     "model.embedding_dim": integer(1),
@@ -166,9 +202,26 @@ def check_decode(decode: Any, key: str = "decode") -> None:
         )
 
 
+def check_data(data: DictConfig) -> None:
+    """A ``data`` group: the keys every corpus has, then those of its source."""
+    _check(data, DATA, "data.")
+    if data.source == "tatoeba":
+        _check(data, TATOEBA, "data.")
+        if sorted((data.src_lang, data.tgt_lang)) != sorted(data.pair.split("-")):
+            raise ValueError(
+                f"data.src_lang={data.src_lang} and data.tgt_lang={data.tgt_lang} are not the languages of "
+                f"data.pair={data.pair}; use {data.pair.replace('-', ' and ')}, in either order"
+            )
+    else:
+        _check(data, FILES, "data.")
+        if data.src_column == data.tgt_column:
+            raise ValueError(f"data.src_column and data.tgt_column are both {data.src_column}; give two columns")
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Every key of a training config, before any data work; then the model, for combinations of keys."""
     _check(cfg, TRAIN)
+    check_data(cfg.data)
     check_decode(cfg.decode)
     check_decode(cfg.test_decode, "test_decode")
     longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one

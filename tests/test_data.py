@@ -321,6 +321,8 @@ def synthetic_corpus(n: int = 400) -> list[tuple[str, str]]:
 
 def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
     settings = dict(
+        source="tatoeba",
+        pair="fra-eng",
         url="http://127.0.0.1:1/fra-eng.zip",
         cache_dir=str(tmp_path / "cache"),
         mirror=str(tmp_path / "mirror"),
@@ -337,6 +339,7 @@ def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
         joint_vocab=False,
         max_tokens=30,
         max_archive_bytes=1 << 27,
+        input_sentence_size=1_000_000,
     )
     settings.update(overrides)
     return SimpleNamespace(**settings)

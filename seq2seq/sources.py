@@ -1,0 +1,150 @@
+"""Where the sentence pairs come from: a Tatoeba archive (any manythings.org/anki pair), or the user's own files.
+
+Own files are TSV (``source<TAB>target``, columns configurable) or two aligned plain-text files, either gzipped;
+they are read line by line, so the raw text is held once, as the parsed pairs. Splits the user did not give are
+cut off the training file with the group-disjoint split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import zip_longest
+from pathlib import Path
+from typing import IO, Any
+
+from seq2seq import corpus
+from seq2seq.errors import CorpusError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+PROGRESS_EVERY = 1_000_000  # lines between progress reports while reading a big file
+
+Pairs = list[tuple[str, str]]
+SplitFiles = str | tuple[str, str]  # one TSV file, or aligned (source, target) files
+
+
+def split_files(spec: Any, key: str) -> SplitFiles | None:
+    """A split's files: a TSV path, ``{source, target}`` (both, or neither: not given), or ``[source, target]``."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, Mapping):
+        spec = (spec.get("source"), spec.get("target"))
+        if spec == (None, None):
+            return None
+    if isinstance(spec, Sequence) and len(spec) == 2 and all(isinstance(path, str) for path in spec):
+        return tuple(spec)
+    raise ValueError(f"{key}={spec!r} is not a TSV file nor a source and a target file; give {key}=FILE "
+                     f"or {key}.source=FILE {key}.target=FILE")  # fmt: skip
+
+
+@contextmanager
+def open_lines(path: str | Path, key: str) -> Iterator[IO[bytes]]:
+    """A file's lines as bytes, gunzipped if it ends in ``.gz``; a missing, unreadable or corrupt file is named."""
+    path = Path(path).expanduser()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+            yield file
+    except FileNotFoundError as error:
+        raise CorpusError(f"{key}={path}: no such file; check the path") from error
+    except (IsADirectoryError, PermissionError) as error:
+        raise CorpusError(f"{key}={path}: cannot read it ({error.strerror}); give a readable file") from error
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise CorpusError(f"{key}={path}: corrupt or truncated gzip file ({error}); recompress it") from error
+
+
+def check_readable(files: SplitFiles, key: str) -> None:
+    """Fail on a missing or unreadable file before any other file is parsed."""
+    for path in [files] if isinstance(files, str) else files:
+        with open_lines(path, key):
+            pass
+
+
+def progress(lines: Iterator[bytes], path: str) -> Iterator[bytes]:
+    for number, line in enumerate(lines, 1):
+        if number % PROGRESS_EVERY == 0:
+            log.info("%s: %d lines read", path, number)
+        yield line
+
+
+def read_tsv(path: str, columns: tuple[int, int], key: str) -> tuple[Pairs, corpus.ParseReport]:
+    with open_lines(path, key) as file:
+        return corpus.parse_pairs(progress(file, path), columns, origin=f"{key}={path}")
+
+
+def read_aligned(source: str, target: str, key: str) -> tuple[Pairs, corpus.ParseReport]:
+    """Line ``i`` of ``source`` translates line ``i`` of ``target``; files of different lengths are refused."""
+    counts = [0, 0]
+
+    def tab_joined() -> Iterator[bytes]:
+        for source_line, target_line in zip_longest(progress(sources, source), targets):
+            counts[0] += source_line is not None
+            counts[1] += target_line is not None
+            if source_line is not None and target_line is not None:
+                tab_free = (side.rstrip(b"\r\n").replace(b"\t", b" ") for side in (source_line, target_line))
+                yield b"\t".join(tab_free)
+
+    with open_lines(source, f"{key}.source") as sources, open_lines(target, f"{key}.target") as targets:
+        pairs, report = corpus.parse_pairs(tab_joined(), origin=f"{key}.source={source}")
+    if counts[0] != counts[1]:
+        raise CorpusError(
+            f"{key}.source={source} has {counts[0]} lines but {key}.target={target} has {counts[1]}; "
+            "aligned files need one line per sentence on each side"
+        )
+    return pairs, report
+
+
+def read_split(files: SplitFiles, columns: tuple[int, int], key: str) -> Pairs:
+    pairs, report = read_tsv(files, columns, key) if isinstance(files, str) else read_aligned(*files, key)
+    log.info("%s: %s", key, report)
+    return pairs
+
+
+def warn_overlap(splits: dict[str, Pairs], given: list[str]) -> None:
+    """The user's own valid/test split is kept as given, but sentences it shares with training inflate its scores."""
+    seen = {side for pairs in (splits[name] for name in given) for pair in pairs for side in pair}
+    in_train = {side for pair in splits["train"] for side in pair if side in seen}
+    for name in given:
+        shared = sum(1 for source, target in splits[name] if source in in_train or target in in_train)
+        if shared:
+            log.warning(
+                "data.%s: %d of %d pairs share a sentence with the training split; their scores overstate "
+                "the model (kept: the split is yours)", name, shared, len(splits[name]),
+            )  # fmt: skip
+
+
+def file_splits(data_cfg: Any) -> dict[str, Pairs]:
+    """The user's files; a missing valid or test split is cut off the training pairs, group-disjointly."""
+    files = {name: split_files(getattr(data_cfg, name), f"data.{name}") for name in SPLITS}
+    for name, given in files.items():
+        if given is not None:
+            check_readable(given, f"data.{name}")
+    columns = (data_cfg.src_column, data_cfg.tgt_column)
+    splits = {name: read_split(given, columns, f"data.{name}") for name, given in files.items() if given is not None}
+    given = [name for name in ("valid", "test") if name in splits]
+    if len(given) < 2:
+        fractions = {
+            name: 0.0 if name in given else getattr(data_cfg, f"{name}_fraction") for name in ("valid", "test")
+        }
+        cut = corpus.split_pairs(splits["train"], fractions["valid"], fractions["test"], data_cfg.split_seed)
+        splits = {**cut, **{name: splits[name] for name in given}}
+    warn_overlap(splits, given)
+    return splits
+
+
+def tatoeba_splits(data_cfg: Any) -> dict[str, Pairs]:
+    """Archive → parsed ``(eng, other)`` pairs → subset → group-disjoint split → ``(source, target)`` per split."""
+    other, english = data_cfg.pair.split("-")
+    archive = corpus.find_archive(
+        data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256, member=f"{other}.txt"
+    )
+    pairs, report = corpus.read_archive(archive, data_cfg.max_archive_bytes, member=f"{other}.txt")
+    log.info("%s: %s", archive, report)
+    pairs = corpus.select_subset(pairs, data_cfg.subset)
+    splits = corpus.split_pairs(pairs, data_cfg.valid_fraction, data_cfg.test_fraction, data_cfg.split_seed)
+    langs = (english, other)
+    return {name: corpus.orient(split, data_cfg.src_lang, data_cfg.tgt_lang, langs) for name, split in splits.items()}

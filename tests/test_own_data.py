@@ -1,0 +1,352 @@
+"""Training on the user's own files (data=files) and on any Tatoeba pair (data=tatoeba): formats, faults, splits."""
+
+import gzip
+import io
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hydra import compose, initialize_config_dir
+from test_corpus import LocalServer
+
+from seq2seq import data as data_module
+from seq2seq.checkpoint import corpus_split, load_checkpoint
+from seq2seq.corpus import connected_groups
+from seq2seq.data import load_splits, prepare
+from seq2seq.errors import CorpusError
+from seq2seq.evaluate import evaluation_pairs
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import check_train_config
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def reversal_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    """A learnable "language": the target is the source's words in reverse order."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(2, 5))]
+        pairs.append((" ".join(words), " ".join(reversed(words))))
+    return pairs
+
+
+def write_tsv(path: Path, pairs: list[tuple[str, str]]) -> str:
+    text = "".join(f"{s}\t{t}\n" for s, t in pairs).encode()
+    path.write_bytes(gzip.compress(text) if path.suffix == ".gz" else text)
+    return str(path)
+
+
+def write_aligned(directory: Path, name: str, pairs: list[tuple[str, str]]) -> tuple[str, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    source, target = directory / f"{name}.src", directory / f"{name}.tgt"
+    source.write_text("".join(s + "\n" for s, _ in pairs))
+    target.write_text("".join(t + "\n" for _, t in pairs))
+    return str(source), str(target)
+
+
+def data_config(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"data.cache_dir={tmp_path / 'cache'}", *overrides])
+    check_train_config(cfg)
+    return cfg.data
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_tsv_files_give_exactly_their_pairs_gzipped_or_not(tmp_path):
+    train, valid, test = reversal_pairs(50, 1), reversal_pairs(5, 2), reversal_pairs(5, 3)
+    cfg = data_config(
+        tmp_path, "data=files",
+        f"data.train={write_tsv(tmp_path / 'train.tsv.gz', train)}",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv.gz', test)}",
+    )  # fmt: skip
+    assert load_splits(cfg) == {"train": train, "valid": valid, "test": test}
+
+
+def test_tsv_columns_are_configurable_and_a_line_without_the_column_is_dropped_and_counted(tmp_path, caplog):
+    lines = "id1\tHallo.\tHello.\nid2\tDanke.\nid3\tJa.\tYes.\n"
+    (tmp_path / "train.tsv").write_text(lines)
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={tmp_path / 'train.tsv'}", "data.src_column=2", "data.tgt_column=1",
+        "data.valid_fraction=0.0", "data.test_fraction=0.0",
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        splits = load_splits(cfg)
+    assert sorted(splits["train"]) == [("Hello.", "Hallo."), ("Yes.", "Ja.")]
+    assert "kept 2 pairs; dropped 1 malformed lines (1 without column 3)" in caplog.text
+
+
+def test_two_aligned_files_give_line_by_line_pairs_and_a_one_sided_blank_line_is_dropped(tmp_path, caplog):
+    source, target = tmp_path / "train.de", tmp_path / "train.en"
+    source.write_text("Hallo.\n\nJa\tnein.\nDanke.\n")
+    target.write_text("Hello.\nLost.\nYes no.\nThanks.\n")
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train.source={source}", f"data.train.target={target}",
+        "data.valid_fraction=0.0", "data.test_fraction=0.0",
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        splits = load_splits(cfg)
+    assert sorted(splits["train"]) == [("Danke.", "Thanks."), ("Hallo.", "Hello."), ("Ja nein.", "Yes no.")]
+    assert "1 with an empty side" in caplog.text
+
+
+# --------------------------------------------------------------------------- faults, one line each
+
+
+def test_aligned_files_of_different_lengths_are_refused_naming_both_files_and_counts(tmp_path):
+    source, target = tmp_path / "train.de", tmp_path / "train.en"
+    source.write_text("Hallo.\nJa.\nDanke.\n")
+    target.write_text("Hello.\nYes.\n")
+    cfg = data_config(tmp_path, "data=files", f"data.train.source={source}", f"data.train.target={target}")
+    with pytest.raises(CorpusError) as error:
+        load_splits(cfg)
+    assert str(error.value) == (
+        f"data.train.source={source} has 3 lines but data.train.target={target} has 2; "
+        "aligned files need one line per sentence on each side"
+    )
+
+
+def test_a_missing_test_file_is_named_before_the_training_file_is_read(tmp_path, monkeypatch):
+    train = write_tsv(tmp_path / "train.tsv", reversal_pairs(20, 1))
+    cfg = data_config(tmp_path, "data=files", f"data.train={train}", f"data.test={tmp_path / 'nowhere.tsv'}")
+    monkeypatch.setattr(data_module.sources, "read_split", lambda *args: pytest.fail("parsed before checking"))
+    with pytest.raises(CorpusError, match=rf"^data.test={tmp_path / 'nowhere.tsv'}: no such file; check the path$"):
+        load_splits(cfg)
+
+
+def test_a_directory_or_a_corrupt_gzip_file_is_named(tmp_path):
+    (tmp_path / "bad.tsv.gz").write_bytes(b"not gzip at all")
+    for given, words in ((tmp_path, "cannot read it"), (tmp_path / "bad.tsv.gz", "corrupt or truncated gzip")):
+        with pytest.raises(CorpusError, match=rf"^data.train={given}: {words}"):
+            load_splits(data_config(tmp_path, "data=files", f"data.train={given}"))
+
+
+def test_a_file_with_no_usable_pairs_is_refused_naming_it(tmp_path):
+    (tmp_path / "train.tsv").write_text("one column only\nand another\n")
+    with pytest.raises(CorpusError, match=rf"^data.train={tmp_path / 'train.tsv'}: no usable sentence pairs"):
+        load_splits(data_config(tmp_path, "data=files", f"data.train={tmp_path / 'train.tsv'}"))
+
+
+def test_an_empty_training_split_after_the_subset_is_refused(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as written:
+        written.writestr("deu.txt", "Go away.\tGeh weg.\nHello.\tHallo.\n")  # no "i am ..." sentence
+    (mirror / "deu-eng.zip").write_bytes(archive.getvalue())
+    cfg = data_config(
+        tmp_path, "data=tatoeba", "data.pair=deu-eng", "data.src_lang=deu", "data.tgt_lang=eng",
+        "data.subset=tutorial", f"data.mirror={mirror}",
+    )  # fmt: skip
+    with pytest.raises(CorpusError, match=r"no training pairs left after parsing, data\.subset and the split"):
+        load_splits(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data=files", "data.train=a.tsv", "data.subset=tutorial"],
+            "data.subset='tutorial' is not null for own files",
+        ),
+        (["data=files"], "data.train={'source': None, 'target': None} is not FILE (TSV)"),
+        (["data=files", "data.train.source=a.de"], "data.train={'source': 'a.de', 'target': None} is not FILE"),
+        (["data=files", "data.train=a.tsv", "data.tgt_column=0"], "data.src_column and data.tgt_column are both 0"),
+        (["data=tatoeba", "data.pair=deu"], "data.pair='deu' is not a manythings.org/anki pair LANG-eng"),
+        (["data=tatoeba", "data.pair=deu-eng"], "data.src_lang=fra and data.tgt_lang=eng are not the languages of"),
+    ],
+)
+def test_data_settings_are_refused_in_one_line_before_any_data_work(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        data_config(tmp_path, *overrides)
+
+
+def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warning(tmp_path, caplog):
+    train = reversal_pairs(40, 1)
+    valid = [train[0], ("new source", train[1][1]), ("fresh", "unseen")]
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'train.tsv', train)}",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv', [('fresh', 'unseen')])}",
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        splits = load_splits(cfg)
+    assert splits["valid"] == valid
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "data.valid: 2 of 3 pairs share a sentence with the training split; "
+        "their scores overstate the model (kept: the split is yours)"
+    ]
+
+
+# --------------------------------------------------------------------------- splits not given
+
+
+def test_without_valid_and_test_files_the_split_is_group_disjoint(tmp_path):
+    pairs = reversal_pairs(400, 1)
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'all.tsv', pairs)}",
+        "data.valid_fraction=0.1", "data.test_fraction=0.1",
+    )  # fmt: skip
+    splits = load_splits(cfg)
+    assert Counter(p for split in splits.values() for p in split) == Counter(pairs)
+    assert all(len(splits[name]) >= 40 for name in ("valid", "test"))
+    labels = dict(zip(pairs, connected_groups(pairs)))
+    groups = {name: {labels[p] for p in split} for name, split in splits.items()}
+    assert not groups["train"] & groups["valid"] and not groups["train"] & groups["test"]
+
+
+def test_a_given_valid_file_is_kept_and_only_test_is_cut_off_train(tmp_path):
+    pairs, valid = reversal_pairs(200, 1), [("given", "kept")]
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'all.tsv', pairs)}",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}", "data.test_fraction=0.1",
+    )  # fmt: skip
+    splits = load_splits(cfg)
+    assert splits["valid"] == valid
+    assert len(splits["test"]) >= 20 and len(splits["train"]) + len(splits["test"]) == len(pairs)
+
+
+# --------------------------------------------------------------------------- tokenizers on a bounded sample
+
+
+def test_sentencepiece_trains_on_a_seeded_sample_of_at_most_input_sentence_size_sentences(tmp_path, monkeypatch):
+    seen = []
+    real = data_module.cached_tokenizer
+    monkeypatch.setattr(data_module, "cached_tokenizer", lambda cache, sentences, **kw: (
+        seen.append(list(sentences)) or real(cache, sentences, **kw)))  # fmt: skip
+    pairs = reversal_pairs(300, 1)
+    settings = ["data=files", f"data.train={write_tsv(tmp_path / 'all.tsv', pairs)}", "data.vocab_size=40"]
+    prepare(data_config(tmp_path, *settings, "data.input_sentence_size=100"))
+    assert [len(s) for s in seen] == [100, 100]
+    train_sources = {s for s, _ in load_splits(data_config(tmp_path, *settings))["train"]}
+    assert set(seen[0]) <= train_sources
+    prepare(data_config(tmp_path, *settings, "data.input_sentence_size=100", "data.joint_vocab=true"))
+    assert len(seen[2]) == 100  # 50 pairs, both sides
+    prepare(data_config(tmp_path, *settings, "data.input_sentence_size=100"))
+    assert seen[3] == seen[0]  # the same sample every time: the cached model is reused
+
+
+# --------------------------------------------------------------------------- Tatoeba, any pair
+
+
+def tatoeba_zip(pairs: list[tuple[str, str]], member: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, "".join(f"{eng}\t{other}\tCC-BY #{i}\n" for i, (eng, other) in enumerate(pairs)))
+    return buffer.getvalue()
+
+
+def test_any_tatoeba_pair_is_read_from_the_mirror_in_either_direction(tmp_path):
+    pairs = [(f"English {i}.", f"Deutsch {i}.") for i in range(50)]
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "deu-eng.zip").write_bytes(tatoeba_zip(pairs, "deu.txt"))
+    common = [
+        "data=tatoeba",
+        "data.pair=deu-eng",
+        f"data.mirror={tmp_path / 'mirror'}",
+        "data.url=http://127.0.0.1:1/deu-eng.zip",
+    ]
+    to_english = load_splits(data_config(tmp_path, *common, "data.src_lang=deu", "data.tgt_lang=eng"))
+    from_english = load_splits(data_config(tmp_path, *common, "data.src_lang=eng", "data.tgt_lang=deu"))
+    assert Counter(to_english["test"]) == Counter((deu, eng) for eng, deu in from_english["test"])
+    assert all(source.startswith("Deutsch") for source, _ in to_english["train"])
+
+
+# --------------------------------------------------------------------------- evaluate input=FILE
+
+
+def test_evaluate_reads_a_file_as_the_checkpoint_corpus_was(tmp_path):
+    pairs = reversal_pairs(5, 1)
+    tsv = write_tsv(tmp_path / "dev.tsv.gz", [(t, s) for s, t in pairs])
+    own = SimpleNamespace(config={"data": {"source": "files", "src_column": 1, "tgt_column": 0}})
+    assert evaluation_pairs(SimpleNamespace(input=tsv), own) == ("dev", pairs)
+    aligned = write_aligned(tmp_path, "dev", pairs)
+    assert evaluation_pairs(SimpleNamespace(input=list(aligned)), own) == ("dev", pairs)
+    tatoeba = SimpleNamespace(config={"data": {"source": "tatoeba", "pair": "deu-eng", "src_lang": "deu",
+                                               "tgt_lang": "eng"}})  # fmt: skip
+    english_first = write_tsv(tmp_path / "deu.tsv", [("Hello.", "Hallo.")])
+    assert evaluation_pairs(SimpleNamespace(input=english_first), tatoeba) == ("deu", [("Hallo.", "Hello.")])
+
+
+# --------------------------------------------------------------------------- learned, end to end
+
+TINY_MODEL = [
+    "model.embedding_dim=32", "model.encoder.hidden_size=64", "model.dropout=0.0",
+    "model.bridge=concat", "optim.lr=0.005", "data.spm_model_type=word", "data.vocab_size=16",
+    "data.max_tokens=8", "data.batch_tokens=400", "trainer.max_time=null", "trainer.max_epochs=1000",
+    "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+]  # fmt: skip
+
+
+def train_cli(tmp_path: Path, *args: str) -> dict:
+    """``python -m seq2seq.train`` as a user runs it, with no mirror and no proxy; returns ``test_metrics.json``."""
+    env = {
+        **{name: value for name, value in os.environ.items() if "proxy" not in name.lower()},
+        "SEQ2SEQ_CACHE": str(tmp_path / "cache"),
+        "SEQ2SEQ_RUNS": str(tmp_path / "runs"),
+        "SEQ2SEQ_MIRROR": str(tmp_path / "no-mirror"),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq.train", *TINY_MODEL, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary,) = (tmp_path / "runs").glob("*/*/test_metrics.json")
+    return json.loads(summary.read_text())
+
+
+def test_training_on_own_aligned_files_learns_to_reverse_words(tmp_path):
+    corpus = tmp_path / "corpus"
+    train = write_aligned(corpus, "train", reversal_pairs(3000, 1))
+    valid = write_aligned(corpus, "dev", reversal_pairs(40, 2))
+    test = write_aligned(corpus, "test", reversal_pairs(100, 3))
+    summary = train_cli(
+        tmp_path, "data=files", "data.src_lang=fwd", "data.tgt_lang=rev",
+        *(f"data.{name}.{side}={path}" for name, files in (("train", train), ("valid", valid), ("test", test))
+          for side, path in zip(("source", "target"), files)),
+        "trainer.max_steps=300",
+    )  # fmt: skip
+    assert summary["test"]["greedy"]["bleu"] > 85  # 95.4 when written
+    trained = load_checkpoint(summary["best_checkpoint"])
+    paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
+    assert corpus_split(trained, "test", paths) == reversal_pairs(100, 3)  # found again from the checkpoint
+
+
+def test_training_on_a_tatoeba_pair_downloaded_from_a_local_server(tmp_path):
+    pairs = [(f"{a} {b}.", f"{b.upper()} {a.upper()}.") for a in WORDS for b in WORDS]
+    server = LocalServer()
+    server.files["/spa-eng.zip"] = tatoeba_zip(pairs, "spa.txt")
+    server.thread.start()
+    try:
+        summary = train_cli(
+            tmp_path, "data=tatoeba", "data.pair=spa-eng", "data.src_lang=spa", "data.tgt_lang=eng",
+            f"data.url={server.url('spa-eng.zip')}", "data.valid_fraction=0.1", "data.test_fraction=0.1",
+            "trainer.max_steps=20",
+        )  # fmt: skip
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert [path for path, _ in server.requests] == ["/spa-eng.zip"]
+    assert (tmp_path / "cache" / "spa-eng.zip").is_file()
+    trained = load_checkpoint(summary["best_checkpoint"])
+    assert trained.config["data"]["pair"] == "spa-eng"
+    # the server is gone: the checkpoint's test split comes back from the cache, Spanish first
+    paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
+    test = corpus_split(trained, "test", paths)
+    assert len(test) == summary["test"]["greedy"]["sentences"] and all(s.isupper() for s, _ in test)
