@@ -70,9 +70,9 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     for name, decode in cfg.searches.items():
         for batch_size in [*cfg.batch_sizes, 1]:
             subset = sources[: cfg.single] if batch_size == 1 else sources
+            settings = OmegaConf.merge(decode, {"batch_size": batch_size})
             row = []
             for precision in cfg.precisions:
-                settings = OmegaConf.merge(decode, {"batch_size": batch_size})
                 translator = Translator(trained, settings, devices[precision], PRECISIONS[precision])
                 speed, translations = timed_translation(translator, subset)
                 bleu = None if batch_size == 1 else corpus_scores(translations, references)["bleu"]
