@@ -1,4 +1,5 @@
-"""``python -m seq2seq.bench checkpoint=PATH``: decoding speed, batched and one sentence at a time.
+"""``python -m seq2seq.bench checkpoint=PATH``: decoding speed and BLEU, batched and one sentence at a time, in each
+of the config's ``precisions`` (fp32, and int8 as ``quantize=int8``) side by side.
 
 A benchmark prints figures; it asserts nothing. The searches timed are the config's ``searches`` (``decode``
 group presets: greedy, and beam as ``decode=beam``). Ours against JoeyNMT is a tool of the repository, not
@@ -8,6 +9,7 @@ of the package: ``python bench/peer.py``.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import hydra
 import torch
@@ -15,9 +17,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors, use_threads
+from seq2seq.metrics import corpus_scores
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_tool_settings
+from seq2seq.settings import PRECISIONS, check_tool_settings
 from seq2seq.translator import Translator, pick_device
+
+
+class Measurement(NamedTuple):
+    search: str
+    batch_size: int
+    precision: str
+    sentences_per_second: float
+    bleu: float | None  # of all the sentences; None one at a time, which decodes only the first `single`
 
 
 def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
@@ -29,22 +40,46 @@ def timed_translation(translator: Translator, sources: list[str], warm_up: bool 
     return len(sources) / (time.perf_counter() - started), translations
 
 
-def bench_decode(cfg: DictConfig) -> list[tuple[str, int, float]]:
-    """Rows of (search, batch size, sentences/s)."""
+def table_row(measured: list[Measurement]) -> str:
+    """One search and batch size: each precision's speed and BLEU, then each one's speed over the first's."""
+    cells = [f"{measured[0].search:8s} {measured[0].batch_size:5d}"]
+    for m in measured:
+        cells.append(f"{m.sentences_per_second:11.1f} {'-' if m.bleu is None else f'{m.bleu:.2f}':>6s}")
+    cells += [f"{m.sentences_per_second / measured[0].sentences_per_second:10.2f}" for m in measured[1:]]
+    return "  ".join(cells)
+
+
+def table_header(precisions: list[str]) -> str:
+    cells = [f"{'search':8s} {'batch':>5s}", *(f"{p + ' sent/s':>11s} {p + ' BLEU':>6s}" for p in precisions)]
+    return "  ".join(cells + [f"{p + '/' + precisions[0]:>10s}" for p in precisions[1:]])
+
+
+def bench_decode(cfg: DictConfig) -> list[Measurement]:
+    """Every search, batch size and precision; the precisions alternate, so the machine's drift touches each alike."""
     check_tool_settings(cfg)
     use_threads(cfg.threads)
+    devices = {precision: pick_device(cfg.device, PRECISIONS[precision]) for precision in cfg.precisions}
     trained = load_checkpoint(cfg.checkpoint)
-    sources = [source for source, _ in corpus_split(trained, cfg.split, cfg.paths)][: cfg.sentences]
-    device = pick_device(cfg.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
-    rows = []
+    pairs = corpus_split(trained, cfg.split, cfg.paths)[: cfg.sentences]
+    sources, references = [source for source, _ in pairs], [reference for _, reference in pairs]
+    on = ", ".join(f"{precision} on {device}" for precision, device in devices.items())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {on}; {len(sources)} {cfg.split} sentences, "
+          f"{min(cfg.single, len(sources))} of them one at a time")  # fmt: skip
+    print(table_header(list(cfg.precisions)), flush=True)
+    measurements = []
     for name, decode in cfg.searches.items():
         for batch_size in [*cfg.batch_sizes, 1]:
             subset = sources[: cfg.single] if batch_size == 1 else sources
-            translator = Translator(trained, OmegaConf.merge(decode, {"batch_size": batch_size}), device)
-            rows.append((name, batch_size, timed_translation(translator, subset)[0]))
-            print(f"{name:8s} batch {batch_size:4d}: {rows[-1][2]:8.1f} sentences/s", flush=True)
-    return rows
+            settings = OmegaConf.merge(decode, {"batch_size": batch_size})
+            row = []
+            for precision in cfg.precisions:
+                translator = Translator(trained, settings, devices[precision], PRECISIONS[precision])
+                speed, translations = timed_translation(translator, subset)
+                bleu = None if batch_size == 1 else corpus_scores(translations, references)["bleu"]
+                row.append(Measurement(name, batch_size, precision, speed, bleu))
+            print(table_row(row), flush=True)
+            measurements += row
+    return measurements
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")

@@ -83,12 +83,15 @@ def main(cfg: DictConfig) -> None:
     use_threads(cfg.threads)
     trained = load_checkpoint(cfg.checkpoint)
     name, pairs = evaluation_pairs(cfg, trained)
-    translator = Translator(trained, cfg.decode, pick_device(cfg.device))
+    translator = Translator(trained, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
         metrics, hypotheses = score(translator, pairs, bar)
+    metrics["quantize"] = cfg.quantize
     stem = f"{name}.greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         stem = f"{name}.beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
+    if cfg.quantize:  # nor overwrite the float model's results
+        stem += f".{cfg.quantize}"
     atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
     metrics_file = output_dir / "metrics.json"
     record_metrics(metrics_file, stem, metrics)

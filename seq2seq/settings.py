@@ -175,10 +175,18 @@ TRAIN = {
 }
 
 
+# bench's precisions, each as the quantize setting that gives it (int8: the recurrent and linear layers, CPU only)
+PRECISIONS = {"fp32": None, "int8": "int8"}
+
 # the keys the tools (translate, evaluate, bench) share; each checks those it has before loading a checkpoint
 TOOL = {
     "threads": either(one_of(None), integer(1)),
     "progress": one_of("auto", "always", "never"),
+    "quantize": one_of(*PRECISIONS.values()),
+    "precisions": Rule(
+        f"a non-empty list of distinct precisions from {tuple(PRECISIONS)}",
+        lambda v: isinstance(v, ListConfig) and 0 < len(v) == len(set(v)) and set(v) <= set(PRECISIONS),
+    ),
 }
 
 

@@ -152,7 +152,8 @@ def main(cfg: DictConfig) -> None:
     check_tool_settings(cfg)
     check_files(cfg)
     use_threads(cfg.threads)
-    translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, pick_device(cfg.device))
+    device = pick_device(cfg.device, cfg.quantize)
+    translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
     if cfg.attention_plot and translator.model.decoder.attention is None:
         raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None

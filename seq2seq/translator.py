@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,12 +18,13 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from seq2seq.data import Ragged
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import Hypothesis, beam_search, greedy_search
-from seq2seq.settings import check_decode
+from seq2seq.settings import TOOL, check_decode
 from seq2seq.tokenizer import UNK, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -86,19 +88,35 @@ class Translation:
     source: list[int] = field(default_factory=list)  # the subword ids the model read (after any truncation)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` (a GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device:
+    """``auto`` (a GPU if there is one, unless ``quantize`` asks for CPU-only int8), ``cpu``, ``cuda`` or ``cuda:N``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
     if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
         raise ValueError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
     return torch.device(name)
+
+
+# the layers torch's dynamic quantization has int8 CPU kernels for: every matrix product of a Seq2Seq but attention's
+QUANTIZED_LAYERS = {nn.GRU, nn.LSTM, nn.Linear}
+
+
+def quantize_int8(model: Seq2Seq) -> Seq2Seq:
+    """A copy of ``model`` whose recurrent and linear layers hold int8 weights, for faster CPU decoding.
+
+    Activations are quantized on the fly, with one scale per tensor: a sentence's scores (rarely its words) then
+    depend a little on its batch-mates. torch.ao's ``quantize_dynamic`` is the one API that quantizes GRU and LSTM.
+    """
+    with warnings.catch_warnings():  # torch's converter makes quantized tensors the way it deprecates: not ours to fix
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, QUANTIZED_LAYERS, dtype=torch.qint8)
 
 
 class Translator:
     """A ``TranslationModel`` with a decoding configuration (the ``decode`` config group).
 
     It leaves the model's mode alone (training validates through it); ``load_checkpoint`` gives one in eval mode.
+    ``quantize="int8"`` translates with an int8 copy of the model (``quantize_int8``), on the CPU only.
     """
 
     def __init__(
@@ -106,22 +124,37 @@ class Translator:
         translation_model: TranslationModel,
         decode: DecodeSettings | Mapping[str, Any],
         device: torch.device | None = None,
+        quantize: str | None = None,
     ):
         self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
         check_decode(self.decode)
-        self.model = translation_model.model if device is None else translation_model.model.to(device)
+        TOOL["quantize"].check("quantize", quantize)
+        device = device or next(translation_model.model.parameters()).device
+        if quantize is not None and device.type != "cpu":
+            raise ValueError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
+                             "use device=cpu")  # fmt: skip
+        model = translation_model.model.to(device)
+        self.model = model if quantize is None else quantize_int8(model)
         self.source_tokenizer = translation_model.source_tokenizer
         self.target_tokenizer = translation_model.target_tokenizer
         self.max_source_tokens = translation_model.max_source_tokens
 
     @classmethod
-    def load(cls, path: str | Path, decode: str = "greedy", device: str = "auto", **settings: Any) -> Translator:
+    def load(
+        cls,
+        path: str | Path,
+        decode: str = "greedy",
+        device: str = "auto",
+        quantize: str | None = None,
+        **settings: Any,
+    ) -> Translator:
         """A ``.ckpt`` or an exported model directory, ready to translate with the ``decode`` preset
-        (``conf/decode/NAME.yaml``) and any of its ``settings`` changed, e.g. ``decode="beam", beam_size=5``.
+        (``conf/decode/NAME.yaml``) and any of its ``settings`` changed, e.g. ``decode="beam", beam_size=5``;
+        ``quantize="int8"`` for int8 decoding on the CPU.
         """
         from seq2seq.checkpoint import load_checkpoint  # checkpoint.py builds on this module
 
-        return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device))
+        return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device, quantize), quantize)
 
     def translate(self, sentences: Sequence[str]) -> list[str]:
         """The best translation of each sentence, in input order; an empty sentence gets an empty one."""
