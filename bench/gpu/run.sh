@@ -30,12 +30,15 @@ if [ "$MODE" = --mini ]; then
         model.encoder.packed=true seed=1)
   ATTN_AXIS=(recipe=fra-eng-small-context model.attention=none,bahdanau model.context=h_n
              model.encoder.bidirectional=true model.encoder.packed=true seed=1)
-  SHORT=(trainer.max_steps=4 trainer.val_check_interval=4 trainer.limit_val_batches=2 hydra.launcher.n_jobs=1)
+  # untrained models write to the length limit: a short limit and a small test split keep their decoding short
+  TINY=(data.valid_fraction=0.01 data.test_fraction=0.01 decode.max_length=8 test_decode.max_length=8
+        trainer.max_steps=4 trainer.max_time=null trainer.limit_val_batches=2)
+  SHORT=("${TINY[@]}" trainer.val_check_interval=4 hydra.launcher.n_jobs=1)
   THREADS=2
-  ATTN=(recipe=fra-eng-small-attn trainer.max_steps=4 trainer.max_time=null trainer.limit_val_batches=2)
-  FRAENG=(recipe=fra-eng-small trainer.max_steps=4 trainer.max_time=null trainer.limit_val_batches=2)
-  BENCH=(batch_sizes=[16] sentences=40 single=2)
-  PROFILE=(recipe=fra-eng-small trainer.max_steps=8 trainer.max_time=null trainer.limit_val_batches=0)
+  ATTN=(recipe=fra-eng-small-attn "${TINY[@]}")
+  FRAENG=(recipe=fra-eng-small "${TINY[@]}")
+  BENCH=(batch_sizes=[16] sentences=40 single=2 searches.greedy.max_length=8 searches.beam.max_length=8)
+  PROFILE=(recipe=fra-eng-small "${TINY[@]}" trainer.max_steps=8 trainer.limit_val_batches=0)
   PROFILE_STEPS=(2 4)
 else
   GRID=(recipe=fra-eng-context)  # its sweeper: 4 contexts x bidirectional x packed x 3 seeds
