@@ -67,9 +67,12 @@ pack() {  # the results so far, as the few files the device tool returns
   {
     echo "# GPU measurements ($MODE), $(date -u +%FT%TZ)"
     echo; echo '```'; cat "$WORK/times.txt"; echo '```'
-    for table in "$WORK"/comparison-*.md; do [ -e "$table" ] && { echo; echo "## $(basename "$table")"; cat "$table"; }; done
-    for json in "$WORK"/*.json; do [ -e "$json" ] && { echo; echo "## $(basename "$json")"; echo '```'; cat "$json"; echo '```'; }; done
-    for log in "$WORK"/bench*.log; do [ -e "$log" ] && { echo; echo "## $(basename "$log")"; echo '```'; cat "$log"; echo '```'; }; done
+    for table in "$WORK"/comparison-*.md; do
+      if [ -e "$table" ]; then echo; echo "## $(basename "$table")"; cat "$table"; fi
+    done
+    for file in "$WORK"/*.json "$WORK"/bench*.log; do
+      if [ -e "$file" ]; then echo; echo "## $(basename "$file")"; echo '```'; cat "$file"; echo '```'; fi
+    done
   } > "$OUT/summary.md"
 }
 trap pack EXIT
