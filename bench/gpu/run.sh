@@ -36,7 +36,7 @@ if [ "$MODE" = --mini ]; then
   SHORT=("${TINY[@]}" trainer.val_check_interval=4 hydra.launcher.n_jobs=1)
   THREADS=2
   ATTN=(recipe=fra-eng-small-attn "${TINY[@]}")
-  FRAENG=(recipe=fra-eng-small "${TINY[@]}")
+  FRAENG=(recipe=fra-eng-small "${TINY[@]}" trainer.val_check_interval=4 trainer.check_val_every_n_epoch=null)
   BENCH=(batch_sizes=[16] sentences=40 single=2 searches.greedy.max_length=8 searches.beam.max_length=8)
   PROFILE=(recipe=fra-eng-small "${TINY[@]}" trainer.max_steps=8 trainer.limit_val_batches=0)
   PROFILE_STEPS=(2 4)
