@@ -2,6 +2,10 @@
 
 All sentences of a batch, and all beams of a sentence, advance together as tensors: the only Python
 loop is over time steps. A sentence's result depends on its own source only, never on its batch-mates.
+
+Asking whether sentences have finished makes a GPU wait for the host, so it is asked only every
+``sync_every`` steps: in between, finished sentences ride along (their results frozen) and leave the batch
+at the next check. The output is the same for every ``sync_every``; 1 suits a CPU, where asking is free.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ def greedy_search(
     lengths: torch.Tensor,
     max_length: int | float = 1.5,
     min_length: int = 0,
+    sync_every: int = 1,
 ) -> list[list[int]]:
     """Take the most likely next token at every step, for the whole batch at once.
 
-    A sentence leaves the batch at its EOS, so later steps only pay for sentences still being written.
+    A sentence leaves the batch at the first check after its EOS (every ``sync_every`` steps), so later steps
+    only pay for sentences still being written; until then it writes PAD.
     """
     batch = source.size(0)
     limits = length_limits(lengths, max_length).to(source.device)
@@ -65,6 +71,7 @@ def greedy_search(
     tokens = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
     written = torch.full((batch, int(limits.max())), PAD, dtype=torch.long, device=source.device)
     active = torch.arange(batch, device=source.device)  # which sentence each row of the shrinking batch is
+    ended = torch.zeros(batch, dtype=torch.bool, device=source.device)
     never_emitted = torch.tensor(NEVER_EMITTED, device=source.device)
     for t in range(written.size(1)):
         logits, state = model.decoder(tokens, state)
@@ -72,14 +79,16 @@ def greedy_search(
         logits.index_fill_(1, never_emitted, -math.inf)
         if t < min_length:
             logits[:, EOS] = -math.inf
-        best = torch.where(t + 1 >= limits, EOS, logits.argmax(-1))
+        best = torch.where(ended, PAD, torch.where(t + 1 >= limits, EOS, logits.argmax(-1)))
         written[active, t] = best
-        ended = best == EOS
-        if bool(ended.all()):
-            break
-        if bool(ended.any()):
-            keep = (~ended).nonzero().squeeze(1)
-            active, limits, best, state = active[keep], limits[keep], best[keep], state.select(keep)
+        ended |= best == EOS
+        if (t + 1) % sync_every == 0:
+            if bool(ended.all()):
+                break
+            if bool(ended.any()):
+                keep = (~ended).nonzero().squeeze(1)
+                active, limits, best, ended = active[keep], limits[keep], best[keep], ended[keep]
+                state = state.select(keep)
         tokens = best[:, None]
     return strip(written)
 
@@ -94,6 +103,7 @@ def beam_search(
     min_length: int = 0,
     alpha: float = 0.0,
     n_best: int = 1,
+    sync_every: int = 1,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; a sentence searches until no live beam, however it ends, could beat its results.
 
@@ -101,7 +111,8 @@ def beam_search(
     EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
     sorted), the best ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0``
     this is greedy search exactly. A sentence leaves the batch as soon as no live beam can beat its
-    ``n_best``-th finished hypothesis, so the remaining steps only pay for sentences still searching.
+    ``n_best``-th finished hypothesis (at the next check, every ``sync_every`` steps; until then its finished
+    pool is frozen), so the remaining steps only pay for sentences still searching.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
@@ -120,6 +131,8 @@ def beam_search(
     done_scores = torch.full((batch, beam), -math.inf, device=device)
     done_tokens = torch.full((batch, beam, horizon), PAD, dtype=torch.long, device=device)
     rank = torch.arange(2 * beam, device=device)
+    unchanged = torch.arange(beam, device=device)  # a finished sentence keeps its pool as it is
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
     active = rows.clone()  # which input sentence each row of the shrinking batch is
     result_scores, result_tokens = done_scores.clone(), done_tokens.clone()  # filled as sentences finish
     never_emitted = torch.tensor(NEVER_EMITTED, device=device)
@@ -145,7 +158,8 @@ def beam_search(
         ended_scores = torch.where(ends, top_scores / length_penalty(t + 1, alpha), -math.inf)
         pool_scores = torch.cat([done_scores, ended_scores], dim=1)
         pool_tokens = torch.cat([done_tokens, F.pad(extended, (0, horizon - t - 1), value=PAD)], dim=1)
-        done_scores, keep = pool_scores.topk(beam, dim=1)
+        keep = torch.where(finished[:, None], unchanged, pool_scores.topk(beam, dim=1).indices)
+        done_scores = pool_scores.gather(1, keep)
         done_tokens = pool_tokens.gather(1, keep[..., None].expand(-1, -1, horizon))
 
         # Alive: the best `beam` candidates that did not end (EOS ones sort after all others).
@@ -160,13 +174,17 @@ def beam_search(
         # length: no continuation can score above the best raw score divided by the penalty at the sentence's own
         # length limit (with alpha=0, above the best raw score itself, the bound of plain beam search).
         best_possible = scores.max(1).values / length_penalty(limits, alpha)
-        done = done_scores[:, n_best - 1] >= best_possible
+        finished |= done_scores[:, n_best - 1] >= best_possible
+        if (t + 1) % sync_every and t + 1 < horizon:
+            continue
+        done = finished
         result_scores[active[done]], result_tokens[active[done]] = done_scores[done], done_tokens[done]
         if bool(done.all()):
             break
         if bool(done.any()):  # drop done sentences from the batch, with their beams' decoder state
             keep = (~done).nonzero().squeeze(1)
             active, scores, alive, limits = active[keep], scores[keep], alive[keep], limits[keep]
+            finished = finished[keep]
             done_scores, done_tokens = done_scores[keep], done_tokens[keep]
             state = state.select((keep[:, None] * beam + torch.arange(beam, device=device)).view(-1))
             tokens = tokens.view(-1, beam)[keep].view(-1, 1)

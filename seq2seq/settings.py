@@ -75,6 +75,8 @@ DECODE = {
     "max_length": either(integer(1), Rule("a ratio > 0", lambda v: isinstance(v, float) and v > 0)),
     "min_length": integer(0),
     "batch_size": integer(1),
+    "batch_tokens": either(one_of(None), integer(1)),
+    "sync_every": either(one_of(None), integer(1)),
 }
 
 DATA = {

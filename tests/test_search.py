@@ -236,3 +236,35 @@ def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
             expected = exhaustive_beam_search(table, limit, beam, alpha, n_best)
             assert [h.tokens for h in hypotheses] == [tokens for _, tokens in expected]
             assert [h.score for h in hypotheses] == pytest.approx([score for score, _ in expected], abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", [KINDS[0], KINDS[2]], ids=kind_id)
+@pytest.mark.parametrize("sync_every", [3, 100])
+def test_checking_for_finished_sentences_only_every_few_steps_changes_no_output(kind, sync_every):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(12, torch.Generator().manual_seed(4))
+    assert greedy_search(model, source, lengths, 2.0, sync_every=sync_every) == greedy_search(
+        model, source, lengths, 2.0
+    )
+    for beam, n_best, alpha, min_length in ((1, 1, 0.0, 0), (4, 2, 1.0, 0), (5, 5, 0.6, 3)):
+        settings = dict(beam_size=beam, max_length=2.0, min_length=min_length, alpha=alpha, n_best=n_best)
+        found = beam_search(model, source, lengths, **settings, sync_every=sync_every)
+        assert found == beam_search(model, source, lengths, **settings)
+
+
+@pytest.mark.parametrize("search", [greedy_search, beam_search])
+def test_the_host_is_asked_whether_sentences_have_finished_only_every_sync_every_steps(search, monkeypatch):
+    """Each question (``bool`` of a tensor) makes a GPU wait for the host: two per check at most, not two per step."""
+    model = untrained()
+    source, lengths = torch.zeros(3, 4, dtype=torch.long), torch.tensor([4, 4, 4])
+    questions = 0
+    as_bool = torch.Tensor.__bool__
+
+    def counted(tensor):
+        nonlocal questions
+        questions += 1
+        return as_bool(tensor)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted)
+    search(model, source, lengths, max_length=40, sync_every=10)  # an untrained model writes on to the limit
+    assert questions <= 2 * 4

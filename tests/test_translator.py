@@ -57,3 +57,18 @@ def test_packed_models_keep_batching_sentences_of_mixed_lengths_together(tokeniz
     monkeypatch.setattr(packed, "_search", search)
     packed.translate_n_best(sentences)
     assert batch_sizes == [10, 6]
+
+
+def test_a_token_budget_caps_each_batch_at_its_padded_source_tokens(tokenizer, sentences, monkeypatch):
+    packed = untrained_translator(tokenizer, "decode.batch_size=10", "decode.batch_tokens=40")
+    batches = []
+
+    def search(source, lengths):
+        batches.append(lengths.tolist())
+        return [[] for _ in lengths]
+
+    monkeypatch.setattr(packed, "_search", search)
+    packed.translate_n_best(sentences)
+    assert sum(map(len, batches)) == len(sentences)
+    assert all(len(lengths) <= 10 and (len(lengths) * max(lengths) <= 40 or len(lengths) == 1) for lengths in batches)
+    assert len(batches) > 2  # without the budget: [10, 6] sentences
