@@ -51,7 +51,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "or to a directory that python -m seq2seq.export wrote"
         )
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are read when touched, so checking a run's settings (resume=last) does not read its weights
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: not only tensors and plain data, and unpickling the rest could run code; refused: "
