@@ -111,7 +111,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.cpu_recipe and not uses_gpu(cfg.trainer.accelerator):
         log.warning(
             "recipe %s is sized for a GPU and runs here on the CPU: expect hours (the projected time follows "
-            "the first steps); recipe=%s trains a useful model on a CPU in minutes",
+            "the first steps); recipe=%s is sized for a CPU",
             cfg.name,
             cfg.cpu_recipe,
         )

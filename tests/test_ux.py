@@ -25,6 +25,7 @@ from seq2seq.metrics import score
 from seq2seq.monitor import ProjectedTime, duration
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.settings import check_train_config
 from seq2seq.translator import Translator
 
 SOURCES = "Je suis content.\nIl fait froid.\nElle est grande.\n"
@@ -221,9 +222,17 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
     assert "save_dir" not in cfg.logger  # train gives the run directory
 
 
-@pytest.mark.parametrize("recipe", ["fra-eng", "eng-fra", "fra-eng-attn", "fra-eng-context"])
+@pytest.mark.parametrize(
+    "recipe, cpu_recipe",
+    [
+        ("fra-eng", "fra-eng-cpu"),
+        ("fra-eng-attn", "fra-eng-cpu"),
+        ("eng-fra", "fra-eng-cpu data.src_lang=eng data.tgt_lang=fra"),
+        ("fra-eng-context", "fra-eng-small-context"),
+    ],
+)
 def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tmp_path, monkeypatch, caplog,
-                                                                              recipe):  # fmt: skip
+                                                                              recipe, cpu_recipe):  # fmt: skip
     cfg = composed("train", f"recipe={recipe}", "trainer.accelerator=cpu")
 
     def stop(*args, **kwargs):
@@ -235,11 +244,18 @@ def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tm
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning == (
         f"recipe {cfg.name} is sized for a GPU and runs here on the CPU: expect hours (the projected time follows "
-        "the first steps); recipe=fra-eng-small-attn trains a useful model on a CPU in minutes"
+        f"the first steps); recipe={cpu_recipe} is sized for a CPU"
     )
 
 
-@pytest.mark.parametrize("recipe", ["fra-eng-small", "fra-eng-small-attn", "fra-eng-small-context"])
+@pytest.mark.parametrize("recipe", register_recipes())
+def test_every_recipe_passes_the_training_checks_and_builds_its_model(recipe):
+    cfg = composed("train", f"recipe={recipe}")
+    check_train_config(cfg)  # every key, then Seq2Seq.from_config on the model group
+    assert cfg.name == recipe
+
+
+@pytest.mark.parametrize("recipe", ["fra-eng-small", "fra-eng-small-attn", "fra-eng-small-context", "fra-eng-cpu"])
 def test_a_cpu_sized_recipe_does_not_warn(recipe):
     assert composed("train", f"recipe={recipe}").cpu_recipe is None
 
