@@ -40,10 +40,6 @@ class Ragged:
         flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
         return cls(flat, lengths)
 
-    @classmethod
-    def concatenate(cls, parts: Sequence[Ragged]) -> Ragged:
-        return cls(torch.cat([p.flat for p in parts]), torch.cat([p.lengths for p in parts]))
-
     @property
     def offsets(self) -> torch.Tensor:
         return torch.cumsum(self.lengths, 0) - self.lengths
@@ -82,11 +78,13 @@ class RaggedBuilder:
         self.lengths.frombytes(part.lengths.numpy().tobytes())
 
     def build(self) -> Ragged:
-        """The ids so far, sharing the arrays' memory (torch refuses a buffer of length zero)."""
-        if not self.lengths:
-            return Ragged.from_lists([])
-        flat = torch.frombuffer(self.flat, dtype=torch.int32) if self.flat else torch.zeros(0, dtype=torch.int32)
-        return Ragged(flat, torch.frombuffer(self.lengths, dtype=torch.int64))
+        """The ids so far, in tensors sharing the arrays' memory (which then can grow no more)."""
+        return Ragged(shared_tensor(self.flat, torch.int32), shared_tensor(self.lengths, torch.int64))
+
+
+def shared_tensor(values: array, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor over ``values``' memory; torch refuses an empty buffer."""
+    return torch.frombuffer(values, dtype=dtype) if values else torch.zeros(0, dtype=dtype)
 
 
 @dataclass
@@ -140,7 +138,7 @@ def encode_split(
     iterator = iter(pairs)
     done = 0
     while chunk := list(islice(iterator, ENCODE_CHUNK)):
-        chunk_sources, chunk_targets = (list(side) for side in zip(*chunk))
+        chunk_sources, chunk_targets = [s for s, _ in chunk], [t for _, t in chunk]
         encoded = EncodedSplit(
             chunk_sources, chunk_targets,
             Ragged.from_lists(src_tok.encode(chunk_sources)), Ragged.from_lists(tgt_tok.encode(chunk_targets)),
@@ -206,8 +204,10 @@ class Reservoir:
 
 
 def keyed_text(splits: dict[str, sources.Split], train_sample: Reservoir) -> Iterator[str]:
-    """Every pair with its split's name (so that moving the boundary between splits changes the cache key),
-    in one pass that also draws the tokenizers' sample of training pairs and counts them."""
+    """Each pair with its split's name, so that moving the boundary between splits changes the cache key.
+
+    The same pass draws the tokenizers' sample of training pairs into ``train_sample``, which counts them too.
+    """
     for name in SPLITS:
         for pair in splits[name]:
             if name == "train":
@@ -276,7 +276,7 @@ def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenize
     sample_sides = [s for s, _ in sample], [t for _, t in sample]
     del sample  # the sentences, without their pairs: all sentencepiece needs
     src_tok, tgt_tok = build_tokenizers(data_cfg, *sample_sides)
-    del sample_sides
+    del sample_sides  # before encoding, which needs the memory
     sizes = {name: train_sample.seen if name == "train" else len(splits[name]) for name in SPLITS}
     tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
     settings = {"format": CACHE_FORMAT, "tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens}
