@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from seq2seq import corpus
-from seq2seq.cli import log_to_stderr
+from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.data import prepare
 from seq2seq.resources import CONF_DIR
 
@@ -26,7 +27,7 @@ EVALUATION_PAIRS = 2_000  # pairs in dev.tsv and in test.tsv
 FILES = {"train": "train.tsv", "valid": "dev.tsv", "test": "test.tsv"}
 
 
-def compose_config(overrides: list[str]):
+def compose_config(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -59,6 +60,7 @@ def prepare_corpus(out_dir: Path, cache_dir: Path) -> None:
     print(f"prepared {sizes} in {seconds:.0f} s wall time; peak {peak_mb:.0f} MB resident")
 
 
+@one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -145,8 +145,10 @@ def warn_overlap(splits: dict[str, Split], given: list[str]) -> None:
 
 
 def file_splits(data_cfg: Any) -> dict[str, Split]:
-    """The user's files. With valid and test given, training pairs are read again on every pass rather than held;
-    otherwise the missing splits are cut off the training pairs, group-disjointly, which needs them all in memory.
+    """The user's files; a missing valid or test split is cut off the training pairs, group-disjointly.
+
+    Cutting needs every training pair in memory; with valid and test both given, the training file is read
+    again on every pass instead (a ``PairFile``), so that a big corpus's text is never held.
     """
     files = {name: split_files(getattr(data_cfg, name), f"data.{name}") for name in SPLITS}
     for name, given in files.items():
