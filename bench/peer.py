@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.bench import timed_translation
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.data import prepare
+from seq2seq.data import load_splits, prepare
 from seq2seq.handoff import decoder_hidden_size
 from seq2seq.metrics import corpus_scores
 from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
@@ -206,14 +207,22 @@ def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -
 
     A vocabulary file lists our pieces in id order; JoeyNMT puts its specials first, so the two vocabularies
     hold the same pieces and differ only in that ``<unk>`` and ``<pad>`` swap ids.
+    The training pairs are parsed again (the encoded splits keep no training text) and written as they come;
+    JoeyNMT drops those over ``max_tokens`` itself (its ``max_length``).
     """
     encoded, src_tok, tgt_tok = prepare(data_cfg)
     directory.mkdir(parents=True, exist_ok=True)
+    splits = {"train": load_splits(data_cfg)["train"]}
+    splits.update({split: list(zip(encoded[split].sources, encoded[split].targets)) for split in ("valid", "test")})
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
-        pairs = encoded[split]
         cut = sentences if split == "test" else None
-        for lang, text in ((data_cfg.src_lang, pairs.sources[:cut]), (data_cfg.tgt_lang, pairs.targets[:cut])):
-            (directory / f"{name}.{lang}").write_text("".join(f"{line}\n" for line in text))
+        with (
+            open(directory / f"{name}.{data_cfg.src_lang}", "w") as source_file,
+            open(directory / f"{name}.{data_cfg.tgt_lang}", "w") as target_file,
+        ):
+            for source, target in islice(splits[split], cut):
+                source_file.write(f"{source}\n")
+                target_file.write(f"{target}\n")
     for side, tok in (("src", src_tok), ("trg", tgt_tok)):
         (directory / f"{side}.model").write_bytes(tok.model_proto)
         pieces = tok.id_to_piece(range(len(tok)))

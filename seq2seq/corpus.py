@@ -18,7 +18,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,14 +132,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def parse_pairs(
-    lines: Iterable[bytes], columns: tuple[int, int] = (0, 1), origin: str = "the corpus"
-) -> tuple[list[tuple[str, str]], ParseReport]:
+    lines: Iterable[bytes], report: ParseReport, columns: tuple[int, int] = (0, 1), origin: str = "the corpus"
+) -> Iterator[tuple[str, str]]:
     """Parse tab-separated lines into NFC pairs of two ``columns`` (Tatoeba's: ``English<TAB>other[<TAB>attribution]``).
 
-    Lines are consumed as they come, so a file is never held whole; a line without a column asked for is dropped.
+    A generator counting into ``report``, so that neither the file nor its pairs need be held whole; a line
+    without a column asked for is dropped. A file with no usable pair is refused once it is read to the end.
     """
-    report = ParseReport()
-    pairs = []
     needed = max(columns) + 1
     for number, line in enumerate(lines):
         if number == 0:
@@ -159,14 +158,13 @@ def parse_pairs(
         if not first or not second:
             report.dropped["with an empty side"] += 1
             continue
-        pairs.append((first, second))
-    report.kept = len(pairs)
-    if not pairs:
+        report.kept += 1
+        yield first, second
+    if not report.kept:
         raise CorpusError(
             f"{origin}: no usable sentence pairs: {report}; are its lines TEXT<TAB>TEXT "
             f"(columns {columns[0]} and {columns[1]}, counted from 0)?"
         )
-    return pairs, report
 
 
 def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[list[tuple[str, str]], ParseReport]:
@@ -180,8 +178,9 @@ def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[l
                 f"{path}: {member} unpacks to {size} bytes, over data.max_archive_bytes={max_bytes}; "
                 "is it the right file? (raise the limit if so)"
             )
+        report = ParseReport()
         with archive.open(member) as lines:
-            return parse_pairs(lines, origin=str(path))
+            return list(parse_pairs(lines, report, origin=str(path))), report
 
 
 def is_tutorial_pair(eng: str, fra: str) -> bool:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import pickle
 import random
-from collections.abc import Sequence
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,8 @@ from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
 log = logging.getLogger(__name__)
 
 SPLITS = sources.SPLITS
-ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of ids a big corpus would otherwise make
-CACHE_FORMAT = 2  # part of the encoded cache's key: bump when its layout or what it drops changes
+ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of text and ids a big corpus would make
+CACHE_FORMAT = 3  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
 @dataclass
@@ -36,10 +39,6 @@ class Ragged:
         lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
         flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
         return cls(flat, lengths)
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[Ragged]) -> Ragged:
-        return cls(torch.cat([p.flat for p in parts]), torch.cat([p.lengths for p in parts]))
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -67,49 +66,107 @@ class Ragged:
         return out
 
 
+class RaggedBuilder:
+    """A Ragged grown chunk by chunk in arrays that reallocate in place, so a big split's ids are never held twice."""
+
+    def __init__(self) -> None:
+        self.flat = array("i")
+        self.lengths = array("q")
+
+    def extend(self, part: Ragged) -> None:
+        self.flat.frombytes(part.flat.numpy().tobytes())
+        self.lengths.frombytes(part.lengths.numpy().tobytes())
+
+    def build(self) -> Ragged:
+        """The ids so far, in tensors sharing the arrays' memory (which then can grow no more)."""
+        return Ragged(shared_tensor(self.flat, torch.int32), shared_tensor(self.lengths, torch.int64))
+
+
+def shared_tensor(values: array, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor over ``values``' memory; torch refuses an empty buffer."""
+    return torch.frombuffer(values, dtype=dtype) if values else torch.zeros(0, dtype=dtype)
+
+
 @dataclass
 class EncodedSplit:
-    """One split: its raw text (for scoring) and its subword ids."""
+    """One split: its subword ids and, for valid and test only, its text (for scoring); training text is dropped."""
 
-    sources: list[str]
-    targets: list[str]
+    sources: list[str] | None
+    targets: list[str] | None
     source_ids: Ragged
     target_ids: Ragged
 
     def __len__(self) -> int:
-        return len(self.sources)
+        return len(self.source_ids)
 
     def select(self, keep: torch.Tensor) -> EncodedSplit:
         """The sentences where ``keep`` (a boolean mask) is true."""
         pick = keep.nonzero().squeeze(1).tolist()
         return EncodedSplit(
-            [self.sources[i] for i in pick],
-            [self.targets[i] for i in pick],
+            None if self.sources is None else [self.sources[i] for i in pick],
+            None if self.targets is None else [self.targets[i] for i in pick],
             self.source_ids.select(keep),
             self.target_ids.select(keep),
         )
 
 
-def encode_pairs(pairs: Sequence[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer) -> EncodedSplit:
-    """Encode in chunks, so that only one chunk's ids are ever Python lists."""
-    sources = [s for s, _ in pairs]
-    targets = [t for _, t in pairs]
-    source_parts, target_parts = [], []
-    for start in range(0, len(pairs), ENCODE_CHUNK):
-        source_parts.append(Ragged.from_lists(src_tok.encode(sources[start : start + ENCODE_CHUNK])))
-        target_parts.append(Ragged.from_lists(tgt_tok.encode(targets[start : start + ENCODE_CHUNK])))
-        if len(pairs) > ENCODE_CHUNK:
-            log.info("encoded %d of %d pairs", min(start + ENCODE_CHUNK, len(pairs)), len(pairs))
-    empty = [Ragged.from_lists([])]
-    return EncodedSplit(
-        sources, targets, Ragged.concatenate(source_parts or empty), Ragged.concatenate(target_parts or empty)
-    )
+def unusable(name: str, split: EncodedSplit, max_tokens: int) -> dict[str, torch.Tensor]:
+    """Which pairs the model cannot take, by reason.
+
+    A side of no subwords (text sentencepiece normalises away, e.g. a lone zero-width space) would reach
+    packing as a zero-length sequence, in any split; training pairs are also capped at ``max_tokens``.
+    """
+    source, target = split.source_ids.lengths, split.target_ids.lengths
+    reasons = {"with a side of no subwords": (source == 0) | (target == 0)}
+    if name == "train":
+        reasons[f"longer than {max_tokens} tokens"] = (source > max_tokens) | (target > max_tokens)
+    return reasons
 
 
-def load_splits(data_cfg: Any) -> dict[str, list[tuple[str, str]]]:
-    """``(source, target)`` pairs per split, from a Tatoeba archive or the user's files (``data.source``)."""
+def encode_split(
+    name: str, pairs: Iterable[tuple[str, str]], size: int, src_tok: Tokenizer, tgt_tok: Tokenizer, max_tokens: int
+) -> EncodedSplit:
+    """Encode ``size`` pairs a chunk at a time, dropping the unusable ones (counted), straight into flat ids.
+
+    Only one chunk's text and ids are ever Python objects; the training split's text is not kept.
+    """
+    keep_text = name != "train"
+    sources: list[str] = []
+    targets: list[str] = []
+    source_ids, target_ids = RaggedBuilder(), RaggedBuilder()
+    dropped: Counter[str] = Counter()
+    iterator = iter(pairs)
+    done = 0
+    while chunk := list(islice(iterator, ENCODE_CHUNK)):
+        chunk_sources, chunk_targets = [s for s, _ in chunk], [t for _, t in chunk]
+        encoded = EncodedSplit(
+            chunk_sources, chunk_targets,
+            Ragged.from_lists(src_tok.encode(chunk_sources)), Ragged.from_lists(tgt_tok.encode(chunk_targets)),
+        )  # fmt: skip
+        reasons = unusable(name, encoded, max_tokens)
+        dropped.update({why: int(mask.sum()) for why, mask in reasons.items()})
+        encoded = encoded.select(~torch.stack(list(reasons.values())).any(0))
+        source_ids.extend(encoded.source_ids)
+        target_ids.extend(encoded.target_ids)
+        if keep_text:
+            sources += encoded.sources
+            targets += encoded.targets
+        done += len(chunk)
+        if size > ENCODE_CHUNK:
+            log.info("%s split: encoded %d of %d pairs", name, done, size)
+    if +dropped:
+        log.info("%s split: dropping %s", name, ", ".join(f"{n} pairs {why}" for why, n in (+dropped).items()))
+    text = (sources, targets) if keep_text else (None, None)
+    return EncodedSplit(*text, source_ids.build(), target_ids.build())
+
+
+def load_splits(data_cfg: Any) -> dict[str, sources.Split]:
+    """``(source, target)`` pairs per split, from a Tatoeba archive or the user's files (``data.source``).
+
+    A split is a list, or the training file itself when it is read again on every pass (``sources.PairFile``).
+    """
     splits = (sources.file_splits if data_cfg.source == "files" else sources.tatoeba_splits)(data_cfg)
-    log.info("split sizes (pairs): %s", {name: len(split) for name, split in splits.items()})
+    log.info("split sizes (pairs): %s", {name: sources.pair_count(split) for name, split in splits.items()})
     if not splits["train"]:
         raise CorpusError(
             f"data.source={data_cfg.source}: no training pairs left after parsing, data.subset and the split; "
@@ -118,22 +175,50 @@ def load_splits(data_cfg: Any) -> dict[str, list[tuple[str, str]]]:
     return splits
 
 
-def tokenizer_sample(train: Sequence[tuple[str, str]], size: int, seed: int) -> Sequence[tuple[str, str]]:
-    """At most ``size`` training pairs (a seeded sample, in corpus order) for sentencepiece; all when fewer."""
-    if len(train) <= size:
-        return train
-    log.info("training sentencepiece on a sample of %d of %d pairs (data.input_sentence_size)", size, len(train))
-    return [train[i] for i in sorted(random.Random(seed).sample(range(len(train)), size))]
+class Reservoir:
+    """A seeded uniform sample of at most ``size`` items of a stream of unknown length, kept in stream order.
+
+    While no more than ``size`` items have come, the sample is all of them (reservoir sampling, algorithm R).
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.random = random.Random(seed)
+        self.seen = 0
+        self.items: list[Any] = []
+        self.positions: list[int] = []  # each item's place in the stream
+
+    def add(self, item: Any) -> None:
+        if len(self.items) < self.size:
+            self.items.append(item)
+            self.positions.append(self.seen)
+        elif (slot := self.random.randrange(self.seen + 1)) < self.size:
+            self.items[slot], self.positions[slot] = item, self.seen
+        self.seen += 1
+
+    def take(self) -> list[Any]:
+        """The sample, in stream order; the reservoir lets go of it, so that its holder alone decides its life."""
+        order = sorted(range(len(self.items)), key=self.positions.__getitem__)
+        items, self.items, self.positions = self.items, [], []
+        return [items[i] for i in order]
 
 
-def build_tokenizers(data_cfg: Any, train: Sequence[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
-    """Train (or reuse) subword models on the training split only; one joint model if asked."""
+def keyed_text(splits: dict[str, sources.Split], train_sample: Reservoir) -> Iterator[str]:
+    """Each pair with its split's name, so that moving the boundary between splits changes the cache key.
+
+    The same pass draws the tokenizers' sample of training pairs into ``train_sample``, which counts them too.
+    """
+    for name in SPLITS:
+        for pair in splits[name]:
+            if name == "train":
+                train_sample.add(pair)
+            yield f"{name}\t{pair[0]}\t{pair[1]}"
+
+
+def build_tokenizers(data_cfg: Any, sources: list[str], targets: list[str]) -> tuple[Tokenizer, Tokenizer]:
+    """Train (or reuse) subword models on a sample of the training split only; one joint model if asked."""
     cache = Path(data_cfg.cache_dir).expanduser()
     settings = {"model_type": data_cfg.spm_model_type, "character_coverage": data_cfg.character_coverage}
-    sentences_per_pair = 2 if data_cfg.joint_vocab else 1
-    sample = tokenizer_sample(train, data_cfg.input_sentence_size // sentences_per_pair, data_cfg.split_seed)
-    sources = [s for s, _ in sample]
-    targets = [t for _, t in sample]
     if data_cfg.joint_vocab:
         joint = cached_tokenizer(cache, sources + targets, vocab_size=data_cfg.vocab_size, **settings)
         return joint, joint
@@ -143,25 +228,8 @@ def build_tokenizers(data_cfg: Any, train: Sequence[tuple[str, str]]) -> tuple[T
     )
 
 
-def drop_unusable(name: str, split: EncodedSplit, max_tokens: int) -> EncodedSplit:
-    """Drop pairs the model cannot take, counted by reason.
-
-    A side of no subwords (text sentencepiece normalises away, e.g. a lone zero-width space) would reach
-    packing as a zero-length sequence, in any split; training pairs are also capped at ``max_tokens``.
-    """
-    source, target = split.source_ids.lengths, split.target_ids.lengths
-    reasons = {"with a side of no subwords": (source == 0) | (target == 0)}
-    if name == "train":
-        reasons[f"longer than {max_tokens} tokens"] = (source > max_tokens) | (target > max_tokens)
-    dropped = {why: int(mask.sum()) for why, mask in reasons.items() if mask.any()}
-    if not dropped:
-        return split
-    log.info("%s split: dropping %s", name, ", ".join(f"{n} pairs {why}" for why, n in dropped.items()))
-    return split.select(~torch.stack(list(reasons.values())).any(0))
-
-
 def save_encoded(encoded: dict[str, EncodedSplit], path: Path) -> None:
-    """Tensors, lists and strings only, so that loading them runs no code.
+    """Tensors, lists, strings and None only, so that loading them runs no code.
 
     Written through a Python file, so that a full disk raises OSError (torch's own writer raises RuntimeError).
     """
@@ -190,20 +258,35 @@ def load_encoded(path: Path) -> dict[str, EncodedSplit]:
 
 
 def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenizer]:
-    """Everything the model trains on, from the cache when the same inputs and settings made it before."""
+    """Everything the model trains on, from the cache when the same inputs and settings made it before.
+
+    A first pass over the pairs keys the text and samples the tokenizers' training pairs; only on a cache miss
+    does a second pass encode them.
+    """
     splits = load_splits(data_cfg)
-    src_tok, tgt_tok = build_tokenizers(data_cfg, splits["train"])
-    # each pair with its split's name, so that moving the boundary between splits changes the key
-    everything = (f"{name}\t{s}\t{t}" for name in SPLITS for s, t in splits[name])  # a generator: no second copy
+    sample_size = data_cfg.input_sentence_size // (2 if data_cfg.joint_vocab else 1)
+    train_sample = Reservoir(sample_size, data_cfg.split_seed)
+    text_key = content_key(keyed_text(splits, train_sample), {})
+    if train_sample.seen > sample_size:
+        log.info(
+            "training sentencepiece on a sample of %d of %d pairs (data.input_sentence_size)",
+            sample_size, train_sample.seen,
+        )  # fmt: skip
+    sample = train_sample.take()
+    sample_sides = [s for s, _ in sample], [t for _, t in sample]
+    del sample  # the sentences, without their pairs: all sentencepiece needs
+    src_tok, tgt_tok = build_tokenizers(data_cfg, *sample_sides)
+    del sample_sides  # before encoding, which needs the memory
+    sizes = {name: train_sample.seen if name == "train" else len(splits[name]) for name in SPLITS}
     tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
     settings = {"format": CACHE_FORMAT, "tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens}
-    path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{content_key(everything, settings)}.pt"
+    path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{content_key([text_key], settings)}.pt"
     with locked(path):
         if path.is_file():
             encoded = load_encoded(path)
         else:
             encoded = {
-                name: drop_unusable(name, encode_pairs(splits[name], src_tok, tgt_tok), data_cfg.max_tokens)
+                name: encode_split(name, splits[name], sizes[name], src_tok, tgt_tok, data_cfg.max_tokens)
                 for name in SPLITS
             }
             atomic_write(path, lambda tmp: save_encoded(encoded, tmp))

@@ -1,8 +1,8 @@
 """Where the sentence pairs come from: a Tatoeba archive (any manythings.org/anki pair), or the user's own files.
 
 Own files are TSV (``source<TAB>target``, columns configurable) or two aligned plain-text files, either gzipped;
-they are read line by line, so the raw text is held once, as the parsed pairs. Splits the user did not give are
-cut off the training file with the group-disjoint split.
+they are read line by line. A training file given with its valid and test files is read again on every pass,
+never held; splits the user did not give are cut off the training pairs with the group-disjoint split.
 """
 
 from __future__ import annotations
@@ -71,12 +71,12 @@ def progress(lines: Iterator[bytes], path: str) -> Iterator[bytes]:
         yield line
 
 
-def read_tsv(path: str, columns: tuple[int, int], key: str) -> tuple[Pairs, corpus.ParseReport]:
+def read_tsv(path: str, columns: tuple[int, int], key: str, report: corpus.ParseReport) -> Iterator[tuple[str, str]]:
     with open_lines(path, key) as file:
-        return corpus.parse_pairs(progress(file, path), columns, origin=f"{key}={path}")
+        yield from corpus.parse_pairs(progress(file, path), report, columns, origin=f"{key}={path}")
 
 
-def read_aligned(source: str, target: str, key: str) -> tuple[Pairs, corpus.ParseReport]:
+def read_aligned(source: str, target: str, key: str, report: corpus.ParseReport) -> Iterator[tuple[str, str]]:
     """Line ``i`` of ``source`` translates line ``i`` of ``target``; files of different lengths are refused."""
     counts = [0, 0]
 
@@ -89,22 +89,49 @@ def read_aligned(source: str, target: str, key: str) -> tuple[Pairs, corpus.Pars
                 yield b"\t".join(tab_free)
 
     with open_lines(source, f"{key}.source") as sources, open_lines(target, f"{key}.target") as targets:
-        pairs, report = corpus.parse_pairs(tab_joined(), origin=f"{key}.source={source}")
+        yield from corpus.parse_pairs(tab_joined(), report, origin=f"{key}.source={source}")
     if counts[0] != counts[1]:
         raise CorpusError(
             f"{key}.source={source} has {counts[0]} lines but {key}.target={target} has {counts[1]}; "
             "aligned files need one line per sentence on each side"
         )
-    return pairs, report
+
+
+class PairFile:
+    """A split's files, parsed again on every pass, so that a big training file's text is never held whole.
+
+    Every pass ends with the checks that need the whole file (no usable pair, aligned files of different
+    lengths); the first pass logs what parsing kept and dropped.
+    """
+
+    def __init__(self, files: SplitFiles, columns: tuple[int, int], key: str):
+        self.files, self.columns, self.key = files, columns, key
+        self.report: corpus.ParseReport | None = None  # the first pass's, once one has ended
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        report = corpus.ParseReport()
+        if isinstance(self.files, str):
+            yield from read_tsv(self.files, self.columns, self.key, report)
+        else:
+            yield from read_aligned(*self.files, self.key, report)
+        if self.report is None:
+            self.report = report
+            log.info("%s: %s", self.key, report)
+
+
+Split = Pairs | PairFile
 
 
 def read_split(files: SplitFiles, columns: tuple[int, int], key: str) -> Pairs:
-    pairs, report = read_tsv(files, columns, key) if isinstance(files, str) else read_aligned(*files, key)
-    log.info("%s: %s", key, report)
-    return pairs
+    return list(PairFile(files, columns, key))
 
 
-def warn_overlap(splits: dict[str, Pairs], given: list[str]) -> None:
+def pair_count(split: Split) -> int:
+    """A split's size; a file's is known once a pass over it has ended."""
+    return split.report.kept if isinstance(split, PairFile) else len(split)
+
+
+def warn_overlap(splits: dict[str, Split], given: list[str]) -> None:
     """The user's own valid/test split is kept as given, but sentences it shares with training inflate its scores."""
     seen = {side for pairs in (splits[name] for name in given) for pair in pairs for side in pair}
     in_train = {side for pair in splits["train"] for side in pair if side in seen}
@@ -117,23 +144,30 @@ def warn_overlap(splits: dict[str, Pairs], given: list[str]) -> None:
             )  # fmt: skip
 
 
-def file_splits(data_cfg: Any) -> dict[str, Pairs]:
-    """The user's files; a missing valid or test split is cut off the training pairs, group-disjointly."""
+def file_splits(data_cfg: Any) -> dict[str, Split]:
+    """The user's files; a missing valid or test split is cut off the training pairs, group-disjointly.
+
+    Cutting needs every training pair in memory; with valid and test both given, the training file is read
+    again on every pass instead (a ``PairFile``), so that a big corpus's text is never held.
+    """
     files = {name: split_files(getattr(data_cfg, name), f"data.{name}") for name in SPLITS}
     for name, given in files.items():
         if given is not None:
             check_readable(given, f"data.{name}")
     columns = (data_cfg.src_column, data_cfg.tgt_column)
-    splits = {name: read_split(given, columns, f"data.{name}") for name, given in files.items() if given is not None}
-    given = [name for name in ("valid", "test") if name in splits]
-    if len(given) < 2:
+    given = [name for name in ("valid", "test") if files[name] is not None]
+    if len(given) == 2:
+        splits = {name: read_split(files[name], columns, f"data.{name}") for name in given}
+        splits["train"] = PairFile(files["train"], columns, "data.train")
+    else:
+        splits = {name: read_split(files[name], columns, f"data.{name}") for name in ("train", *given)}
         fractions = {
             name: 0.0 if name in given else getattr(data_cfg, f"{name}_fraction") for name in ("valid", "test")
         }
         cut = corpus.split_pairs(splits["train"], fractions["valid"], fractions["test"], data_cfg.split_seed)
         splits = {**cut, **{name: splits[name] for name in given}}
-    warn_overlap(splits, given)
-    return splits
+    warn_overlap(splits, given)  # a pass over the training pairs: a file's faults show here, before any tokenizer
+    return {name: splits[name] for name in SPLITS}
 
 
 def tatoeba_splits(data_cfg: Any) -> dict[str, Pairs]:

@@ -48,8 +48,7 @@ def train_tokenizer(
     model_type: str = "unigram",
     character_coverage: float = 1.0,
 ) -> bytes:
-    """Train a sentencepiece model in memory and return its serialized proto."""
-    sentences = list(sentences)
+    """Train a sentencepiece model in memory and return its serialized proto (sentencepiece copies the text)."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq import corpus
-from seq2seq.corpus import find_archive, orient, parse_pairs, select_subset, split_pairs
+from seq2seq.corpus import ParseReport, find_archive, orient, parse_pairs, select_subset, split_pairs
 from seq2seq.errors import CacheError, CorpusError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,13 +111,18 @@ def server():
 # --------------------------------------------------------------------------- parse_pairs
 
 
+def parsed(raw: bytes) -> tuple[list[tuple[str, str]], ParseReport]:
+    report = ParseReport()
+    return list(parse_pairs(io.BytesIO(raw), report)), report
+
+
 def test_two_and_three_column_lines_are_both_accepted():
     raw = (
         b"Go.\tVa !\n"
         b"Hi.\tSalut.\tCC-BY 2.0 (France) Attribution: tatoeba.org #538123 (CM) & #509819 (Aiji)\n"
         b"Run!\tCours !\n"
     )
-    pairs, report = parse_pairs(io.BytesIO(raw))
+    pairs, report = parsed(raw)
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert report.kept == 3
     assert sum(report.dropped.values()) == 0
@@ -125,7 +130,7 @@ def test_two_and_three_column_lines_are_both_accepted():
 
 def test_bom_and_crlf_do_not_leak_into_sentences():
     raw = b"\xef\xbb\xbfGo.\tVa !\r\nHi.\tSalut.\tattribution\r\nRun!\tCours !\r\n"
-    pairs, report = parse_pairs(io.BytesIO(raw))
+    pairs, report = parsed(raw)
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert not any(("\ufeff" in s or "\r" in s) for pair in pairs for s in pair)
     assert sum(report.dropped.values()) == 0
@@ -145,7 +150,7 @@ def test_bom_and_crlf_do_not_leak_into_sentences():
 )
 def test_each_kind_of_bad_line_is_dropped_with_its_reason(bad_line, reason):
     raw = b"Go.\tVa !\n" + bad_line + b"\nRun!\tCours !\n"
-    pairs, report = parse_pairs(io.BytesIO(raw))
+    pairs, report = parsed(raw)
     assert pairs == [("Go.", "Va !"), ("Run!", "Cours !")]
     assert report.kept == 2
     assert report.dropped == Counter({reason: 1})
@@ -165,7 +170,7 @@ def test_mixed_bad_lines_are_counted_per_reason_and_blank_lines_ignored():
         b"Run!\tCours !\tattribution",
         b"Wait!\t",
     ]
-    pairs, report = parse_pairs(io.BytesIO(b"\r\n".join(lines) + b"\r\n"))
+    pairs, report = parsed(b"\r\n".join(lines) + b"\r\n")
     assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Run!", "Cours !")]
     assert report.kept == len(pairs)
     assert report.dropped == Counter({"without a tab": 2, "with an empty side": 2, "undecodable": 1})
@@ -174,7 +179,7 @@ def test_mixed_bad_lines_are_counted_per_reason_and_blank_lines_ignored():
 
 def test_stray_control_characters_are_removed_and_the_line_kept():
     raw = b"H\x00i.\x07\tSa\x1blut.\x7f\nGo.\x0b\t\x0cVa !\n"
-    pairs, report = parse_pairs(io.BytesIO(raw))
+    pairs, report = parsed(raw)
     assert pairs == [("Hi.", "Salut."), ("Go.", "Va !")]
     assert sum(report.dropped.values()) == 0
     for pair in pairs:
@@ -185,7 +190,7 @@ def test_stray_control_characters_are_removed_and_the_line_kept():
 def test_sentences_are_nfc_normalised():
     decomposed = "Cafe\u0301 cre\u0300me."
     assert len(decomposed) == len("Café crème.") + 2  # the input really is decomposed
-    pairs, _ = parse_pairs(io.BytesIO(f"Coffee.\t{decomposed}\nE\u0301mile.\tE\u0301mile.\n".encode()))
+    pairs, _ = parsed(f"Coffee.\t{decomposed}\nE\u0301mile.\tE\u0301mile.\n".encode())
     assert pairs[0] == ("Coffee.", "Café crème.")
     assert pairs[0][1] == unicodedata.normalize("NFC", decomposed)
     assert "\u0301" not in pairs[0][1] and "\u0300" not in pairs[0][1]
@@ -193,7 +198,7 @@ def test_sentences_are_nfc_normalised():
 
 
 def test_whitespace_around_sentences_is_stripped():
-    pairs, _ = parse_pairs(io.BytesIO(b"  Go. \t Va !  \n"))
+    pairs, _ = parsed(b"  Go. \t Va !  \n")
     assert pairs == [("Go.", "Va !")]
 
 
@@ -203,7 +208,17 @@ def test_whitespace_around_sentences_is_stripped():
 )
 def test_a_file_with_nothing_usable_raises(raw):
     with pytest.raises(CorpusError, match="no usable sentence pairs"):
-        parse_pairs(io.BytesIO(raw))
+        parsed(raw)
+
+
+def test_pairs_are_parsed_as_the_lines_are_read_and_the_report_is_filled_at_the_end():
+    read = []
+    lines = (read.append(line) or line for line in (b"Go.\tVa !\n", b"no tab\n", b"Hi.\tSalut.\n"))
+    report = ParseReport()
+    pairs = parse_pairs(lines, report)
+    assert next(pairs) == ("Go.", "Va !") and len(read) == 1
+    assert list(pairs) == [("Hi.", "Salut.")]
+    assert (report.kept, report.dropped) == (2, Counter({"without a tab": 1}))
 
 
 # --------------------------------------------------------------------------- split_pairs

@@ -366,13 +366,13 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
     write_mirror(tmp_path / "mirror", pairs)
     cfg = data_cfg(tmp_path, "fra", "eng")
     calls = []
-    real_encode = data_module.encode_pairs
+    real_encode = data_module.encode_split
 
     def counting_encode(*args):
         calls.append(1)
         return real_encode(*args)
 
-    monkeypatch.setattr(data_module, "encode_pairs", counting_encode)
+    monkeypatch.setattr(data_module, "encode_split", counting_encode)
     encoded, src_tok, tgt_tok = prepare(cfg)
     assert len(calls) == 3
     splits = load_splits(cfg)
@@ -386,11 +386,11 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
         if len(src_tok.encode([s])[0]) <= cfg.max_tokens and len(tgt_tok.encode([t])[0]) <= cfg.max_tokens
     ]
     assert 0 < len(expected) < len(splits["train"]), "the corpus should exercise the length filter"
-    assert list(zip(train.sources, train.targets)) == expected
-    assert int(train.source_ids.lengths.max()) <= cfg.max_tokens
-    assert int(train.target_ids.lengths.max()) <= cfg.max_tokens
-    assert src_tok.decode([sequence(train.source_ids, 0)]) == [train.sources[0]]
-    assert tgt_tok.decode([sequence(train.target_ids, 0)]) == [train.targets[0]]
+    assert (train.sources, train.targets) == (None, None), "training text is not kept"
+    assert len(train) == len(expected)
+    for ids, tok, side in ((train.source_ids, src_tok, 0), (train.target_ids, tgt_tok, 1)):
+        assert ids.flat.tolist() == [i for pair in expected for i in tok.encode([pair[side]])[0]]
+        assert int(ids.lengths.max()) <= cfg.max_tokens
 
     again, _, _ = prepare(cfg)
     assert len(calls) == 3, "the encoded splits should have come from the cache"
@@ -400,6 +400,53 @@ def test_prepare_encodes_splits_once_and_caps_training_lengths(tmp_path, monkeyp
         assert torch.equal(again[name].target_ids.lengths, encoded[name].target_ids.lengths)
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix == ".tmp"]
     assert leftovers == []
+
+
+def test_encoding_in_chunks_gives_the_ids_of_encoding_at_once_and_logs_progress(tmp_path, monkeypatch, caplog):
+    write_mirror(tmp_path / "mirror", synthetic_corpus())
+    whole, _, _ = prepare(data_cfg(tmp_path, max_tokens=8))
+    monkeypatch.setattr(data_module, "ENCODE_CHUNK", 7)
+    caplog.set_level(logging.INFO, logger=data_module.log.name)
+    chunked, _, _ = prepare(data_cfg(tmp_path, cache_dir=str(tmp_path / "other"), max_tokens=8))
+    for name, split in whole.items():
+        assert (chunked[name].sources, chunked[name].targets) == (split.sources, split.targets)
+        for side in ("source_ids", "target_ids"):
+            assert torch.equal(getattr(chunked[name], side).flat, getattr(split, side).flat)
+            assert torch.equal(getattr(chunked[name], side).lengths, getattr(split, side).lengths)
+    train_pairs = len(load_splits(data_cfg(tmp_path))["train"])
+    assert f"train split: encoded 7 of {train_pairs} pairs" in caplog.text
+    assert f"train split: encoded {train_pairs} of {train_pairs} pairs" in caplog.text
+    assert len(re.findall(r"train split: dropping \d+ pairs longer than 8 tokens", caplog.text)) == 1
+
+
+def test_the_encoded_cache_holds_no_training_text(tmp_path):
+    pairs = synthetic_corpus()
+    write_mirror(tmp_path / "mirror", pairs)
+    cfg = data_cfg(tmp_path)
+    prepare(cfg)
+    [cached] = (tmp_path / "cache" / "encoded").glob("*.pt")
+    plain = torch.load(cached, weights_only=True)
+    assert (plain["train"]["sources"], plain["train"]["targets"]) == (None, None)
+    assert plain["valid"]["sources"] == [s for s, _ in load_splits(cfg)["valid"]]
+    raw = cached.read_bytes()
+    assert not [s for pair in load_splits(cfg)["train"] for s in pair if s.encode() in raw]
+
+
+def test_the_tokenizer_sample_is_seeded_in_corpus_order_bounded_and_everything_when_small():
+    def sample(items, size, seed=0):
+        reservoir = data_module.Reservoir(size, seed)
+        for item in items:
+            reservoir.add(item)
+        return reservoir.take()
+
+    items = [f"pair {i}" for i in range(1000)]
+    drawn = sample(items, 100)
+    assert len(drawn) == 100 and len(set(drawn)) == 100
+    assert drawn == sorted(drawn, key=items.index), "in corpus order"
+    assert drawn == sample(items, 100) and drawn != sample(items, 100, seed=1)
+    assert max(map(items.index, drawn)) > 900, "drawn from the whole stream, not its start"
+    assert sample(items, 1000) == items and sample(items, 5000) == items
+    assert sample(items[:3], 3) == items[:3] and sample([], 3) == []
 
 
 def test_pairs_with_a_side_of_no_subwords_are_dropped_from_every_split_and_counted(tmp_path, caplog):
@@ -413,10 +460,8 @@ def test_pairs_with_a_side_of_no_subwords_are_dropped_from_every_split_and_count
     dropped = 0
     for name in ("train", "valid", "test"):
         assert int(encoded[name].source_ids.lengths.min()) > 0 and int(encoded[name].target_ids.lengths.min()) > 0
-        kept = set(zip(encoded[name].sources, encoded[name].targets))
-        assert not kept & set(blank)
-        if name != "train":
-            assert kept == set(splits[name]) - set(blank)
+        if name != "train":  # the training split keeps no text: its lengths above show the drop
+            assert set(zip(encoded[name].sources, encoded[name].targets)) == set(splits[name]) - set(blank)
         dropped += sum(
             int(n) for n in re.findall(rf"{name} split: dropping (\d+) pairs with a side of no subwords", caplog.text)
         )

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 import zipfile
@@ -71,7 +72,9 @@ def test_tsv_files_give_exactly_their_pairs_gzipped_or_not(tmp_path):
         f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}",
         f"data.test={write_tsv(tmp_path / 'test.tsv.gz', test)}",
     )  # fmt: skip
-    assert load_splits(cfg) == {"train": train, "valid": valid, "test": test}
+    assert {name: list(split) for name, split in load_splits(cfg).items()} == {
+        "train": train, "valid": valid, "test": test,
+    }  # fmt: skip
 
 
 def test_tsv_columns_are_configurable_and_a_line_without_the_column_is_dropped_and_counted(tmp_path, caplog):
@@ -188,6 +191,64 @@ def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warni
         "data.valid: 2 of 3 pairs share a sentence with the training split; "
         "their scores overstate the model (kept: the split is yours)"
     ]
+
+
+# --------------------------------------------------------------------------- a training file given with valid and test
+
+
+def streamed_config(tmp_path: Path, train: str | tuple[str, str], *overrides: str):
+    """Train from files given with their own valid and test files: the training file is read on every pass."""
+    train_settings = [f"data.train={train}"] if isinstance(train, str) else [
+        f"data.train.source={train[0]}", f"data.train.target={train[1]}",
+    ]  # fmt: skip
+    return data_config(
+        tmp_path, "data=files", *train_settings, "data.vocab_size=40",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', reversal_pairs(5, 2))}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv', reversal_pairs(5, 3))}", *overrides,
+    )  # fmt: skip
+
+
+def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_not_held(tmp_path, monkeypatch, caplog):
+    train = write_tsv(tmp_path / "train.tsv", reversal_pairs(300, 1))
+    opened = Counter()
+    real_open = data_module.sources.open_lines
+
+    def counting_open(path, key):
+        opened[key] += 1
+        return real_open(path, key)
+
+    monkeypatch.setattr(data_module.sources, "open_lines", counting_open)
+    cfg = streamed_config(tmp_path, train)
+    assert not isinstance(load_splits(cfg)["train"], list)
+    opened.clear()
+    with caplog.at_level(logging.INFO):
+        encoded, src_tok, _ = prepare(cfg)
+    # readable? then the overlap check's pass, the pass keying the text and sampling it, and the encoding pass
+    assert opened["data.train"] == 4
+    assert caplog.text.count("data.train: kept 300 pairs") == 1, "the file's report is logged once"
+    assert (encoded["train"].sources, encoded["train"].targets) == (None, None)
+    assert len(encoded["train"]) == 300
+    assert encoded["train"].source_ids.flat.tolist() == [
+        i for ids in src_tok.encode([s for s, _ in reversal_pairs(300, 1)]) for i in ids
+    ]
+    opened.clear()
+    prepare(cfg)
+    assert opened["data.train"] == 3, "a cached encoding needs no encoding pass"
+
+
+@pytest.mark.parametrize("fault", ["different line counts", "no usable pairs"])
+def test_a_streamed_training_file_s_faults_are_refused_before_any_tokenizer_is_trained(tmp_path, monkeypatch, fault):
+    if fault == "different line counts":
+        source, target = tmp_path / "train.de", tmp_path / "train.en"
+        source.write_text("Hallo.\nJa.\nDanke.\n")
+        target.write_text("Hello.\nYes.\n")
+        train, message = (str(source), str(target)), f"data.train.source={source} has 3 lines but"
+    else:
+        (tmp_path / "train.tsv").write_text("one column only\nand another\n")
+        train, message = str(tmp_path / "train.tsv"), f"data.train={tmp_path / 'train.tsv'}: no usable sentence pairs"
+    monkeypatch.setattr(data_module, "cached_tokenizer", lambda *args, **kwargs: pytest.fail("trained a tokenizer"))
+    with pytest.raises(CorpusError, match="^" + re.escape(message)):
+        prepare(streamed_config(tmp_path, train))
 
 
 # --------------------------------------------------------------------------- splits not given
