@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.demos.boring_classes import BoringModel
 from test_end_to_end import MIRROR, TINY
 
-from seq2seq import bench, compare, evaluate, probe, train, translate
+from seq2seq import average, bench, compare, evaluate, export, probe, train, translate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import UserError
 from seq2seq.metrics import score
@@ -313,6 +313,8 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
         (probe, "run real test sentences", "python -m seq2seq.probe recipe=fra-eng-small"),
         (compare, "one table and one plot", "python -m seq2seq.compare sweep="),
         (bench, "decoding speed", "python -m seq2seq.bench checkpoint=PATH"),
+        (export, "a checkpoint as a portable model directory", "python -m seq2seq.export checkpoint="),
+        (average, "the mean of a run's last checkpoints", "python -m seq2seq.average run="),
     ],
 )
 def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, monkeypatch, tool: ModuleType,
