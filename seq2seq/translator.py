@@ -187,9 +187,11 @@ class Translator:
         for chunk in self._batches(order, ragged.lengths.tolist()):
             index = torch.tensor(chunk)
             source, lengths = ragged.pad(index).to(device), ragged.lengths[index]  # lengths: CPU, for packing
-            for i, hypotheses in zip(chunk, self._search(source, lengths)):
-                texts = self.target_tokenizer.decode([h.tokens for h in hypotheses])
-                results[i] = [Translation(h.score, text, h.tokens, ids[i]) for h, text in zip(hypotheses, texts)]
+            found = self._search(source, lengths)
+            # one detokenizing call per batch: sentencepiece's per-call cost would otherwise be paid per sentence
+            texts = iter(self.target_tokenizer.decode([h.tokens for hypotheses in found for h in hypotheses]))
+            for i, hypotheses in zip(chunk, found):
+                results[i] = [Translation(h.score, next(texts), h.tokens, ids[i]) for h in hypotheses]
         return results
 
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
