@@ -28,14 +28,23 @@ class DecoderState(NamedTuple):
     feed: torch.Tensor | None = None  # (batch, hidden): previous attentional vector (input feeding)
     attention: torch.Tensor | None = None  # (batch, steps, src_len): weights of the last forward
 
-    def select(self, index: torch.Tensor) -> DecoderState:
-        """Reorder or repeat batch rows, e.g. to follow beams."""
+    def select(self, index: torch.Tensor, within_sentences: bool = False) -> DecoderState:
+        """Reorder or repeat batch rows, e.g. to follow beams.
+
+        ``within_sentences``: ``index`` only moves rows among the beams of each sentence, so what the encoder gave
+        (the same in every beam of a sentence) is kept as it is instead of copied at every step.
+        """
         return DecoderState(
             *(
-                None if value is None else value.index_select(1 if name in ("hidden", "cell") else 0, index)
+                value
+                if value is None or (within_sentences and name in ENCODER_FIELDS)
+                else value.index_select(1 if name in ("hidden", "cell") else 0, index)
                 for name, value in zip(self._fields, self)
             )
         )
+
+
+ENCODER_FIELDS = ("summary", "memory", "keys", "mask")  # set once per sentence, before the first step
 
 
 class Decoder(nn.Module):

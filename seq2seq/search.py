@@ -166,7 +166,7 @@ def beam_search(
         order = (rank + is_eos * 2 * beam).argsort(dim=1)[:, :beam]
         scores = torch.where(is_eos.gather(1, order), -math.inf, top_scores.gather(1, order))
         alive = extended.gather(1, order[..., None].expand(-1, -1, t + 1))
-        state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))
+        state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1), within_sentences=True)
         tokens = token.gather(1, order).view(-1, 1)
 
         # A sentence is done when no live beam can still beat its n_best-th finished hypothesis. A raw score only

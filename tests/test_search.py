@@ -268,3 +268,25 @@ def test_the_host_is_asked_whether_sentences_have_finished_only_every_sync_every
     monkeypatch.setattr(torch.Tensor, "__bool__", counted)
     search(model, source, lengths, max_length=40, sync_every=10)  # an untrained model writes on to the limit
     assert questions <= 2 * 4
+
+
+def test_following_beams_within_sentences_moves_the_decoder_state_and_shares_what_the_encoder_gave():
+    torch.manual_seed(0)
+    sentences, beam, steps = 3, 4, 5
+    per_sentence = torch.arange(sentences).repeat_interleave(beam)  # every beam of a sentence reads its encoding
+    state = DecoderState(
+        hidden=torch.randn(2, sentences * beam, 6),
+        cell=None,
+        summary=torch.randn(sentences, 6)[per_sentence],
+        memory=torch.randn(sentences, steps, 8)[per_sentence],
+        keys=torch.randn(sentences, steps, 6)[per_sentence],
+        mask=(torch.rand(sentences, steps) > 0.3)[per_sentence],
+        attention=torch.rand(sentences * beam, 1, steps),
+    )
+    within = torch.stack([torch.randperm(beam) + s * beam for s in range(sentences)]).view(-1)
+    followed, copied = state.select(within, within_sentences=True), state.select(within)
+    for name, value in zip(state._fields, followed):
+        expected = getattr(copied, name)
+        assert (value is None and expected is None) or torch.equal(value, expected), name
+    assert followed.memory is state.memory and followed.keys is state.keys  # shared, not copied every step
+    assert not torch.equal(followed.hidden, state.hidden)
