@@ -101,12 +101,23 @@ class PairFile:
     """A split's files, parsed again on every pass, so that a big training file's text is never held whole.
 
     Every pass ends with the checks that need the whole file (no usable pair, aligned files of different
-    lengths); the first pass logs what parsing kept and dropped.
+    lengths) and with a check that the files did not change since the first pass began: the cache is keyed by
+    one pass and filled by another, so they must read the same text. The first pass logs what parsing kept and
+    dropped.
     """
 
     def __init__(self, files: SplitFiles, columns: tuple[int, int], key: str):
         self.files, self.columns, self.key = files, columns, key
         self.report: corpus.ParseReport | None = None  # the first pass's, once one has ended
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> list[tuple[int, int]] | None:
+        """Each file's size and modification time; None once one is gone."""
+        paths = [self.files] if isinstance(self.files, str) else self.files
+        try:
+            return [(stat.st_size, stat.st_mtime_ns) for stat in (Path(path).expanduser().stat() for path in paths)]
+        except OSError:
+            return None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         report = corpus.ParseReport()
@@ -114,6 +125,11 @@ class PairFile:
             yield from read_tsv(self.files, self.columns, self.key, report)
         else:
             yield from read_aligned(*self.files, self.key, report)
+        if self._stamp() != self.stamp:
+            raise CorpusError(
+                f"{self.key}={self.files} changed while it was being prepared (it is read once per pass); "
+                "run again once it is written"
+            )
         if self.report is None:
             self.report = report
             log.info("%s: %s", self.key, report)

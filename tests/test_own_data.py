@@ -236,6 +236,26 @@ def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_no
     assert opened["data.train"] == 3, "a cached encoding needs no encoding pass"
 
 
+def test_a_streamed_training_file_that_changes_between_passes_is_refused_and_nothing_is_cached(tmp_path, monkeypatch):
+    train = write_tsv(tmp_path / "train.tsv", reversal_pairs(300, 1))
+    real_build = data_module.build_tokenizers
+
+    def build_while_the_file_grows(*args):  # between the pass that keys the cache and the one that encodes
+        with open(train, "a") as file:
+            file.write("one more\tmore one\n")
+        return real_build(*args)
+
+    monkeypatch.setattr(data_module, "build_tokenizers", build_while_the_file_grows)
+    cfg = streamed_config(tmp_path, train)
+    with pytest.raises(CorpusError) as raised:
+        prepare(cfg)
+    assert str(raised.value) == (
+        f"data.train={train} changed while it was being prepared (it is read once per pass); "
+        "run again once it is written"
+    )
+    assert not list((Path(cfg.cache_dir) / "encoded").glob("*.pt"))
+
+
 @pytest.mark.parametrize("fault", ["different line counts", "no usable pairs"])
 def test_a_streamed_training_file_s_faults_are_refused_before_any_tokenizer_is_trained(tmp_path, monkeypatch, fault):
     if fault == "different line counts":
