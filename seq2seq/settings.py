@@ -183,6 +183,7 @@ PRECISIONS = {"fp32": None, "int8": "int8"}
 # the keys the tools (translate, evaluate, bench) share; each checks those it has before loading a checkpoint
 TOOL = {
     "threads": either(one_of(None), integer(1)),
+    "repeats": integer(1),
     "progress": one_of("auto", "always", "never"),
     "quantize": one_of(*PRECISIONS.values()),
     "precisions": Rule(

@@ -193,3 +193,19 @@ def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypat
         ratio = f"{int8.sentences_per_second / fp32.sentences_per_second:.2f}"
         assert line.split() == [fp32.search, str(fp32.batch_size), speeds[0], bleu[0], speeds[1], bleu[1], ratio]
     assert len(lines) == 6
+
+
+def test_bench_runs_the_precisions_in_turn_and_keeps_each_ones_fastest_run(checkpoint, monkeypatch):
+    monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: [(s, "I am here.") for s in SENTENCES])
+    speeds = iter([10.0, 30.0, 50.0, 20.0, 40.0, 60.0] * 4)  # fp32, int8, fp32, int8, fp32, int8 per cell
+    warm_ups = []
+
+    def timed(translator, sources, warm_up=True):
+        warm_ups.append(warm_up)
+        return next(speeds), ["I am here."] * len(sources)
+
+    monkeypatch.setattr(bench, "timed_translation", timed)
+    measured = bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=2",
+                                           "repeats=3"))  # fmt: skip
+    assert [(m.precision, m.sentences_per_second) for m in measured] == [("fp32", 50.0), ("int8", 60.0)] * 4
+    assert warm_ups == [True, True, False, False, False, False] * 4, "only each translator's first run warms up"
