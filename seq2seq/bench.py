@@ -77,7 +77,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
             for repeat in range(cfg.repeats):  # the precisions take turns; each keeps its fastest run
                 for precision, translator in translators.items():
                     speed, translations = timed_translation(translator, subset, warm_up=repeat == 0)
-                    if speed > fastest.get(precision, (0.0,))[0]:
+                    if precision not in fastest or speed > fastest[precision][0]:
                         fastest[precision] = speed, translations
             row = [
                 Measurement(name, batch_size, precision, speed,

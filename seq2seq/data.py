@@ -70,16 +70,18 @@ class RaggedBuilder:
     """A Ragged grown chunk by chunk in arrays that reallocate in place, so a big split's ids are never held twice."""
 
     def __init__(self) -> None:
-        self.flat = array("i")
-        self.lengths = array("q")
+        self.flat: array | None = array("i")
+        self.lengths: array | None = array("q")
 
     def extend(self, part: Ragged) -> None:
         self.flat.frombytes(part.flat.numpy().tobytes())
         self.lengths.frombytes(part.lengths.numpy().tobytes())
 
     def build(self) -> Ragged:
-        """The ids so far, in tensors sharing the arrays' memory (which then can grow no more)."""
-        return Ragged(shared_tensor(self.flat, torch.int32), shared_tensor(self.lengths, torch.int64))
+        """The ids, in tensors sharing the arrays' memory; the builder lets go of the arrays, so that nothing can
+        grow them under the tensors (which would leave the tensors reading freed memory)."""
+        flat, lengths, self.flat, self.lengths = self.flat, self.lengths, None, None
+        return Ragged(shared_tensor(flat, torch.int32), shared_tensor(lengths, torch.int64))
 
 
 def shared_tensor(values: array, dtype: torch.dtype) -> torch.Tensor:

@@ -111,13 +111,17 @@ class PairFile:
         self.report: corpus.ParseReport | None = None  # the first pass's, once one has ended
         self.stamp = self._stamp()
 
-    def _stamp(self) -> list[tuple[int, int]] | None:
-        """Each file's size and modification time; None once one is gone."""
+    def _stamp(self) -> list[tuple[int, ...]] | None:
+        """Each file's identity, size and change times (as git's index checks them); None once one is gone.
+
+        The inode and ctime catch a file replaced by one of the same size with its mtime copied (``cp -p``).
+        """
         paths = [self.files] if isinstance(self.files, str) else self.files
         try:
-            return [(stat.st_size, stat.st_mtime_ns) for stat in (Path(path).expanduser().stat() for path in paths)]
+            stats = [Path(path).expanduser().stat() for path in paths]
         except OSError:
             return None
+        return [(stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns) for stat in stats]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         report = corpus.ParseReport()

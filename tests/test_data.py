@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seq2seq import data as data_module
-from seq2seq.data import EncodedSplit, Ragged, load_splits, prepare
+from seq2seq.data import EncodedSplit, Ragged, RaggedBuilder, load_splits, prepare
 from seq2seq.datamodule import Batch, SplitDataset, TokenBucketSampler
 from seq2seq.tokenizer import BOS, EOS, PAD
 
@@ -475,3 +475,12 @@ def test_moving_the_boundary_between_valid_and_test_does_not_reuse_the_cached_sp
     assert len(first["valid"]) == 0 and len(first["test"]) > 0
     assert second["valid"].sources == first["test"].sources
     assert len(second["test"]) == 0
+
+
+def test_a_built_ragged_cannot_be_grown_under_its_tensors():
+    builder = RaggedBuilder()
+    builder.extend(Ragged.from_lists([[5, 6], [7]]))
+    built = builder.build()
+    with pytest.raises(AttributeError):  # the arrays are the tensors' memory now: growing them would move it
+        builder.extend(Ragged.from_lists([[8]]))
+    assert built.flat.tolist() == [5, 6, 7] and built.lengths.tolist() == [2, 1]

@@ -236,16 +236,25 @@ def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_no
     assert opened["data.train"] == 3, "a cached encoding needs no encoding pass"
 
 
-def test_a_streamed_training_file_that_changes_between_passes_is_refused_and_nothing_is_cached(tmp_path, monkeypatch):
+@pytest.mark.parametrize("change", ["appended to", "replaced by one of the same size and mtime"])
+def test_a_streamed_training_file_that_changes_between_passes_is_refused_and_nothing_is_cached(tmp_path, monkeypatch,
+                                                                                             change):  # fmt: skip
     train = write_tsv(tmp_path / "train.tsv", reversal_pairs(300, 1))
     real_build = data_module.build_tokenizers
 
-    def build_while_the_file_grows(*args):  # between the pass that keys the cache and the one that encodes
-        with open(train, "a") as file:
-            file.write("one more\tmore one\n")
+    def build_while_the_file_changes(*args):  # between the pass that keys the cache and the one that encodes
+        if change == "appended to":
+            with open(train, "a") as file:
+                file.write("one more\tmore one\n")
+        else:  # as `cp -p` or `rsync -t` would leave it: other text, the same size, the old mtime
+            before = os.stat(train)
+            replacement = tmp_path / "replacement.tsv"
+            replacement.write_bytes(Path(train).read_bytes().replace(b"a", b"b"))
+            os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+            os.replace(replacement, train)
         return real_build(*args)
 
-    monkeypatch.setattr(data_module, "build_tokenizers", build_while_the_file_grows)
+    monkeypatch.setattr(data_module, "build_tokenizers", build_while_the_file_changes)
     cfg = streamed_config(tmp_path, train)
     with pytest.raises(CorpusError) as raised:
         prepare(cfg)

@@ -227,7 +227,7 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
     [
         ("fra-eng", "fra-eng-cpu"),
         ("fra-eng-attn", "fra-eng-cpu"),
-        ("eng-fra", "fra-eng-cpu data.src_lang=eng data.tgt_lang=fra"),
+        ("eng-fra", "fra-eng-cpu name=eng-fra-cpu data.src_lang=eng data.tgt_lang=fra"),
         ("fra-eng-context", "fra-eng-small-context"),
     ],
 )
