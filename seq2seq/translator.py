@@ -205,11 +205,11 @@ class Translator:
             groups = [order]
         else:
             groups = [list(group) for _, group in itertools.groupby(order, key=lengths.__getitem__)]
-        budget = self.decode.batch_tokens
+        size, budget = self.decode.batch_size, self.decode.batch_tokens  # read once: config access is slow per sentence
         for group in groups:
             run: list[int] = []
             for i in group:  # ``order`` is sorted by length: the newest sentence is the run's longest
-                if run and (len(run) == self.decode.batch_size or (budget and (len(run) + 1) * lengths[i] > budget)):
+                if run and (len(run) == size or (budget and (len(run) + 1) * lengths[i] > budget)):
                     yield run
                     run = []
                 run.append(i)
