@@ -142,7 +142,7 @@ def encode_split(
     while chunk := list(islice(iterator, ENCODE_CHUNK)):
         chunk_sources, chunk_targets = [s for s, _ in chunk], [t for _, t in chunk]
         encoded = EncodedSplit(
-            chunk_sources, chunk_targets,
+            chunk_sources if keep_text else None, chunk_targets if keep_text else None,  # no copying text to drop
             Ragged.from_lists(src_tok.encode(chunk_sources)), Ragged.from_lists(tgt_tok.encode(chunk_targets)),
         )  # fmt: skip
         reasons = unusable(name, encoded, max_tokens)
