@@ -40,8 +40,9 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``query`` ``(batch, steps, q)`` → what it read ``(batch, steps, memory)``; weights ``(batch, steps, src)``"""
         if self.kind == "bahdanau":
-            scores = self.energy(torch.tanh(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
+            # tanh in place: the (batch, steps, src, q) sum is the largest tensor of a decoder step
+            scores = self.energy(torch.tanh_(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
         else:
             scores = query @ keys.transpose(1, 2)
-        weights = scores.masked_fill(~mask[:, None], -torch.inf).softmax(-1)
+        weights = torch.where(mask[:, None], scores, -torch.inf).softmax(-1)
         return weights @ memory, weights

@@ -86,8 +86,8 @@ class Decoder(nn.Module):
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Logits ``(batch, steps, vocab)`` for ``tokens`` ``(batch, steps)``; search calls it with one step."""
         inputs = self.dropout(self.embedding(tokens))
-        summary = state.summary[:, None].expand(-1, tokens.size(1), -1)
         if self.feed_context:  # Cho et al. (2014): the source summary reaches every step and the output layer
+            summary = state.summary[:, None].expand(-1, tokens.size(1), -1)
             inputs = torch.cat([inputs, summary], dim=-1)
         if self.steps_one_at_a_time:
             outputs, state = self._step_through(inputs, state)
@@ -120,6 +120,8 @@ class Decoder(nn.Module):
             state = state._replace(feed=vector[:, 0])
             outputs.append(vector)
             all_weights.append(weights)
+        if len(outputs) == 1:  # a search step: nothing to join
+            return outputs[0], state._replace(attention=all_weights[0])
         return torch.cat(outputs, 1), state._replace(attention=torch.cat(all_weights, 1))
 
     def _combine(self, attended: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:

@@ -100,7 +100,7 @@ def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device
 
 
 # the layers torch's dynamic quantization has int8 CPU kernels for: every matrix product of a Seq2Seq but attention's
-QUANTIZED_LAYERS = {nn.GRU, nn.LSTM, nn.Linear}
+QUANTIZED_LAYERS = (nn.GRU, nn.LSTM, nn.Linear)
 
 
 def quantize_int8(model: Seq2Seq) -> Seq2Seq:
@@ -108,10 +108,17 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 
     Activations are quantized on the fly, with one scale per tensor: a sentence's scores (rarely its words) then
     depend a little on its batch-mates. torch.ao's ``quantize_dynamic`` is the one API that quantizes GRU and LSTM.
+    A layer with one output (Bahdanau's energy) stays fp32: quantizing its input, one value per source position
+    and unit, costs more than its int8 product saves.
     """
+    layers = {
+        name: torch.ao.quantization.default_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, QUANTIZED_LAYERS) and getattr(module, "out_features", None) != 1
+    }
     with warnings.catch_warnings():  # torch's converter makes quantized tensors the way it deprecates: not ours to fix
         warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, QUANTIZED_LAYERS, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8)
 
 
 class Translator:

@@ -78,6 +78,15 @@ def test_a_quantized_packed_encoder_zeroes_pads_and_ends_each_sentence_at_its_tr
     assert (encoded.outputs - expected.outputs).abs().max() < 0.05
 
 
+def test_int8_keeps_only_one_output_layers_in_float_so_bahdanau_scores_skip_quantizing_every_source_position():
+    model = Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=32, bridge="concat", attention="bahdanau").eval()
+    int8 = quantize_int8(model)
+    float_layers = {name for name, module in int8.named_modules() if type(module) in (nn.Linear, nn.GRU)}
+    assert float_layers == {"decoder.attention.energy"}
+    assert model.decoder.attention.energy.out_features == 1
+    assert type(int8.decoder.attention.query_layer) is quantized_nn.Linear
+
+
 @pytest.mark.parametrize("kind", [*KINDS, dict(packed=False)], ids=str)
 def test_every_architecture_scores_in_int8_as_in_float_and_searches(kind):
     torch.manual_seed(0)
