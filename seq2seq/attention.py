@@ -38,11 +38,17 @@ class Attention(nn.Module):
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``query`` ``(batch, steps, q)`` → what it read ``(batch, steps, memory)``; weights ``(batch, steps, src)``"""
+        """``query`` ``(rows, steps, q)`` → what it read ``(rows, steps, memory)``; weights ``(rows, steps, src)``.
+
+        ``keys``, ``memory`` and ``mask`` hold one row per sentence; with more query rows (beams: consecutive rows of
+        a sentence), each sentence's rows read its source together.
+        """
+        rows, steps = query.shape[:2]
+        query = query.reshape(keys.size(0), -1, query.size(-1))
         if self.kind == "bahdanau":
             # tanh in place: the (batch, steps, src, q) sum is the largest tensor of a decoder step
             scores = self.energy(torch.tanh_(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
         else:
             scores = query @ keys.transpose(1, 2)
         weights = torch.where(mask[:, None], scores, -torch.inf).softmax(-1)
-        return weights @ memory, weights
+        return (weights @ memory).view(rows, steps, -1), weights.view(rows, steps, -1)

@@ -17,34 +17,37 @@ from seq2seq.encoder import rnn_class
 
 
 class DecoderState(NamedTuple):
-    """Everything search carries between steps. ``hidden``/``cell`` are batch-second (RNN layout)."""
+    """Everything search carries between steps: one row per hypothesis (a sentence's beams are consecutive rows),
+    except what attention reads, which is kept once per sentence so that following beams never copies it.
 
-    hidden: torch.Tensor  # (layers, batch, hidden)
-    cell: torch.Tensor | None  # (layers, batch, hidden): LSTM cell state
-    summary: torch.Tensor  # (batch, hidden): the handed-off source summary (Cho et al.'s c), fed to every step if asked
-    memory: torch.Tensor | None = None  # (batch, src_len, encoder outputs): what attention reads
-    keys: torch.Tensor | None = None  # (batch, src_len, ...): memory prepared for scoring
-    mask: torch.Tensor | None = None  # (batch, src_len): True at real source positions
-    feed: torch.Tensor | None = None  # (batch, hidden): previous attentional vector (input feeding)
-    attention: torch.Tensor | None = None  # (batch, steps, src_len): weights of the last forward
+    ``hidden``/``cell`` are batch-second (RNN layout).
+    """
 
-    def select(self, index: torch.Tensor, within_sentences: bool = False) -> DecoderState:
-        """Reorder or repeat batch rows, e.g. to follow beams.
+    hidden: torch.Tensor  # (layers, rows, hidden)
+    cell: torch.Tensor | None  # (layers, rows, hidden): LSTM cell state
+    summary: torch.Tensor  # (rows, hidden): the handed-off source summary (Cho et al.'s c), fed to every step if asked
+    memory: torch.Tensor | None = None  # (sentences, src_len, encoder outputs): what attention reads
+    keys: torch.Tensor | None = None  # (sentences, src_len, ...): memory prepared for scoring
+    mask: torch.Tensor | None = None  # (sentences, src_len): True at real source positions
+    feed: torch.Tensor | None = None  # (rows, hidden): previous attentional vector (input feeding)
+    attention: torch.Tensor | None = None  # (rows, steps, src_len): weights of the last forward
 
-        ``within_sentences``: ``index`` only moves rows among the beams of each sentence, so what the encoder gave
-        (the same in every beam of a sentence) is kept as it is instead of copied at every step.
-        """
+    def select(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> DecoderState:
+        """Keep, reorder or repeat rows, e.g. to follow beams; ``sentences`` picks the per-sentence fields when
+        sentences leave the batch (None: the rows stay among their own sentence's, which keep what they read)."""
         return DecoderState(
             *(
                 value
-                if value is None or (within_sentences and name in ENCODER_FIELDS)
-                else value.index_select(1 if name in ("hidden", "cell") else 0, index)
+                if value is None or (name in PER_SENTENCE and sentences is None)
+                else value.index_select(1, rows)
+                if name in ("hidden", "cell")
+                else value.index_select(0, sentences if name in PER_SENTENCE else rows)
                 for name, value in zip(self._fields, self)
             )
         )
 
 
-ENCODER_FIELDS = ("summary", "memory", "keys", "mask")  # set once per sentence, before the first step
+PER_SENTENCE = ("memory", "keys", "mask")  # what the encoder gave attention, read by every beam of a sentence
 
 
 class Decoder(nn.Module):

@@ -187,7 +187,8 @@ class Translator:
     def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
         """Like ``translate_n_best``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
         ids = [list(tokens[: self.max_source_tokens]) for tokens in ids]
-        results = [[Translation(0.0, "", [], source)] * self.decode.n_best for source in ids]
+        n_best = self.decode.n_best  # read once: config access is slow per sentence
+        results = [[Translation(0.0, "", [], source)] * n_best for source in ids]
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
         device = next(self.model.parameters()).device

@@ -270,23 +270,46 @@ def test_the_host_is_asked_whether_sentences_have_finished_only_every_sync_every
     assert questions <= 2 * 4
 
 
-def test_following_beams_within_sentences_moves_the_decoder_state_and_shares_what_the_encoder_gave():
+def test_beams_share_their_sentences_encoding_and_sentences_leaving_take_theirs_along():
     torch.manual_seed(0)
     sentences, beam, steps = 3, 4, 5
-    per_sentence = torch.arange(sentences).repeat_interleave(beam)  # every beam of a sentence reads its encoding
     state = DecoderState(
-        hidden=torch.randn(2, sentences * beam, 6),
+        hidden=torch.randn(2, sentences, 6),
         cell=None,
-        summary=torch.randn(sentences, 6)[per_sentence],
-        memory=torch.randn(sentences, steps, 8)[per_sentence],
-        keys=torch.randn(sentences, steps, 6)[per_sentence],
-        mask=(torch.rand(sentences, steps) > 0.3)[per_sentence],
-        attention=torch.rand(sentences * beam, 1, steps),
+        summary=torch.randn(sentences, 6),
+        memory=torch.randn(sentences, steps, 8),
+        keys=torch.randn(sentences, steps, 6),
+        mask=torch.rand(sentences, steps) > 0.3,
+        attention=torch.rand(sentences, 1, steps),
     )
+    beams = state.select(torch.arange(sentences).repeat_interleave(beam))
+    assert beams.hidden.shape == (2, sentences * beam, 6) and beams.summary.shape == (sentences * beam, 6)
+    assert beams.memory is state.memory and beams.keys is state.keys and beams.mask is state.mask  # not copied
+    beams = beams._replace(hidden=torch.randn(2, sentences * beam, 6))  # the beams have parted
     within = torch.stack([torch.randperm(beam) + s * beam for s in range(sentences)]).view(-1)
-    followed, copied = state.select(within, within_sentences=True), state.select(within)
-    for name, value in zip(state._fields, followed):
-        expected = getattr(copied, name)
-        assert (value is None and expected is None) or torch.equal(value, expected), name
-    assert followed.memory is state.memory and followed.keys is state.keys  # shared, not copied every step
-    assert not torch.equal(followed.hidden, state.hidden)
+    followed = beams.select(within)
+    assert torch.equal(followed.hidden, beams.hidden[:, within]) and not torch.equal(followed.hidden, beams.hidden)
+    assert torch.equal(followed.attention, beams.attention[within]) and followed.memory is state.memory
+    keep = torch.tensor([2, 0])
+    rows = (keep[:, None] * beam + torch.arange(beam)).view(-1)
+    left = followed.select(rows, keep)
+    assert torch.equal(left.hidden, followed.hidden[:, rows]) and torch.equal(left.summary, followed.summary[rows])
+    for name in ("memory", "keys", "mask"):
+        assert torch.equal(getattr(left, name), getattr(state, name)[keep]), name
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
+def test_beams_reading_their_sentences_encoding_together_score_as_if_each_held_a_copy(kind, batch):
+    model = untrained(**kind)
+    source, lengths, target = batch
+    rows = torch.arange(len(lengths)).repeat_interleave(3)
+    with torch.inference_mode():
+        state = model.encode(source, lengths)
+        shared, copied = state.select(rows), state.select(rows, rows)
+        assert kind["attention"] == "none" or shared.memory.size(0) * 3 == copied.memory.size(0)
+        for step in range(3):
+            tokens = target[rows, step : step + 1]
+            (logits, shared), (expected, copied) = model.decoder(tokens, shared), model.decoder(tokens, copied)
+            torch.testing.assert_close(logits, expected)
+            if kind["attention"] != "none":
+                torch.testing.assert_close(shared.attention, copied.attention)
