@@ -123,6 +123,12 @@ class PairFile:
             return None
         return [(stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns) for stat in stats]
 
+    def _named(self) -> str:
+        """The files as the user gave them: ``data.train=PATH``, or each of two aligned files by its own key."""
+        if isinstance(self.files, str):
+            return f"{self.key}={self.files}"
+        return f"{self.key}.source={self.files[0]} or {self.key}.target={self.files[1]}"
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         report = corpus.ParseReport()
         if isinstance(self.files, str):
@@ -131,7 +137,7 @@ class PairFile:
             yield from read_aligned(*self.files, self.key, report)
         if self._stamp() != self.stamp:
             raise CorpusError(
-                f"{self.key}={self.files} changed while it was being prepared (it is read once per pass); "
+                f"{self._named()} changed while it was being prepared (it is read once per pass); "
                 "run again once it is written"
             )
         if self.report is None:

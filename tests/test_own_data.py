@@ -236,14 +236,23 @@ def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_no
     assert opened["data.train"] == 3, "a cached encoding needs no encoding pass"
 
 
-@pytest.mark.parametrize("change", ["appended to", "replaced by one of the same size and mtime"])
+@pytest.mark.parametrize("change", ["appended to", "replaced by one of the same size and mtime", "aligned, one side"])
 def test_a_streamed_training_file_that_changes_between_passes_is_refused_and_nothing_is_cached(tmp_path, monkeypatch,
                                                                                              change):  # fmt: skip
     train = write_tsv(tmp_path / "train.tsv", reversal_pairs(300, 1))
+    named = f"data.train={train}"
+    if change == "aligned, one side":
+        source, target = tmp_path / "train.de", tmp_path / "train.en"
+        source.write_text("".join(f"{s}\n" for s, _ in reversal_pairs(300, 1)))
+        target.write_text("".join(f"{t}\n" for _, t in reversal_pairs(300, 1)))
+        train, named = (str(source), str(target)), f"data.train.source={source} or data.train.target={target}"
     real_build = data_module.build_tokenizers
 
     def build_while_the_file_changes(*args):  # between the pass that keys the cache and the one that encodes
-        if change == "appended to":
+        if change == "aligned, one side":  # other words, as many lines
+            target = Path(train[1])
+            target.write_text(target.read_text().replace("a", "b"))
+        elif change == "appended to":
             with open(train, "a") as file:
                 file.write("one more\tmore one\n")
         else:  # as `cp -p` or `rsync -t` would leave it: other text, the same size, the old mtime
@@ -259,8 +268,7 @@ def test_a_streamed_training_file_that_changes_between_passes_is_refused_and_not
     with pytest.raises(CorpusError) as raised:
         prepare(cfg)
     assert str(raised.value) == (
-        f"data.train={train} changed while it was being prepared (it is read once per pass); "
-        "run again once it is written"
+        f"{named} changed while it was being prepared (it is read once per pass); run again once it is written"
     )
     assert not list((Path(cfg.cache_dir) / "encoded").glob("*.pt"))
 
