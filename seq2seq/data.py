@@ -168,7 +168,8 @@ def load_splits(data_cfg: Any) -> dict[str, sources.Split]:
     A split is a list, or the training file itself when it is read again on every pass (``sources.PairFile``).
     """
     splits = (sources.file_splits if data_cfg.source == "files" else sources.tatoeba_splits)(data_cfg)
-    log.info("split sizes (pairs): %s", {name: sources.pair_count(split) for name, split in splits.items()})
+    held = {name: len(split) for name, split in splits.items() if isinstance(split, list)}
+    log.info("split sizes (pairs): %s%s", held, "" if len(held) == len(splits) else "; train: counted as it is read")
     if not splits["train"]:
         raise CorpusError(
             f"data.source={data_cfg.source}: no training pairs left after parsing, data.subset and the split; "

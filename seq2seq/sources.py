@@ -106,8 +106,9 @@ class PairFile:
     dropped.
     """
 
-    def __init__(self, files: SplitFiles, columns: tuple[int, int], key: str):
+    def __init__(self, files: SplitFiles, columns: tuple[int, int], key: str, given: dict[str, Pairs] | None = None):
         self.files, self.columns, self.key = files, columns, key
+        self.given = given or {}  # the user's own valid/test pairs: the first pass warns of sentences they share
         self.report: corpus.ParseReport | None = None  # the first pass's, once one has ended
         self.stamp = self._stamp()
 
@@ -130,19 +131,25 @@ class PairFile:
         return f"{self.key}.source={self.files[0]} or {self.key}.target={self.files[1]}"
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        report = corpus.ParseReport()
+        report, first = corpus.ParseReport(), self.report is None
         if isinstance(self.files, str):
-            yield from read_tsv(self.files, self.columns, self.key, report)
+            pairs = read_tsv(self.files, self.columns, self.key, report)
         else:
-            yield from read_aligned(*self.files, self.key, report)
+            pairs = read_aligned(*self.files, self.key, report)
+        watched, in_train = own_sentences(self.given) if first else set(), set()
+        for pair in pairs:
+            if watched:
+                in_train.update(side for side in pair if side in watched)
+            yield pair
         if self._stamp() != self.stamp:
             raise CorpusError(
                 f"{self._named()} changed while it was being prepared (it is read once per pass); "
                 "run again once it is written"
             )
-        if self.report is None:
+        if first:
             self.report = report
             log.info("%s: %s", self.key, report)
+            warn_overlap(self.given, in_train)
 
 
 Split = Pairs | PairFile
@@ -152,21 +159,18 @@ def read_split(files: SplitFiles, columns: tuple[int, int], key: str) -> Pairs:
     return list(PairFile(files, columns, key))
 
 
-def pair_count(split: Split) -> int:
-    """A split's size; a file's is known once a pass over it has ended."""
-    return split.report.kept if isinstance(split, PairFile) else len(split)
+def own_sentences(given: dict[str, Pairs]) -> set[str]:
+    return {side for pairs in given.values() for pair in pairs for side in pair}
 
 
-def warn_overlap(splits: dict[str, Split], given: list[str]) -> None:
+def warn_overlap(given: dict[str, Pairs], in_train: set[str]) -> None:
     """The user's own valid/test split is kept as given, but sentences it shares with training inflate its scores."""
-    seen = {side for pairs in (splits[name] for name in given) for pair in pairs for side in pair}
-    in_train = {side for pair in splits["train"] for side in pair if side in seen}
-    for name in given:
-        shared = sum(1 for source, target in splits[name] if source in in_train or target in in_train)
+    for name, pairs in given.items():
+        shared = sum(1 for source, target in pairs if source in in_train or target in in_train)
         if shared:
             log.warning(
-                "data.%s: %d of %d pairs share a sentence with the training split; their scores overstate "
-                "the model (kept: the split is yours)", name, shared, len(splits[name]),
+                "%s: %d of %d pairs share a sentence with the training split; their scores overstate "
+                "the model (kept: the split is yours)", name, shared, len(pairs),
             )  # fmt: skip
 
 
@@ -182,17 +186,19 @@ def file_splits(data_cfg: Any) -> dict[str, Split]:
             check_readable(given, f"data.{name}")
     columns = (data_cfg.src_column, data_cfg.tgt_column)
     given = [name for name in ("valid", "test") if files[name] is not None]
-    if len(given) == 2:
-        splits = {name: read_split(files[name], columns, f"data.{name}") for name in given}
-        splits["train"] = PairFile(files["train"], columns, "data.train")
+    own = {f"data.{name}": read_split(files[name], columns, f"data.{name}") for name in given}
+    if len(given) == 2:  # its faults and the overlap warning come at the end of its first pass, before any tokenizer
+        splits = {"train": PairFile(files["train"], columns, "data.train", own), "valid": own["data.valid"],
+                  "test": own["data.test"]}  # fmt: skip
     else:
-        splits = {name: read_split(files[name], columns, f"data.{name}") for name in ("train", *given)}
+        train = read_split(files["train"], columns, "data.train")
+        watched = own_sentences(own)
+        warn_overlap(own, {side for pair in train for side in pair if side in watched})
         fractions = {
             name: 0.0 if name in given else getattr(data_cfg, f"{name}_fraction") for name in ("valid", "test")
         }
-        cut = corpus.split_pairs(splits["train"], fractions["valid"], fractions["test"], data_cfg.split_seed)
-        splits = {**cut, **{name: splits[name] for name in given}}
-    warn_overlap(splits, given)  # a pass over the training pairs: a file's faults show here, before any tokenizer
+        splits = corpus.split_pairs(train, fractions["valid"], fractions["test"], data_cfg.split_seed)
+        splits.update({name: own[f"data.{name}"] for name in given})
     return {name: splits[name] for name in SPLITS}
 
 

@@ -175,16 +175,19 @@ def test_data_settings_are_refused_in_one_line_before_any_data_work(tmp_path, ov
         data_config(tmp_path, *overrides)
 
 
-def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize("test_given", [True, False], ids=["training file streamed", "training file held"])
+def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warning(tmp_path, caplog, test_given):
     train = reversal_pairs(40, 1)
     valid = [train[0], ("new source", train[1][1]), ("fresh", "unseen")]
+    test = [f"data.test={write_tsv(tmp_path / 'test.tsv', [('fresh', 'unseen')])}"] if test_given else []
     cfg = data_config(
         tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'train.tsv', train)}",
-        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}",
-        f"data.test={write_tsv(tmp_path / 'test.tsv', [('fresh', 'unseen')])}",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}", *test,
     )  # fmt: skip
     with caplog.at_level(logging.WARNING):
         splits = load_splits(cfg)
+        assert isinstance(splits["train"], list) != test_given
+        list(splits["train"]), list(splits["train"])  # a streamed file warns at the end of its first pass only
     assert splits["valid"] == valid
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -220,11 +223,12 @@ def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_no
     monkeypatch.setattr(data_module.sources, "open_lines", counting_open)
     cfg = streamed_config(tmp_path, train)
     assert not isinstance(load_splits(cfg)["train"], list)
+    assert opened["data.train"] == 1, "finding the splits (as evaluate does) only checks that it opens"
     opened.clear()
     with caplog.at_level(logging.INFO):
         encoded, src_tok, _ = prepare(cfg)
-    # readable? then the overlap check's pass, the pass keying the text and sampling it, and the encoding pass
-    assert opened["data.train"] == 4
+    # readable? then the pass keying the text, sampling it and checking for overlap, and the encoding pass
+    assert opened["data.train"] == 3
     assert caplog.text.count("data.train: kept 300 pairs") == 1, "the file's report is logged once"
     assert (encoded["train"].sources, encoded["train"].targets) == (None, None)
     assert len(encoded["train"]) == 300
@@ -233,7 +237,7 @@ def test_a_training_file_given_with_valid_and_test_is_read_again_on_each_pass_no
     ]
     opened.clear()
     prepare(cfg)
-    assert opened["data.train"] == 3, "a cached encoding needs no encoding pass"
+    assert opened["data.train"] == 2, "a cached encoding needs no encoding pass"
 
 
 @pytest.mark.parametrize("change", ["appended to", "replaced by one of the same size and mtime", "aligned, one side"])
