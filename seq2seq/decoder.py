@@ -32,9 +32,15 @@ class DecoderState(NamedTuple):
     feed: torch.Tensor | None = None  # (rows, hidden): previous attentional vector (input feeding)
     attention: torch.Tensor | None = None  # (rows, steps, src_len): weights of the last forward
 
-    def select(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> DecoderState:
-        """Keep, reorder or repeat rows, e.g. to follow beams; ``sentences`` picks the per-sentence fields when
-        sentences leave the batch (None: the rows stay among their own sentence's, which keep what they read)."""
+    def follow(self, rows: torch.Tensor) -> DecoderState:
+        """Reorder or repeat rows among their own sentence's, e.g. to follow beams: what each sentence read stays."""
+        return self._take(rows, None)
+
+    def select(self, rows: torch.Tensor, sentences: torch.Tensor) -> DecoderState:
+        """Keep ``sentences`` (their indices) and their ``rows``, e.g. when other sentences leave the batch."""
+        return self._take(rows, sentences)
+
+    def _take(self, rows: torch.Tensor, sentences: torch.Tensor | None) -> DecoderState:
         return DecoderState(
             *(
                 value

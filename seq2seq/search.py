@@ -124,7 +124,7 @@ def beam_search(
     limits = length_limits(lengths, max_length).to(device)
     horizon, first_limit = int(limits.max()), int(limits.min())
     rows = torch.arange(batch, device=device)
-    state = model.encode(source, lengths).select(rows.repeat_interleave(beam))  # a row per beam; one encoding each
+    state = model.encode(source, lengths).follow(rows.repeat_interleave(beam))  # a row per beam; one encoding each
     tokens = torch.full((batch * beam, 1), BOS, dtype=torch.long, device=device)
     scores = torch.full((batch, beam), -math.inf, device=device)
     scores[:, 0] = 0.0  # all beams start identical: let only one of them expand
@@ -169,7 +169,7 @@ def beam_search(
         order = (rank + is_eos * 2 * beam).argsort(dim=1)[:, :beam]
         scores = torch.where(is_eos.gather(1, order), -math.inf, top_scores.gather(1, order))
         alive = extended.gather(1, order[..., None].expand(-1, -1, t + 1))
-        state = state.select((rows[:, None] * beam + origin.gather(1, order)).view(-1))  # within sentences
+        state = state.follow((rows[:, None] * beam + origin.gather(1, order)).view(-1))
         tokens = token.gather(1, order).view(-1, 1)
 
         # A sentence is done when no live beam can still beat its n_best-th finished hypothesis. A raw score only

@@ -192,12 +192,12 @@ def file_splits(data_cfg: Any) -> dict[str, Split]:
                   "test": own["data.test"]}  # fmt: skip
     else:
         train = read_split(files["train"], columns, "data.train")
-        watched = own_sentences(own)
-        warn_overlap(own, {side for pair in train for side in pair if side in watched})
         fractions = {
             name: 0.0 if name in given else getattr(data_cfg, f"{name}_fraction") for name in ("valid", "test")
         }
         splits = corpus.split_pairs(train, fractions["valid"], fractions["test"], data_cfg.split_seed)
+        watched = own_sentences(own)  # against what training keeps after the cut, not the whole file
+        warn_overlap(own, {side for pair in splits["train"] for side in pair if side in watched})
         splits.update({name: own[f"data.{name}"] for name in given})
     return {name: splits[name] for name in SPLITS}
 

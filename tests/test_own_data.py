@@ -196,6 +196,20 @@ def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warni
     ]
 
 
+def test_a_valid_sentence_whose_pair_the_cut_moves_to_test_is_not_reported_as_shared_with_training(tmp_path, caplog):
+    train = reversal_pairs(40, 1)
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'train.tsv', train)}", "data.test_fraction=0.25",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', [('fresh', 'unseen')])}",
+    )  # fmt: skip
+    moved = load_splits(cfg)["test"][0]  # a training-file pair the cut puts in test
+    write_tsv(tmp_path / "dev.tsv", [moved, ("fresh", "unseen")])
+    with caplog.at_level(logging.WARNING):
+        splits = load_splits(cfg)
+    assert moved in splits["test"] and moved not in splits["train"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
+
+
 # --------------------------------------------------------------------------- a training file given with valid and test
 
 

@@ -282,12 +282,12 @@ def test_beams_share_their_sentences_encoding_and_sentences_leaving_take_theirs_
         mask=torch.rand(sentences, steps) > 0.3,
         attention=torch.rand(sentences, 1, steps),
     )
-    beams = state.select(torch.arange(sentences).repeat_interleave(beam))
+    beams = state.follow(torch.arange(sentences).repeat_interleave(beam))
     assert beams.hidden.shape == (2, sentences * beam, 6) and beams.summary.shape == (sentences * beam, 6)
     assert beams.memory is state.memory and beams.keys is state.keys and beams.mask is state.mask  # not copied
     beams = beams._replace(hidden=torch.randn(2, sentences * beam, 6))  # the beams have parted
     within = torch.stack([torch.randperm(beam) + s * beam for s in range(sentences)]).view(-1)
-    followed = beams.select(within)
+    followed = beams.follow(within)
     assert torch.equal(followed.hidden, beams.hidden[:, within]) and not torch.equal(followed.hidden, beams.hidden)
     assert torch.equal(followed.attention, beams.attention[within]) and followed.memory is state.memory
     keep = torch.tensor([2, 0])
@@ -305,7 +305,7 @@ def test_beams_reading_their_sentences_encoding_together_score_as_if_each_held_a
     rows = torch.arange(len(lengths)).repeat_interleave(3)
     with torch.inference_mode():
         state = model.encode(source, lengths)
-        shared, copied = state.select(rows), state.select(rows, rows)
+        shared, copied = state.follow(rows), state.select(rows, rows)
         assert kind["attention"] == "none" or shared.memory.size(0) * 3 == copied.memory.size(0)
         for step in range(3):
             tokens = target[rows, step : step + 1]
