@@ -1,7 +1,8 @@
 """Greedy and batched beam search over the decoder's step (its forward with one token).
 
 All sentences of a batch, and all beams of a sentence, advance together as tensors: the only Python
-loop is over time steps. A sentence's result depends on its own source only, never on its batch-mates.
+loop is over time steps. A sentence's result depends on its own source only, never on its batch-mates (up to
+float rounding: the matrix library picks kernels by size, so scores can move in their last digits).
 
 Asking whether sentences have finished makes a GPU wait for the host, so it is asked only every
 ``sync_every`` steps: in between, finished sentences ride along (their results frozen) and leave the batch
