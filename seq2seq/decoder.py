@@ -41,16 +41,14 @@ class DecoderState(NamedTuple):
         return self._take(rows, sentences)
 
     def _take(self, rows: torch.Tensor, sentences: torch.Tensor | None) -> DecoderState:
-        return DecoderState(
-            *(
-                value
-                if value is None or (name in PER_SENTENCE and sentences is None)
-                else value.index_select(1, rows)
-                if name in ("hidden", "cell")
-                else value.index_select(0, sentences if name in PER_SENTENCE else rows)
-                for name, value in zip(self._fields, self)
-            )
-        )
+        def taken(name: str, value: torch.Tensor | None) -> torch.Tensor | None:
+            if value is None or (name in PER_SENTENCE and sentences is None):
+                return value
+            if name in ("hidden", "cell"):  # batch-second
+                return value.index_select(1, rows)
+            return value.index_select(0, sentences if name in PER_SENTENCE else rows)
+
+        return DecoderState(*(taken(name, value) for name, value in zip(self._fields, self)))
 
 
 PER_SENTENCE = ("memory", "keys", "mask")  # what the encoder gave attention, read by every beam of a sentence

@@ -100,6 +100,7 @@ def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device
 
 
 # the layers torch's dynamic quantization has int8 CPU kernels for: every matrix product of a Seq2Seq but attention's
+# (quantize_int8 leaves the one-output ones float)
 QUANTIZED_LAYERS = (nn.GRU, nn.LSTM, nn.Linear)
 
 
