@@ -1,0 +1,108 @@
+"""README.md and docs/ stay a newcomer's: short, linked, with whole tables, and citing tests that exist.
+
+Plain text and ast only (no torch), so these run in a moment.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
+PAGES = [README, *DOCS]
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target), images included
+CITED_TEST = re.compile(r"(tests/test_\w+\.py)::(\w+)")
+# A commit hash: 7 to 40 hex digits holding both a digit and a letter (plain numbers such as 5858256 are not hashes).
+COMMIT_HASH = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
+
+
+def relative_links(page: Path) -> list[str]:
+    """The link targets of a page that point into the repository (no URL, no in-page anchor), without anchors."""
+    targets = (target.split("#")[0] for target in LINK.findall(page.read_text()))
+    return [target for target in targets if target and not re.match(r"^[a-z]+:", target)]
+
+
+def table_rows(text: str) -> list[list[tuple[int, int]]]:
+    """Each markdown table as (line number, cell count) rows; code blocks skipped, `\\|` is not a cell border."""
+    tables: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    in_code = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        if not in_code and line.startswith("|"):
+            current.append((number, len(re.split(r"(?<!\\)\|", line.strip().strip("|")))))
+            continue
+        if current:
+            tables.append(current)
+            current = []
+    return [*tables, current] if current else tables
+
+
+def ragged_rows(text: str) -> list[int]:
+    """Line numbers of table rows whose cell count differs from their header's."""
+    return [number for table in table_rows(text) for number, cells in table[1:] if cells != table[0][1]]
+
+
+def test_the_readme_fits_in_250_lines():
+    assert len(README.read_text().splitlines()) <= 250
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_docs_page_is_linked_from_the_readme(page):
+    linked = {(ROOT / target).resolve() for target in relative_links(README)}
+    assert page.resolve() in linked, f"README.md does not link {page.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_relative_link_points_at_a_file_that_exists(page):
+    missing = [target for target in relative_links(page) if not (page.parent / target).exists()]
+    assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_table_row_has_as_many_cells_as_its_header(page):
+    assert not ragged_rows(page.read_text()), f"{page.relative_to(ROOT)}: rows off their header's cell count"
+
+
+def test_a_row_with_a_missing_cell_or_a_stray_table_row_is_caught():
+    table = "| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    assert ragged_rows(table) == []
+    assert ragged_rows(table + "| 3 |\n") == [4]
+    assert ragged_rows(table + "| x | y | z |\n") == [4]
+    assert ragged_rows("| a | b |\n| --- | --- |\n| `x \\| y` | 2 |\n") == []  # an escaped bar is text
+    assert ragged_rows("```\n| a | b |\n| c |\n```\n") == []  # a code block is not a table
+
+
+def defines(test_file: Path, name: str) -> bool:
+    """Whether a test file exists and defines a function or class of this name, at any depth."""
+    if not test_file.is_file():
+        return False
+    tree = ast.parse(test_file.read_text())
+    return any(isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name for node in ast.walk(tree))
+
+
+def test_every_test_the_docs_cite_exists():
+    cited = {(file, name) for page in PAGES for file, name in CITED_TEST.findall(page.read_text())}
+    assert cited, "the docs cite tests as tests/test_x.py::name"
+    missing = sorted(f"{file}::{name}" for file, name in cited if not defines(ROOT / file, name))
+    assert not missing, f"cited but not defined: {missing}"
+
+
+def test_a_test_cited_loosely_is_not_counted_as_cited():
+    assert CITED_TEST.findall("`tests/test_api.py::test_x[beam]`, `…::test_y`, `test_z`") == [
+        ("tests/test_api.py", "test_x")
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_no_page_names_a_commit(page):
+    assert not COMMIT_HASH.findall(page.read_text())
+
+
+def test_a_commit_hash_is_caught_and_a_plain_number_is_not():
+    assert COMMIT_HASH.findall("at commit `fe5d2e1`, parameters 5858256, data.sha256, 2fa") == ["fe5d2e1"]
