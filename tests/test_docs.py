@@ -15,6 +15,7 @@ DOCS = sorted((ROOT / "docs").rglob("*.md"))
 PAGES = [README, *DOCS]
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target), images included
+HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
 CITED_TEST = re.compile(r"(tests/test_\w+\.py)::(\w+)")
 # A commit hash: 7 to 40 hex digits holding both a digit and a letter (plain numbers such as 5858256 are not hashes).
 COMMIT_HASH = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
@@ -24,6 +25,12 @@ def relative_links(page: Path) -> list[str]:
     """The link targets of a page that point into the repository (no URL, no in-page anchor), without anchors."""
     targets = (target.split("#")[0] for target in LINK.findall(page.read_text()))
     return [target for target in targets if target and not re.match(r"^[a-z]+:", target)]
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in HEADING.findall(text)}
 
 
 def table_rows(text: str) -> list[list[tuple[int, int]]]:
@@ -62,6 +69,23 @@ def test_every_docs_page_is_linked_from_the_readme(page):
 def test_every_relative_link_points_at_a_file_that_exists(page):
     missing = [target for target in relative_links(page) if not (page.parent / target).exists()]
     assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_link_to_a_section_points_at_a_heading_that_exists(page):
+    targets = [target.split("#", 1) for target in LINK.findall(page.read_text()) if "#" in target]
+    missing = [
+        f"{file}#{anchor}"
+        for file, anchor in targets
+        if not re.match(r"^[a-z]+:", file) and anchor not in heading_anchors(page.parent / file if file else page)
+    ]
+    assert not missing, f"{page.relative_to(ROOT)} links to missing sections: {missing}"
+
+
+def test_a_heading_anchor_is_spelled_as_github_spells_it(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("## `output` or `h_n`: the facts\n```\n# not a heading\n```\n")
+    assert heading_anchors(page) == {"output-or-h_n-the-facts"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
