@@ -56,14 +56,14 @@ def test_a_directory_missing_a_file_is_refused_in_one_line_naming_it(exported):
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(exported)
     assert str(raised.value) == (
-        f"{exported}: not an exported model (no target.model); "
+        f"{exported}: not an exported model (no target.model) nor a training run (no checkpoints/best.ckpt); "
         "write one with python -m seq2seq.export checkpoint=PATH output=DIR"
     )
 
 
 def test_an_export_never_writes_into_an_existing_directory(checkpoint, exported):
     before = {path.name: path.read_bytes() for path in exported.iterdir()}
-    with pytest.raises(ValueError, match="exists; give a new directory"):
+    with pytest.raises(CheckpointError, match="exists; give a new directory"):
         write_export(load_checkpoint(checkpoint), exported)
     assert {path.name: path.read_bytes() for path in exported.iterdir()} == before
     assert [path.name for path in exported.parent.iterdir()] == ["model"], "no partial directory is left"
