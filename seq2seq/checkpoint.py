@@ -46,8 +46,10 @@ EXPORT_FILES = {
 CORPUS_SOURCES = ("tatoeba", "files")  # conf/data/SOURCE.yaml: the recipes a model's data.source may name
 # where a model's corpus is found: this machine's settings say, never a model file (a URL, a mirror, a cache)
 LOCATION_KEYS = ("url", "mirror", "cache_dir")
-# what an export leaves out of its config: these, and the training machine's own files (data=files splits)
-EXPORT_DROPS = (*LOCATION_KEYS, "train", "valid", "test")
+# what an export's config leaves out: the training machine's paths (its settings, a resumed checkpoint, and data's
+# locations and own files: data=files splits); a model needs none of them to translate
+EXPORT_DROPS = ("paths", "resume")
+EXPORT_DATA_DROPS = (*LOCATION_KEYS, "train", "valid", "test")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -210,7 +212,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
 def write_export(trained: TranslationModel, output: Path) -> None:
     """``trained`` as an exported model directory that ``load_checkpoint`` reads, made whole or not at all.
 
-    Its config names no local file (``EXPORT_DROPS``): the directory is for other machines.
+    Its config names no local path (``EXPORT_DROPS``, ``EXPORT_DATA_DROPS``): the directory is for other machines.
     """
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
         raise CheckpointError(f"output={output} exists; give a new directory (it is made)")
@@ -222,8 +224,9 @@ def write_export(trained: TranslationModel, output: Path) -> None:
         # save, not save_file: the file gets the umask's permissions, as the others do (save_file's are 0600)
         (partial / EXPORT_FILES["weights"]).write_bytes(safetensors.torch.save(weights))
         sizes = {"src_vocab_size": len(trained.source_tokenizer), "tgt_vocab_size": len(trained.target_tokenizer)}
-        data = {key: value for key, value in trained.config["data"].items() if key not in EXPORT_DROPS}
-        hparams = {"seq2seq_format": FORMAT_VERSION, "config": {**trained.config, "data": data}, **sizes}
+        config = {key: value for key, value in trained.config.items() if key not in EXPORT_DROPS}
+        config["data"] = {key: value for key, value in config["data"].items() if key not in EXPORT_DATA_DROPS}
+        hparams = {"seq2seq_format": FORMAT_VERSION, "config": config, **sizes}
         (partial / EXPORT_FILES["config"]).write_text(json.dumps(hparams, indent=2))
         (partial / EXPORT_FILES["source"]).write_bytes(trained.source_tokenizer.model_proto)
         (partial / EXPORT_FILES["target"]).write_bytes(trained.target_tokenizer.model_proto)
