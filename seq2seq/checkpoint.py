@@ -95,6 +95,12 @@ def model_path(checkpoint: str | Path) -> Path:
     return path
 
 
+def model_files(checkpoint: str | Path) -> list[Path]:
+    """The files a command reads a model from, which no output of it may replace."""
+    path = model_path(checkpoint)
+    return [path / name for name in EXPORT_FILES.values()] if path.is_dir() else [path]
+
+
 def read_export(directory: Path) -> dict[str, Any]:
     """An exported model directory's contents, as ``read_checkpoint`` gives a checkpoint's: no pickle is involved."""
     missing = [name for name in EXPORT_FILES.values() if not (directory / name).is_file()]
