@@ -37,23 +37,23 @@ def _readable_now(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int | None = None) -> Iterator[list[bytes]]:
+def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int = sys.maxsize) -> Iterator[list[bytes]]:
     """Lines in batches of up to ``batch_size``, yielding early whenever no more input is waiting.
 
     Reads the file descriptor directly, so an interactive user or an open pipe gets each line
-    answered at once, while a file or a fast pipe is translated in full batches. A line is held to its first
-    ``max_line_bytes`` (and the next 64 KiB read): the rest is read past, so no line can fill the memory.
+    answered at once, while a file or a fast pipe is translated in full batches. Each line is held to its first
+    ``max_line_bytes``: the rest is read past, so no line (``/dev/zero``) can fill the memory.
     """
     fd, unfinished, kept, lines = stream.fileno(), [], 0, []  # unfinished: the kept chunks of a line not yet ended
-    room = max_line_bytes if max_line_bytes is not None else float("inf")
     while chunk := os.read(fd, 1 << 16):
         *complete, rest = chunk.split(b"\n")  # only the new chunk is searched: a long line costs linear time
         if complete:
-            complete[0] = b"".join([*unfinished, complete[0]])
+            complete[0] = b"".join([*unfinished, complete[0][: max_line_bytes - kept]])
             unfinished, kept = [], 0
-        if kept < room:
-            unfinished.append(rest)
-            kept += len(rest)
+            complete[1:] = [line[:max_line_bytes] for line in complete[1:]]
+        if kept < max_line_bytes:
+            unfinished.append(rest[: max_line_bytes - kept])
+            kept += len(unfinished[-1])
         lines.extend(complete)
         while len(lines) >= batch_size or (lines and not _readable_now(fd)):
             yield lines[:batch_size]
