@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from seq2seq.errors import Interrupted, UserError
+from seq2seq.errors import Interrupted, PathError, UserError
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
@@ -38,6 +40,21 @@ def use_threads(threads: int | None) -> None:
     """``threads=N``: torch's intra-op CPU threads; ``null`` leaves torch's own choice."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+# what a file system answers to an output it will not take (a full disk is the cache's CacheError)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+@contextmanager
+def writing(key: str, path: Any) -> Iterator[None]:
+    """An output the file system refuses (no permission, read-only, a file or directory in the way) as one line."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        raise PathError(f"{key}={path}: cannot write there ({error.strerror}); give another place") from error
 
 
 def stop_on_sigterm() -> None:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from seq2seq import sources
 from seq2seq.cache import atomic_write_bytes
 from seq2seq.checkpoint import corpus_split, load_checkpoint, model_path
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads, writing
 from seq2seq.errors import CorpusError, PathError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
@@ -157,9 +157,10 @@ def main(cfg: DictConfig) -> None:
     scored = {"split": cfg.split} if not cfg.input else {"input": str(cfg.input)}
     metrics.update(quantize=cfg.quantize, checkpoint=str(model.resolve()), **scored)
     stem = results_stem(model, name, cfg)
-    atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
     metrics_file = output_dir / "metrics.json"
-    record_metrics(metrics_file, stem, metrics)
+    with writing("output_dir", output_dir):
+        atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
+        record_metrics(metrics_file, stem, metrics)
     print(
         f"{name}: {metrics['sentences']} sentences, {metrics['seconds']:.1f} s, decode {metrics['decode']}\n"
         f"BLEU {metrics['bleu']:.2f}  {metrics['bleu_signature']}\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint, model_files
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads, writing
 from seq2seq.errors import PathError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
@@ -132,14 +131,8 @@ def translate_to_file(
         with partial.open("w", encoding="utf-8") as sink:
             count = translate_stream(translator, source, sink, plots, progress)
 
-    try:
+    with writing("output", output):
         atomic_write(target, write)
-    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as error:
-        raise PathError(f"output={output}: cannot write there ({error.strerror}); give a writable file") from error
-    except OSError as error:
-        if error.errno != errno.EROFS:
-            raise
-        raise PathError(f"output={output}: a read-only file system; give a file elsewhere") from error
     return count
 
 

@@ -152,8 +152,22 @@ def test_a_read_only_output_is_one_line_and_leaves_no_file(checkpoint, tmp_path,
     monkeypatch.setattr(cache.os, "replace", read_only)
     output = tmp_path / "out.txt"
     error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"input={source}", f"output={output}")
-    assert error == f"output={output}: a read-only file system; give a file elsewhere"
+    assert error == f"output={output}: cannot write there (Read-only file system); give another place"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["source.txt"]
+
+
+def test_a_read_only_output_dir_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Je suis content.\tI am happy.\n")
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(cache.os, "replace", read_only)
+    error = fails_with_one_line(capsys, evaluate, f"checkpoint={checkpoint}", f"input={pairs}",
+                                f"output_dir={tmp_path}")  # fmt: skip
+    assert error == f"output_dir={tmp_path}: cannot write there (Read-only file system); give another place"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.tsv"]
 
 
 @pytest.fixture
