@@ -154,7 +154,8 @@ def main(cfg: DictConfig) -> None:
     translator = Translator(trained, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
         metrics, hypotheses = score(translator, pairs, bar)
-    scored = {"split": cfg.split} if not cfg.input else {"input": str(cfg.input)}
+    files = [] if not cfg.input else [cfg.input] if isinstance(cfg.input, str) else list(cfg.input)
+    scored = {"input": [str(Path(file).resolve()) for file in files]} if files else {"split": cfg.split}
     metrics.update(quantize=cfg.quantize, checkpoint=str(model.resolve()), **scored)
     stem = results_stem(model, name, cfg)
     metrics_file = output_dir / "metrics.json"
