@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import STEP_PREFIX, load_checkpoint, write_export
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm
 from seq2seq.errors import CheckpointError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import integer
@@ -62,6 +62,7 @@ def average_checkpoints(paths: Sequence[Path]) -> TranslationModel:
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    stop_on_sigterm()
     if bool(cfg.run) == bool(cfg.checkpoints):
         raise ValueError("give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none")
     integer(1).check("last", cfg.last)

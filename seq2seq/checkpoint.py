@@ -7,9 +7,11 @@ Loading needs neither Lightning nor the training task: the weights go straight i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,11 @@ from seq2seq.data import load_splits
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import resource_dir
+from seq2seq.settings import TATOEBA
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translator import TranslationModel
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # bump when a checkpoint's contents change incompatibly (2: cell, attention; 3: handoff)
 
@@ -37,6 +42,14 @@ EXPORT_FILES = {
     "source": "source.model",
     "target": "target.model",
 }
+
+CORPUS_SOURCES = ("tatoeba", "files")  # conf/data/SOURCE.yaml: the recipes a model's data.source may name
+# where a model's corpus is found: this machine's settings say, never a model file (a URL, a mirror, a cache)
+LOCATION_KEYS = ("url", "mirror", "cache_dir")
+# what an export's config leaves out: the training machine's paths (its settings, a resumed checkpoint, and data's
+# locations and own files: data=files splits); a model needs none of them to translate
+EXPORT_DROPS = ("paths", "resume")
+EXPORT_DATA_DROPS = (*LOCATION_KEYS, "train", "valid", "test")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -72,13 +85,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def model_path(checkpoint: str | Path) -> Path:
+    """What ``checkpoint=`` names: a ``.ckpt``, an exported directory, or a training run (its ``best.ckpt``)."""
+    path = Path(checkpoint).expanduser()
+    best = path / "checkpoints" / "best.ckpt"
+    if path.is_dir() and not (path / EXPORT_FILES["config"]).exists() and best.is_file():
+        log.info("checkpoint=%s is a training run: using its %s", checkpoint, best)
+        return best
+    return path
+
+
+def model_files(checkpoint: str | Path) -> list[Path]:
+    """The files a command reads a model from, which no output of it may replace."""
+    path = model_path(checkpoint)
+    return [path / name for name in EXPORT_FILES.values()] if path.is_dir() else [path]
+
+
 def read_export(directory: Path) -> dict[str, Any]:
     """An exported model directory's contents, as ``read_checkpoint`` gives a checkpoint's: no pickle is involved."""
     missing = [name for name in EXPORT_FILES.values() if not (directory / name).is_file()]
     if missing:
         raise CheckpointError(
-            f"{directory}: not an exported model (no {', '.join(missing)}); "
-            "write one with python -m seq2seq.export checkpoint=PATH output=DIR"
+            f"{directory}: not an exported model (no {', '.join(missing)}) nor a training run (no "
+            "checkpoints/best.ckpt); write one with python -m seq2seq.export checkpoint=PATH output=DIR"
         )
     try:
         hparams = json.loads((directory / EXPORT_FILES["config"]).read_bytes())
@@ -94,39 +123,116 @@ def read_export(directory: Path) -> dict[str, Any]:
     return {"state_dict": weights, "hyper_parameters": hparams, "tokenizers": tokenizers}
 
 
+def interpolations(value: Any, key: str = "") -> Iterator[str]:
+    """The keys under ``value`` whose strings OmegaConf would interpolate (``${...}``)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from interpolations(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from interpolations(item, f"{key}[{index}]")
+    elif isinstance(value, str) and "${" in value:
+        yield key
+
+
+def plain_config(config: Any, path: Path) -> dict[str, Any]:
+    """A model's config as data it cannot steer this machine with: nothing to interpolate (an environment
+    variable, a resolver), a known corpus recipe, and no say in where its corpus is fetched or cached from:
+    ``LOCATION_KEYS`` are dropped, so this machine's settings and defaults fill them in.
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise CheckpointError(f"{path}: its config has no data settings; use a model that seq2seq wrote")
+    if found := list(interpolations(config)):
+        raise CheckpointError(
+            f"{path}: its config asks to interpolate ${{...}} at {', '.join(found)}; refused: a model's config "
+            "is data (seq2seq never writes one)"
+        )
+    data = config["data"]
+    if data.get("source", "tatoeba") not in CORPUS_SOURCES:
+        raise CheckpointError(f"{path}: data.source={data['source']!r} is not one of {CORPUS_SOURCES}; refused")
+    if data.get("source", "tatoeba") == "tatoeba":
+        try:
+            TATOEBA["pair"].check("data.pair", data.get("pair", "fra-eng"))
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}; refused") from error
+    return {**config, "data": {key: value for key, value in data.items() if key not in LOCATION_KEYS}}
+
+
+def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse sizes in the config that no weight holds, before a model of those sizes is built (and allocated).
+
+    Every size of a ``Seq2Seq`` is some weight's dimension, and its layer count is below the number of weights;
+    the exact shapes are compared on a model built on the meta device, which allocates nothing.
+    """
+    config = hparams["config"]
+    bound = max([len(weights), *(max(tensor.shape, default=1) for tensor in weights.values())])
+    sizes = [hparams["src_vocab_size"], hparams["tgt_vocab_size"], config["model"]["embedding_dim"],
+             *config["model"]["encoder"].values(), *config["model"]["decoder"].values()]  # fmt: skip
+    if any(isinstance(size, int) and size > bound for size in sizes):
+        raise CheckpointError(f"{path}: its config gives sizes that no weight has (over {bound}); refused")
+    with torch.device("meta"):
+        expected = Seq2Seq.from_config(config["model"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+    shapes = {name: tuple(tensor.shape) for name, tensor in expected.state_dict().items()}
+    if shapes != {name.removeprefix("model."): tuple(tensor.shape) for name, tensor in weights.items()}:
+        raise CheckpointError(f"{path}: its weights are not the shapes its config gives; refused")
+
+
+def tokenizers(raw: dict[str, Any], path: Path) -> dict[str, Tokenizer]:
+    """Both sentencepiece models, each with the vocabulary its embedding was trained for (none swapped)."""
+    loaded = {}
+    for side, key in (("source", "src_vocab_size"), ("target", "tgt_vocab_size")):
+        try:
+            loaded[side] = Tokenizer(raw["tokenizers"][side])
+        except (RuntimeError, ValueError, TypeError) as error:  # sentencepiece: RuntimeError for a damaged proto
+            raise CheckpointError(f"{path}: its {side} tokenizer is not a sentencepiece model ({error})") from error
+        if len(loaded[side]) != (size := raw["hyper_parameters"][key]):
+            raise CheckpointError(
+                f"{path}: its {side} tokenizer has {len(loaded[side])} pieces but the model reads {size}: "
+                "a tokenizer of another model; export it again"
+            )
+    return loaded
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> TranslationModel:
     """Load a trained model ready to translate (in eval mode), from a ``.ckpt`` or an exported directory, or fail
     with one clear line.
     """
-    path = Path(path).expanduser()
+    path = model_path(path)
     raw = read_export(path) if path.is_dir() else read_checkpoint(path)
     hparams = raw["hyper_parameters"]
     try:
-        config = hparams["config"]
+        config = plain_config(hparams["config"], path)
+        fits_weights(hparams, raw["state_dict"], path)
         model = Seq2Seq.from_config(config["model"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
         model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise CheckpointError(
             f"{path}: its config and weights do not fit this version of seq2seq ({error!r})"
         ) from error
-    tokenizers = raw["tokenizers"]
-    return TranslationModel(
-        model.to(device).eval(), Tokenizer(tokenizers["source"]), Tokenizer(tokenizers["target"]), config
-    )
+    loaded = tokenizers(raw, path)
+    return TranslationModel(model.to(device).eval(), loaded["source"], loaded["target"], config)
 
 
 def write_export(trained: TranslationModel, output: Path) -> None:
-    """``trained`` as an exported model directory that ``load_checkpoint`` reads, made whole or not at all."""
+    """``trained`` as an exported model directory that ``load_checkpoint`` reads, made whole or not at all.
+
+    Its config names no local path (``EXPORT_DROPS``, ``EXPORT_DATA_DROPS``): the directory is for other machines.
+    """
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
-        raise ValueError(f"output={output} exists; give a new directory (it is made)")
+        raise CheckpointError(f"output={output} exists; give a new directory (it is made)")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()
     try:
         weights = {name: tensor.contiguous() for name, tensor in trained.model.state_dict().items()}
-        safetensors.torch.save_file(weights, partial / EXPORT_FILES["weights"])
+        # save, not save_file: the file gets the umask's permissions, as the others do (save_file's are 0600)
+        (partial / EXPORT_FILES["weights"]).write_bytes(safetensors.torch.save(weights))
         sizes = {"src_vocab_size": len(trained.source_tokenizer), "tgt_vocab_size": len(trained.target_tokenizer)}
-        hparams = {"seq2seq_format": FORMAT_VERSION, "config": trained.config, **sizes}
+        config = {key: value for key, value in trained.config.items() if key not in EXPORT_DROPS}
+        config["data"] = {key: value for key, value in config["data"].items() if key not in EXPORT_DATA_DROPS}
+        hparams = {"seq2seq_format": FORMAT_VERSION, "config": config, **sizes}
         (partial / EXPORT_FILES["config"]).write_text(json.dumps(hparams, indent=2))
         (partial / EXPORT_FILES["source"]).write_bytes(trained.source_tokenizer.model_proto)
         (partial / EXPORT_FILES["target"]).write_bytes(trained.target_tokenizer.model_proto)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from seq2seq.errors import UserError
+from seq2seq.errors import Interrupted, PathError, UserError
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
@@ -40,19 +42,51 @@ def use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+# what a file system answers to an output it will not take (a full disk is the cache's CacheError)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+@contextmanager
+def writing(key: str, path: Any) -> Iterator[None]:
+    """An output the file system refuses (no permission, read-only, a file or directory in the way) as one line."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        raise PathError(f"{key}={path}: cannot write there ({error.strerror}); give another place") from error
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM interrupt as Ctrl-C does, so that the same ``finally`` clauses remove what is half written."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Report a user's mistake as one line on standard error and exit 1, instead of a traceback.
 
-    A reader that stops early (``| head``) ends the program quietly, as it ends standard Unix tools.
+    A reader that stops early (``| head``) ends the program quietly, as it ends standard Unix tools; Ctrl-C (or
+    SIGTERM, after ``stop_on_sigterm``) is one line and the shell's status for that signal.
     """
 
     @wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
+        except MissingMandatoryValue as error:  # OmegaConf's message is three lines of its internals
+            print(f"error: {error.full_key} is required: give {error.full_key}=... (see --help)", file=sys.stderr)
+            sys.exit(1)
         except USER_ERRORS as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
+        except KeyboardInterrupt as interrupted:
+            signum = interrupted.signum if isinstance(interrupted, Interrupted) else signal.SIGINT
+            print(f"error: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+            sys.exit(128 + signum)
         except BrokenPipeError:
             # what is still buffered for the closed pipe must not fail again, with a traceback, at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -18,3 +18,15 @@ class CacheError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
+
+
+class PathError(UserError):
+    """An input that is not there, or an output that cannot be written or would replace one of the command's inputs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that stops a command as Ctrl-C does (SIGTERM), carrying its number for the exit status."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

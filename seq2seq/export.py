@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_checkpoint, write_export
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm
 from seq2seq.resources import CONF_DIR
 
 
@@ -20,6 +20,7 @@ from seq2seq.resources import CONF_DIR
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    stop_on_sigterm()
     write_export(load_checkpoint(cfg.checkpoint), Path(cfg.output))
     print(f"exported {cfg.checkpoint} to {cfg.output}")
 

@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seq2seq.cache import atomic_write
-from seq2seq.checkpoint import load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
+from seq2seq.checkpoint import load_checkpoint, model_files
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads, writing
+from seq2seq.errors import PathError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_decode, check_tool_settings
@@ -28,25 +29,30 @@ log = logging.getLogger(__name__)
 # sentencepiece's pieces are at most 16 characters, so a line cut to this many per subword the model
 # reads still holds more than it reads, unless it is mostly runs of spaces (which sentencepiece drops)
 CHARS_PER_SUBWORD = 32
+UTF8_MAX_BYTES = 4  # the longest character in UTF-8: a line cut to 4 bytes per character keeps the characters read
 
 
 def _readable_now(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
-def line_batches(stream: BinaryIO, batch_size: int) -> Iterator[list[bytes]]:
+def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int = sys.maxsize) -> Iterator[list[bytes]]:
     """Lines in batches of up to ``batch_size``, yielding early whenever no more input is waiting.
 
     Reads the file descriptor directly, so an interactive user or an open pipe gets each line
-    answered at once, while a file or a fast pipe is translated in full batches.
+    answered at once, while a file or a fast pipe is translated in full batches. Each line is held to its first
+    ``max_line_bytes``: the rest is read past, so no line (``/dev/zero``) can fill the memory.
     """
-    fd, unfinished, lines = stream.fileno(), [], []  # unfinished: the chunks of a line not yet ended
+    fd, unfinished, kept, lines = stream.fileno(), [], 0, []  # unfinished: the kept chunks of a line not yet ended
     while chunk := os.read(fd, 1 << 16):
         *complete, rest = chunk.split(b"\n")  # only the new chunk is searched: a long line costs linear time
         if complete:
-            complete[0] = b"".join([*unfinished, complete[0]])
-            unfinished = []
-        unfinished.append(rest)
+            complete[0] = b"".join([*unfinished, complete[0][: max_line_bytes - kept]])
+            unfinished, kept = [], 0
+            complete[1:] = [line[:max_line_bytes] for line in complete[1:]]
+        if kept < max_line_bytes:
+            unfinished.append(rest[: max_line_bytes - kept])
+            kept += len(unfinished[-1])
         lines.extend(complete)
         while len(lines) >= batch_size or (lines and not _readable_now(fd)):
             yield lines[:batch_size]
@@ -71,7 +77,7 @@ def decode_lines(raw: list[bytes], first_number: int, max_chars: int) -> list[st
             text = line.decode("utf-8", errors="replace")
         text = text.strip()
         if len(text) > max_chars:
-            log.warning("input line %d: %d characters, cut to the first %d before tokenizing", number, len(text),
+            log.warning("input line %d: over %d characters, cut to the first %d before tokenizing", number, max_chars,
                         max_chars)  # fmt: skip
             text = text[:max_chars]
         texts.append(text)
@@ -89,7 +95,7 @@ def translate_stream(
     count = 0
     n_best = translator.decode.n_best
     max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
-    for raw in line_batches(source, translator.decode.batch_size):
+    for raw in line_batches(source, translator.decode.batch_size, max_chars * UTF8_MAX_BYTES):
         lines = decode_lines(raw, count, max_chars)
         for number, translations in enumerate(translator.translate_n_best(lines, count + 1), count):
             best = translations[0]
@@ -110,15 +116,23 @@ def translate_stream(
 def translate_to_file(
     translator: Translator, source: BinaryIO, output: Path, plots: Path | None, progress: tqdm | None = None
 ) -> int:
-    """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``."""
+    """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``.
+
+    A link is written through (its target is replaced), and a file replaced keeps its permissions.
+    """
     count = 0
+    target = output.resolve() if output.is_symlink() else output
+    mode = target.stat().st_mode & 0o7777 if target.is_file() else None
 
     def write(partial: Path) -> None:
         nonlocal count
+        if mode is not None:
+            partial.chmod(mode)
         with partial.open("w", encoding="utf-8") as sink:
             count = translate_stream(translator, source, sink, plots, progress)
 
-    atomic_write(output, write)
+    with writing("output", output):
+        atomic_write(target, write)
     return count
 
 
@@ -137,17 +151,31 @@ def file_progress(cfg: DictConfig) -> tqdm:
 
 
 def check_files(cfg: DictConfig) -> None:
-    """Mistakes in ``input=`` and ``output=`` that would otherwise lose the input or show a traceback."""
+    """Mistakes in ``input=`` and ``output=`` that would otherwise lose an input or show a traceback, before the
+    model loads: ``output=`` is none of the command's own inputs (the text, the model's files), whatever its spelling.
+    """
+    if cfg.input and not Path(cfg.input).exists():
+        raise PathError(f"input={cfg.input}: no such file; give a text file, one sentence per line")
     if cfg.input and Path(cfg.input).is_dir():
-        raise ValueError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
-    if cfg.input and cfg.output and Path(cfg.output).exists() and Path(cfg.input).samefile(cfg.output):
-        raise ValueError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+        raise PathError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+    if not cfg.output:
+        return
+    output = Path(cfg.output)
+    if output.is_dir():
+        raise PathError(f"output={cfg.output} is a directory; give a file (it is made or replaced)")
+    if not output.exists():
+        return
+    if cfg.input and Path(cfg.input).samefile(output):
+        raise PathError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+    if any(path.exists() and path.samefile(output) for path in model_files(cfg.checkpoint)):
+        raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    stop_on_sigterm()
     check_decode(cfg.decode)
     check_tool_settings(cfg)
     check_files(cfg)

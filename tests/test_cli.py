@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import os
+import resource
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -14,15 +18,20 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import safetensors.torch
 from conftest import MAX_TOKENS
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from test_data import synthetic_corpus
 
-from seq2seq import evaluate, translate
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq import cache, evaluate, export, translate
+from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.cli import SIGPIPE_EXIT_STATUS
+from seq2seq.errors import CorpusError
 from seq2seq.resources import CONF_DIR
+from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.train import train
-from seq2seq.translator import Translator
+from seq2seq.translator import TranslationModel, Translator
 
 
 def train_config(*overrides: str):
@@ -85,6 +94,133 @@ def test_an_interrupted_translation_leaves_the_previous_output_whole(checkpoint,
     assert len(output.read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("model", ["the checkpoint", "a file of an exported model"])
+def test_translate_refuses_to_write_over_the_model_it_reads(checkpoint, tmp_path, capsys, model):
+    exported = tmp_path / "exported"
+    write_export(load_checkpoint(checkpoint), exported)
+    given, output = {
+        "the checkpoint": (checkpoint, checkpoint),
+        "a file of an exported model": (exported, exported / "model.safetensors"),
+    }[model]
+    before = output.read_bytes()
+    error = fails_with_one_line(capsys, translate, f"checkpoint={given}", f"output={output}")
+    assert error == f"output={output} is the model checkpoint={given} reads; write to another file"
+    assert output.read_bytes() == before
+
+
+def test_translate_output_a_directory_is_one_line(checkpoint, tmp_path, capsys):
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"output={tmp_path}")
+    assert error == f"output={tmp_path} is a directory; give a file (it is made or replaced)"
+
+
+@pytest.mark.parametrize("tool", [translate, evaluate])
+def test_a_missing_input_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch, tool):
+    monkeypatch.setattr(tool, "load_checkpoint", lambda *args: pytest.fail("the model was loaded"))
+    error = fails_with_one_line(capsys, tool, f"checkpoint={checkpoint}", f"input={tmp_path / 'missing.txt'}")
+    assert error.startswith(f"input={tmp_path / 'missing.txt'}: no such file")
+
+
+@pytest.mark.parametrize("tool", [translate, evaluate])
+def test_no_checkpoint_is_one_line_naming_the_key(capsys, tool):
+    assert fails_with_one_line(capsys, tool) == "checkpoint is required: give checkpoint=... (see --help)"
+
+
+def translate_file(checkpoint: Path, source: Path, output: Path) -> None:
+    with source.open("rb") as stream:
+        translate.translate_to_file(Translator(load_checkpoint(checkpoint), train_config().decode), stream, output,
+                                    None)  # fmt: skip
+
+
+def test_translating_over_a_file_keeps_its_permissions_and_writes_through_a_link(checkpoint, tmp_path):
+    source, private, link = tmp_path / "source.txt", tmp_path / "private.txt", tmp_path / "link.txt"
+    source.write_text("Je suis content.\n")
+    private.write_text("an earlier translation\n")
+    private.chmod(0o600)
+    link.symlink_to(private)
+    translate_file(checkpoint, source, link)
+    assert link.is_symlink() and link.resolve() == private
+    assert private.stat().st_mode & 0o777 == 0o600 and len(private.read_text().splitlines()) == 1
+
+
+def test_a_read_only_output_is_one_line_and_leaves_no_file(checkpoint, tmp_path, capsys, monkeypatch):
+    source = tmp_path / "source.txt"
+    source.write_text("Je suis content.\n")
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(cache.os, "replace", read_only)
+    output = tmp_path / "out.txt"
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"input={source}", f"output={output}")
+    assert error == f"output={output}: cannot write there (Read-only file system); give another place"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source.txt"]
+
+
+def test_a_read_only_output_dir_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Je suis content.\tI am happy.\n")
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(cache.os, "replace", read_only)
+    error = fails_with_one_line(capsys, evaluate, f"checkpoint={checkpoint}", f"input={pairs}",
+                                f"output_dir={tmp_path}")  # fmt: skip
+    assert error == f"output_dir={tmp_path}: cannot write there (Read-only file system); give another place"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+@pytest.fixture
+def sigterm_restored():
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_while_translating_into_a_file_is_one_line_and_leaves_no_temporary_file(
+    checkpoint, tmp_path, capsys, monkeypatch, sigterm_restored
+):
+    source, output = tmp_path / "source.txt", tmp_path / "out.txt"
+    source.write_text("Je suis content.\n")
+    monkeypatch.setattr(Translator, "translate_n_best", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("translate", [f"checkpoint={checkpoint}", f"input={source}", f"output={output}"])
+    with pytest.raises(SystemExit) as exit_:
+        translate.main(cfg)
+    assert exit_.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "error: interrupted by SIGTERM\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source.txt"]
+
+
+def test_sigterm_while_exporting_is_one_line_and_leaves_no_partial_directory(
+    checkpoint, tmp_path, capsys, monkeypatch, sigterm_restored
+):
+    monkeypatch.setattr(safetensors.torch, "save", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("export", [f"checkpoint={checkpoint}", f"output={tmp_path / 'model'}"])
+    with pytest.raises(SystemExit) as exit_:
+        export.main(cfg)
+    assert exit_.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "error: interrupted by SIGTERM\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_evaluating_is_one_line_and_leaves_no_results(checkpoint, tmp_path, capsys, monkeypatch):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Je suis content.\tI am happy.\n")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "score", interrupted)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("evaluate", [f"checkpoint={checkpoint}", f"input={pairs}", f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(cfg)
+    assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted by SIGINT\n"
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
 # --------------------------------------------------------------------------- evaluate: metrics.json
 
 
@@ -106,7 +242,7 @@ def test_evaluations_recording_at_once_into_one_folder_keep_every_score(tmp_path
     for thread in threads:
         thread.join()
     assert sorted(json.loads(metrics_file.read_text())) == sorted(["test.greedy", *stems])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "metrics.json.lock"]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"], "the lock leaves no file behind"
 
 
 def test_a_damaged_metrics_file_fails_before_anything_is_decoded(checkpoint, tmp_path, capsys):
@@ -121,6 +257,68 @@ def test_a_damaged_metrics_file_fails_before_anything_is_decoded(checkpoint, tmp
     assert error.endswith("); move it aside or delete it, then run again")
     assert metrics_file.read_text() == '{"test.greedy": {"bleu": 1'
     assert not list(tmp_path.glob("*.hyp")), "nothing was decoded"
+
+
+def test_evaluations_of_two_checkpoints_and_of_a_file_named_like_a_split_keep_apart(checkpoint, tmp_path):
+    for name in ("a", "b"):
+        shutil.copy(checkpoint, tmp_path / f"{name}.ckpt")
+    test_file = tmp_path / "test.tsv"
+    test_file.write_text("Je suis content.\tI am happy.\nIl fait froid.\tIt is cold.\n")
+    for name in ("a", "b"):
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            evaluate.main(compose("evaluate", [f"checkpoint={tmp_path / name}.ckpt", f"input={test_file}"]))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert sorted(metrics) == ["a.test.tsv.greedy", "b.test.tsv.greedy"]
+    assert metrics["a.test.tsv.greedy"]["checkpoint"] == str(tmp_path / "a.ckpt")
+    assert metrics["b.test.tsv.greedy"]["input"] == [str(test_file)]
+    assert (tmp_path / "a.test.tsv.greedy.hyp").is_file() and (tmp_path / "b.test.tsv.greedy.hyp").is_file()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        split_stem = evaluate.results_stem(tmp_path / "a.ckpt", "test", compose("evaluate", ["checkpoint=x"]))
+    assert split_stem == "a.test.greedy" not in metrics
+
+
+def test_an_exported_directorys_results_go_into_it(checkpoint, tmp_path):
+    exported = tmp_path / "model"
+    write_export(load_checkpoint(checkpoint), exported)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Je suis content.\tI am happy.\n")
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        evaluate.main(compose("evaluate", [f"checkpoint={exported}", f"input={pairs}"]))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "pairs.tsv"]
+    assert {"metrics.json", "model.pairs.tsv.greedy.hyp"} <= {path.name for path in exported.iterdir()}
+
+
+def two_language_model():
+    """A model whose source tokenizer knows only French and whose target tokenizer knows only English."""
+    pairs = synthetic_corpus(200)
+    french, english = (Tokenizer(train_tokenizer([pair[side] for pair in pairs], 60)) for side in (1, 0))
+    config = {"data": {"source": "tatoeba", "src_lang": "fra", "tgt_lang": "eng"}}
+    return TranslationModel(None, french, english, config), [(fra, eng) for eng, fra in pairs]
+
+
+def test_evaluate_reads_a_file_as_source_then_reference_and_says_so(tmp_path, caplog):
+    trained, pairs = two_language_model()
+    given = tmp_path / "pairs.tsv"
+    given.write_text("".join(f"{fra}\t{eng}\n" for fra, eng in pairs))
+    cfg = OmegaConf.create({"input": str(given), "split": "test"})
+    with caplog.at_level(logging.INFO):
+        assert evaluate.evaluation_pairs(cfg, trained) == ("pairs.tsv", pairs)
+    assert f"input={given}: read as source (fra), reference (eng) in TSV columns 0 and 1" in caplog.text
+
+
+def test_evaluate_refuses_a_file_whose_columns_are_swapped(tmp_path):
+    trained, pairs = two_language_model()
+    given = tmp_path / "pairs.tsv"
+    given.write_text("".join(f"{eng}\t{fra}\n" for fra, eng in pairs))
+    with pytest.raises(CorpusError) as raised:
+        evaluate.evaluation_pairs(OmegaConf.create({"input": str(given), "split": "test"}), trained)
+    assert str(raised.value).startswith(f"input={given}: the columns look swapped (")
+    assert str(raised.value).endswith("the other way round); give source (fra) first, reference (eng) second")
+
+
+def test_evaluate_help_says_input_is_in_the_models_direction():
+    template = OmegaConf.load(Path(CONF_DIR) / "evaluate.yaml").hydra.help.template
+    assert "SOURCE<TAB>REFERENCE in the model's direction" in template and "English<TAB>French" not in template
 
 
 # --------------------------------------------------------------------------- mistakes in paths and settings
@@ -212,7 +410,7 @@ def test_a_huge_line_is_cut_before_tokenizing(checkpoint, tmp_path, caplog):
         assert translate.translate_stream(translator, stream, sink) == 3
     assert len(sink.getvalue().splitlines()) == 3
     assert max(seen) == limit == 256
-    assert f"input line 2: 1499999 characters, cut to the first {limit} before tokenizing" in caplog.text
+    assert f"input line 2: over {limit} characters, cut to the first {limit} before tokenizing" in caplog.text
     assert f"subwords, truncated to the model's {MAX_TOKENS}" in caplog.text, "the existing warning still comes"
 
 
@@ -232,6 +430,17 @@ class CountingBytes(bytes):
     def __radd__(self, other):
         CountingBytes.handled += len(other) + len(self)
         return CountingBytes(other + bytes(self))
+
+
+def test_a_line_without_end_is_held_only_to_its_bound_while_read(monkeypatch):
+    chunks = iter([b"\0" * (1 << 16)] * 4096 + [b"\nshort\n"])  # 256 MiB of one line, as from /dev/zero
+    monkeypatch.setattr(translate.os, "read", lambda fd, n: next(chunks, b""))
+    monkeypatch.setattr(translate, "_readable_now", lambda fd: True)
+    stream = io.BytesIO()
+    stream.fileno = lambda: -1
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert list(translate.line_batches(stream, 64, max_line_bytes=1024)) == [[b"\0" * 1024, b"short"]]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50_000  # kB
 
 
 def test_reading_a_long_line_in_many_chunks_handles_each_byte_once(monkeypatch):

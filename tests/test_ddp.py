@@ -42,6 +42,6 @@ def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path):
     single = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", "split=valid",
                  f"output_dir={tmp_path}", cache=tmp_path / "cache")  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["valid.greedy"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["best.valid.greedy"]
     assert metrics["sentences"] == len(load_splits(config(tmp_path / "cache").data)["valid"])
     assert metrics["bleu"] == pytest.approx(summary["valid_bleu"], abs=1e-9)

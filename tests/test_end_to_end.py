@@ -132,8 +132,8 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     result = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", cache=cache)
     assert result.returncode == 0, result.stderr
     assert "BLEU" in result.stdout and "nrefs:1|case:mixed" in result.stdout and "chrF" in result.stdout
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["test.greedy"]
-    hypotheses = (tmp_path / "test.greedy.hyp").read_text().splitlines()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["best.test.greedy"]
+    hypotheses = (tmp_path / "best.test.greedy.hyp").read_text().splitlines()
     assert len(hypotheses) == metrics["sentences"] > 100
     # evaluate and the end-of-training test score the same checkpoint the same way
     assert metrics["bleu"] == pytest.approx(summary["test"]["greedy"]["bleu"])
@@ -141,7 +141,7 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
         args = (f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", "decode=beam")
         assert cli("seq2seq.evaluate", *args, f"decode.length_penalty={alpha}", cache=cache).returncode == 0
     scored = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(scored) == {"test.greedy", "test.beam5.lp0.6", "test.beam5.lp1"}
+    assert set(scored) == {"best.test.greedy", "best.test.beam5.lp0.6", "best.test.beam5.lp1"}
     assert all((tmp_path / f"{stem}.hyp").is_file() for stem in scored)
 
 
@@ -161,7 +161,7 @@ def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp
     checkpoint = summary["best_checkpoint"]
     result = cli("seq2seq.evaluate", f"checkpoint={checkpoint}", "split=valid", f"output_dir={tmp_path}", cache=cache)
     assert result.returncode == 0, result.stderr
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())["valid.greedy"]
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())["best.valid.greedy"]
     assert evaluated["sentences"] > 500 and float(validated["val/chrf"]) > 0  # chrF sees any changed hypothesis
     for metric in ("bleu", "chrf"):  # the logged values are float32
         assert evaluated[metric] == pytest.approx(float(validated[f"val/{metric}"]), abs=1e-4)

@@ -2,17 +2,31 @@
 and load without unpickling anything; and averaged checkpoints, written as one.
 """
 
+import http.server
+import json
+import logging
+import os
 import pickle
+import resource
+import shutil
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import SENTENCES
+from hydra import compose, initialize_config_dir
+from test_data import synthetic_corpus, write_mirror
 
+from seq2seq import evaluate, translate
 from seq2seq.average import average_checkpoints, last_checkpoints
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
 from seq2seq.errors import CheckpointError
+from seq2seq.resources import CONF_DIR
+from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.translator import Translator, decode_preset
 
 
@@ -33,7 +47,7 @@ def test_an_exported_model_translates_exactly_as_its_checkpoint(checkpoint, expo
     from_export = Translator(load_checkpoint(exported), settings).translate_n_best(SENTENCES)
     assert from_export == from_checkpoint  # texts, tokens and scores
     original, reloaded = load_checkpoint(checkpoint), load_checkpoint(exported)
-    assert original.config == reloaded.config
+    assert (original.config["model"], original.config["data"]) == (reloaded.config["model"], reloaded.config["data"])
     for (name, weights), (reloaded_name, reloaded_weights) in zip(
         original.model.state_dict().items(), reloaded.model.state_dict().items()
     ):
@@ -56,14 +70,14 @@ def test_a_directory_missing_a_file_is_refused_in_one_line_naming_it(exported):
     with pytest.raises(CheckpointError) as raised:
         load_checkpoint(exported)
     assert str(raised.value) == (
-        f"{exported}: not an exported model (no target.model); "
+        f"{exported}: not an exported model (no target.model) nor a training run (no checkpoints/best.ckpt); "
         "write one with python -m seq2seq.export checkpoint=PATH output=DIR"
     )
 
 
 def test_an_export_never_writes_into_an_existing_directory(checkpoint, exported):
     before = {path.name: path.read_bytes() for path in exported.iterdir()}
-    with pytest.raises(ValueError, match="exists; give a new directory"):
+    with pytest.raises(CheckpointError, match="exists; give a new directory"):
         write_export(load_checkpoint(checkpoint), exported)
     assert {path.name: path.read_bytes() for path in exported.iterdir()} == before
     assert [path.name for path in exported.parent.iterdir()] == ["model"], "no partial directory is left"
@@ -135,3 +149,143 @@ def test_a_run_without_step_checkpoints_is_refused_in_one_line(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(CheckpointError, match=r"no checkpoints/step\*\.ckpt; train with keep_last >= 1"):
         last_checkpoints(tmp_path, 5)
+
+
+# --------------------------------------------------------------------------- a model file is untrusted input
+
+
+def edit_config(exported, edit) -> None:
+    """Change an export's config.json as its author could."""
+    config_file = exported / EXPORT_FILES["config"]
+    hparams = json.loads(config_file.read_text())
+    edit(hparams)
+    config_file.write_text(json.dumps(hparams))
+
+
+def run_tool(tool, *overrides: str) -> None:
+    """A tool's ``main``, in this process, as its command line would run it with these overrides."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    tool.main(cfg)
+
+
+def one_line_error(capsys, tool, *overrides: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(tool, *overrides)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err.removeprefix("error: ").rstrip("\n")
+
+
+@pytest.fixture
+def counting_server():
+    """A local HTTP server that counts the requests it gets (and answers none usefully)."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", requests
+    server.shutdown()
+
+
+def test_evaluating_an_export_fetches_nothing_its_config_names_and_uses_this_machines_corpus(
+    exported, tmp_path, counting_server, capsys
+):
+    url, requests = counting_server
+    edit_config(exported, lambda h: h["config"]["data"].update(url=f"{url}/elsewhere.zip", mirror=str(tmp_path)))
+    write_mirror(tmp_path / "mirror", synthetic_corpus(100))
+    run_tool(evaluate, f"checkpoint={exported}", f"paths.mirror={tmp_path / 'mirror'}",
+             f"paths.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    assert requests == []
+    assert "sentences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("subset", "${oc.env:SEQ2SEQ_TEST_SECRET}", "its config asks to interpolate ${...} at data.subset; refused"),
+        ("source", "../../../tmp/recipe", "data.source='../../../tmp/recipe' is not one of ('tatoeba', 'files')"),
+        ("pair", "../../x-eng", "data.pair='../../x-eng' is not a manythings.org/anki pair LANG-eng"),
+    ],
+)
+def test_a_config_that_would_steer_this_machine_is_refused_in_one_line(
+    exported, key, value, message, capsys, monkeypatch
+):
+    monkeypatch.setenv("SEQ2SEQ_TEST_SECRET", "the-secret-value")
+    edit_config(exported, lambda h: h["config"]["data"].update({key: value}))
+    error = one_line_error(capsys, evaluate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: ") and message in error and "the-secret-value" not in error
+
+
+def test_sizes_no_weight_has_are_refused_before_anything_is_allocated(exported, capsys):
+    edit_config(exported, lambda h: h["config"]["model"]["encoder"].update(hidden_size=10**6))
+    assert (exported / EXPORT_FILES["config"]).stat().st_size < 4096
+    start, peak_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: its config gives sizes that no weight has (over ")
+    assert time.perf_counter() - start < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50_000  # kB
+
+
+def test_weights_of_other_shapes_than_the_config_gives_are_refused_in_one_line(exported, capsys):
+    edit_config(exported, lambda h: h["config"]["model"].update(embedding_dim=4))
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error == f"{exported}: its weights are not the shapes its config gives; refused"
+
+
+def test_a_damaged_tokenizer_is_refused_in_one_line(exported, capsys):
+    (exported / "source.model").write_bytes(b"not a sentencepiece model")
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: its source tokenizer is not a sentencepiece model (")
+
+
+def test_a_tokenizer_of_another_model_is_refused_in_one_line(exported, capsys):
+    other = train_tokenizer(SENTENCES, vocab_size=25)
+    (exported / "target.model").write_bytes(other)
+    reads = json.loads((exported / EXPORT_FILES["config"]).read_text())["tgt_vocab_size"]
+    assert len(Tokenizer(other)) != reads
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error == (
+        f"{exported}: its target tokenizer has {len(Tokenizer(other))} pieces but the model reads {reads}: "
+        "a tokenizer of another model; export it again"
+    )
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o022, 0o644)])
+def test_every_exported_file_gets_the_permissions_the_umask_gives(checkpoint, tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_export(load_checkpoint(checkpoint), tmp_path / "model")
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "model").iterdir()} == dict.fromkeys(
+        EXPORT_FILES.values(), mode
+    )
+
+
+def test_an_exported_config_names_no_local_path(checkpoint, exported):
+    text = (exported / EXPORT_FILES["config"]).read_text()
+    assert str(Path.home()) not in text and "/tmp" not in text
+    config = json.loads(text)["config"]
+    assert not {"paths", "resume"} & set(config)
+    assert not {"url", "mirror", "cache_dir", "train", "valid", "test"} & set(config["data"])
+    assert read_checkpoint(checkpoint)["hyper_parameters"]["config"]["data"]["cache_dir"].startswith("/")
+
+
+def test_a_training_run_as_checkpoint_loads_its_best_checkpoint(checkpoint, tmp_path, caplog):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    shutil.copy(checkpoint, tmp_path / "run" / "checkpoints" / "best.ckpt")
+    with caplog.at_level(logging.INFO):
+        loaded = load_checkpoint(tmp_path / "run")
+    assert f"checkpoint={tmp_path / 'run'} is a training run: using its {tmp_path}/run/checkpoints/best.ckpt" in (
+        caplog.text
+    )
+    assert loaded.config == load_checkpoint(checkpoint).config

@@ -174,15 +174,15 @@ def test_translate_quantize_int8_translates_with_the_int8_model(checkpoint, tmp_
 
 def test_evaluate_keeps_int8_results_apart_from_the_float_ones(checkpoint, tmp_path, capsys):
     corpus = tmp_path / "pairs.txt"
-    corpus.write_text("".join(f"I am here.\t{sentence}\n" for sentence in SENTENCES))
+    corpus.write_text("".join(f"{sentence}\tI am here.\n" for sentence in SENTENCES))
     for quantize in ("null", "int8"):
         evaluate.main(composed("evaluate", f"checkpoint={checkpoint}", f"input={corpus}", f"output_dir={tmp_path}",
                                f"quantize={quantize}"))  # fmt: skip
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {stem: scores["quantize"] for stem, scores in metrics.items()} == {
-        "pairs.greedy": None, "pairs.greedy.int8": "int8"
+        "tiny.pairs.txt.greedy": None, "tiny.pairs.txt.greedy.int8": "int8"
     }  # fmt: skip
-    assert (tmp_path / "pairs.greedy.hyp").is_file() and (tmp_path / "pairs.greedy.int8.hyp").is_file()
+    assert all((tmp_path / f"{stem}.hyp").is_file() for stem in metrics)
 
 
 def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypatch, capsys):
