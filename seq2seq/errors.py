@@ -18,3 +18,7 @@ class CacheError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
+
+
+class SettingsError(UserError):
+    """A setting (``key=value``) that cannot work, found out only once it meets the files or the data."""
