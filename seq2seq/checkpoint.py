@@ -168,6 +168,9 @@ def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> li
     )
     defaults.pop("defaults")
     data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
-    check_data(data_cfg)
+    try:
+        check_data(data_cfg)
+    except ValueError as error:
+        raise CheckpointError(f"the checkpoint's {error}") from error
     pairs = load_split(data_cfg, split)
     return kept_pairs(split, pairs, trained.source_tokenizer, trained.target_tokenizer, data_cfg.max_tokens)
