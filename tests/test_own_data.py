@@ -169,6 +169,17 @@ def test_a_fifo_as_the_training_file_is_refused_in_one_line_without_opening_it(t
     )
 
 
+def test_a_recipe_not_in_recipes_is_refused_in_one_line_naming_them_though_hydra_would_load_it_by_path(tmp_path):
+    (tmp_path / "elsewhere.yaml").write_text("name: elsewhere\n")
+    climbed = "../" * len(Path(CONF_DIR).parts) + str(tmp_path / "elsewhere").lstrip("/")  # from conf/recipe/
+    env = {**os.environ, "SEQ2SEQ_RUNS": str(tmp_path / "runs"), "SEQ2SEQ_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "seq2seq.train", f"recipe={climbed}"],
+                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    recipes = ", ".join(sorted(path.stem for path in (Path(CONF_DIR).parent / "recipes").glob("*.yaml")))
+    assert (result.returncode, result.stderr) == (1, f"error: recipe={climbed} is not a recipe; use one of {recipes}\n")
+    assert not (tmp_path / "cache").exists() and not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
 def test_aligned_files_of_different_lengths_are_refused_naming_both_files_and_counts(tmp_path):
     source, target = tmp_path / "train.de", tmp_path / "train.en"
     source.write_text("Hallo.\nJa.\nDanke.\n")
