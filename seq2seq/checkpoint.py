@@ -20,11 +20,11 @@ import safetensors.torch
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.data import load_splits
+from seq2seq.data import kept_pairs, load_split
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import resource_dir
-from seq2seq.settings import TATOEBA
+from seq2seq.settings import TATOEBA, check_data
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translator import TranslationModel
 
@@ -242,18 +242,40 @@ def write_export(trained: TranslationModel, output: Path) -> None:
         raise
 
 
+# what decides the pairs of a checkpoint's split; where its corpus is found (url, mirror, cache) is the user's to say
+SPLIT_KEYS = ("source", "pair", "src_lang", "tgt_lang", "subset", "valid_fraction", "test_fraction", "split_seed",
+              "sha256", "train", "valid", "test", "src_column", "tgt_column")  # fmt: skip
+
+
 def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> list[tuple[str, str]]:
-    """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, found again on this
-    machine through ``paths`` (mirror, cache) in place of the trainer's. Settings added since the checkpoint was
-    trained take their defaults. Own files are found again at the paths the checkpoint names.
+    """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, exactly as training
+    scored them: the pairs training drops (a side of no subwords) are dropped here too, by the same function.
+
+    A model file is not trusted to say where to look: only its ``SPLIT_KEYS`` are read, checked as a user's settings
+    are, and none may interpolate; the archive is found through the user's ``paths`` (mirror, cache) and the default
+    URL. Settings added since the checkpoint was trained take their defaults. Own files are read at the paths the
+    checkpoint names (absolute since training makes them so), and only the split asked for when it has its own file.
     """
     if split not in ("valid", "test"):
         raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
     data = trained.config["data"]
-    source = data.get("source", "tatoeba")  # checkpoints from before data=files read Tatoeba
+    chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
+    if chosen["source"] not in ("tatoeba", "files"):
+        raise CheckpointError(f"the checkpoint's data.source={chosen['source']!r} is neither tatoeba nor files")
+    if interpolating := [key for key, value in chosen.items() if "${" in json.dumps(value)]:
+        raise CheckpointError(
+            f"the checkpoint's data.{interpolating[0]} holds an interpolation (${{...}}), which a trained model's "
+            "config never does; refused"
+        )
     defaults = OmegaConf.merge(
         OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
-        OmegaConf.load(resource_dir("conf") / "data" / f"{source}.yaml"),
+        OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),
     )
     defaults.pop("defaults")
-    return load_splits(OmegaConf.merge(defaults, data, {"mirror": paths.mirror, "cache_dir": paths.cache_dir}))[split]
+    data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
+    try:
+        check_data(data_cfg)
+    except ValueError as error:
+        raise CheckpointError(f"the checkpoint's {error}") from error
+    pairs = load_split(data_cfg, split)
+    return kept_pairs(split, pairs, trained.source_tokenizer, trained.target_tokenizer, data_cfg.max_tokens)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from seq2seq.cache import atomic_write
 from seq2seq.errors import CorpusError
@@ -49,16 +50,32 @@ def sha256sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_archive(path: Path, member: str, sha256: str | None = None) -> None:
-    """Reject a truncated, corrupt or wrong archive with a message naming the file."""
+def check_member_size(path: Path, info: zipfile.ZipInfo, max_bytes: int) -> None:
+    """Refuse a member that unpacks past ``max_bytes``, from the archive's directory, before decompressing it."""
+    if info.file_size > max_bytes:
+        raise CorpusError(
+            f"{path}: {info.filename} unpacks to {info.file_size} bytes, over data.max_archive_bytes={max_bytes}; "
+            "is it the right file? (raise the limit if so)"
+        )
+
+
+def verify_archive(path: Path, member: str, sha256: str | None = None, max_bytes: int | None = None) -> None:
+    """Reject a truncated, corrupt, wrong or oversized archive with a message naming the file.
+
+    Only ``member`` is decompressed (to check its CRC), once its size is checked; the archive's other members,
+    which nothing reads, are never unpacked.
+    """
     if sha256 and (actual := sha256sum(path)) != sha256.lower():
         raise CorpusError(f"{path}: sha256 {actual} does not match data.sha256={sha256}; delete it or fix the hash")
     try:
         with zipfile.ZipFile(path) as archive:
             if member not in archive.namelist():
                 raise CorpusError(f"{path}: archive has no member {member!r}; is it the right file?")
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("CRC check failed")
+            if max_bytes is not None:
+                check_member_size(path, archive.getinfo(member), max_bytes)
+            with archive.open(member) as data:  # zipfile checks the CRC once the member is read to its end
+                while data.read(1 << 20):
+                    pass
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise CorpusError(f"{path}: corrupt or truncated zip archive ({error}); delete it and retry") from error
     except (RuntimeError, NotImplementedError) as error:  # zipfile's words for encrypted and unknown compression
@@ -67,7 +84,14 @@ def verify_archive(path: Path, member: str, sha256: str | None = None) -> None:
         ) from error
 
 
-def download(url: str, destination: Path, member: str, sha256: str | None = None, timeout: float = 60) -> Path:
+def download(
+    url: str,
+    destination: Path,
+    member: str,
+    sha256: str | None = None,
+    max_bytes: int | None = None,
+    timeout: float = 60,
+) -> Path:
     """Download ``url`` to ``destination`` atomically: a partial or corrupt download leaves no file behind."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
 
@@ -78,7 +102,7 @@ def download(url: str, destination: Path, member: str, sha256: str | None = None
         if expected is not None and tmp.stat().st_size != int(expected):
             raise CorpusError(f"{url}: download truncated ({tmp.stat().st_size} of {expected} bytes); retry")
         try:
-            verify_archive(tmp, member, sha256)
+            verify_archive(tmp, member, sha256, max_bytes)
         except CorpusError as error:  # name what the user knows, the URL, not the deleted temporary file
             raise CorpusError(f"{url}: {str(error).removeprefix(f'{tmp}: ')}; nothing was cached") from error
 
@@ -92,23 +116,24 @@ def find_archive(
     mirror: str | Path | None = None,
     sha256: str | None = None,
     member: str = "fra.txt",
+    max_bytes: int | None = None,
 ) -> Path:
     """Mirror first, then cache, then network. A bad cached copy is removed so the next try rebuilds it."""
     name = url.rsplit("/", 1)[-1]
     if mirror is not None and (candidate := Path(mirror).expanduser() / name).is_file():
-        verify_archive(candidate, member, sha256)
+        verify_archive(candidate, member, sha256, max_bytes)
         return candidate
     cached = Path(cache_dir).expanduser() / name
     if cached.is_file():
         try:
-            verify_archive(cached, member, sha256)
+            verify_archive(cached, member, sha256, max_bytes)
             return cached
         except CorpusError as error:
             log.warning("removing bad cached archive: %s", error)
             cached.unlink()
     try:
         log.info("downloading %s to %s", url, cached)
-        return download(url, cached, member, sha256)
+        return download(url, cached, member, sha256, max_bytes)
     except (urllib.error.URLError, OSError) as error:
         raise CorpusError(
             f"cannot get {name}: no mirror copy ({MIRROR_ENV}={mirror or 'unset'}), none cached in {cached.parent}, "
@@ -128,21 +153,36 @@ class ParseReport:
         return f"kept {self.kept} pairs; dropped {sum(self.dropped.values())} malformed lines ({reasons})"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 control characters but the tab and the newline, and U+FEFF (a BOM, at the start of any file or line)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff]")
+MAX_LINE_BYTES = 1 << 16  # no sentence pair is longer: a longer line is dropped as malformed, never held whole
+
+
+def bounded_lines(file: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """Each line of ``file``, or None for a line over ``limit`` bytes, which is read past in pieces."""
+    while line := file.readline(limit + 1):
+        if line.endswith(b"\n") or len(line) <= limit:
+            yield line
+            continue
+        while (rest := file.readline(limit + 1)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def parse_pairs(
-    lines: Iterable[bytes], report: ParseReport, columns: tuple[int, int] = (0, 1), origin: str = "the corpus"
+    lines: Iterable[bytes | None], report: ParseReport, columns: tuple[int, int] = (0, 1), origin: str = "the corpus"
 ) -> Iterator[tuple[str, str]]:
     """Parse tab-separated lines into NFC pairs of two ``columns`` (Tatoeba's: ``English<TAB>other[<TAB>attribution]``).
 
     A generator counting into ``report``, so that neither the file nor its pairs need be held whole; a line
-    without a column asked for is dropped. A file with no usable pair is refused once it is read to the end.
+    without a column asked for, or over ``MAX_LINE_BYTES`` (None, from ``bounded_lines``), is dropped. A bare
+    carriage return separates words as a space does. A file with no usable pair is refused once it is read to the end.
     """
     needed = max(columns) + 1
-    for number, line in enumerate(lines):
-        if number == 0:
-            line = line.removeprefix(b"\xef\xbb\xbf")
+    for line in lines:
+        if line is None:
+            report.dropped[f"over {MAX_LINE_BYTES} bytes"] += 1
+            continue
         if not line.strip():
             continue
         try:
@@ -150,7 +190,7 @@ def parse_pairs(
         except UnicodeDecodeError:
             report.dropped["undecodable"] += 1
             continue
-        fields = text.split("\t")
+        fields = text.replace("\r", " ").split("\t")
         if len(fields) < needed:
             report.dropped["without a tab" if len(fields) == 1 else f"without column {needed}"] += 1
             continue
@@ -170,17 +210,13 @@ def parse_pairs(
 def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[list[tuple[str, str]], ParseReport]:
     """Parse the archive's text line by line as it is decompressed, refusing a member larger than ``max_bytes``.
 
-    zipfile stops a member at the size its header declares, so checking that size bounds what is read.
+    zipfile stops a member at the size its directory declares, so checking that size bounds what is read.
     """
     with zipfile.ZipFile(path) as archive:
-        if (size := archive.getinfo(member).file_size) > max_bytes:
-            raise CorpusError(
-                f"{path}: {member} unpacks to {size} bytes, over data.max_archive_bytes={max_bytes}; "
-                "is it the right file? (raise the limit if so)"
-            )
+        check_member_size(path, archive.getinfo(member), max_bytes)
         report = ParseReport()
         with archive.open(member) as lines:
-            return list(parse_pairs(lines, report, origin=str(path))), report
+            return list(parse_pairs(bounded_lines(lines), report, origin=str(path))), report
 
 
 def is_tutorial_pair(eng: str, fra: str) -> bool:

@@ -178,6 +178,23 @@ def load_splits(data_cfg: Any) -> dict[str, sources.Split]:
     return splits
 
 
+def load_split(data_cfg: Any, name: str) -> sources.Pairs:
+    """One split's pairs: read alone when it has its own files (no other file is opened), else cut off the
+    training pairs as ``load_splits`` cuts it."""
+    files = sources.split_files(getattr(data_cfg, name), f"data.{name}") if data_cfg.source == "files" else None
+    if files is None:
+        return load_splits(data_cfg)[name]
+    return sources.read_split(files, (data_cfg.src_column, data_cfg.tgt_column), f"data.{name}")
+
+
+def kept_pairs(
+    name: str, pairs: sources.Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_tokens: int
+) -> sources.Pairs:
+    """A valid or test split's pairs as training keeps them: what ``encode_split`` drops is dropped, and counted."""
+    encoded = encode_split(name, pairs, len(pairs), src_tok, tgt_tok, max_tokens)
+    return list(zip(encoded.sources, encoded.targets))
+
+
 class Reservoir:
     """A seeded uniform sample of at most ``size`` items of a stream of unknown length, kept in stream order.
 

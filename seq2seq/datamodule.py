@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seq2seq.data import EncodedSplit, prepare
+from seq2seq.sources import absolute_files
 from seq2seq.tokenizer import Tokenizer
 
 
@@ -107,10 +108,14 @@ class TokenBucketSampler(Sampler[list[int]]):
 
 
 class TranslationData(L.LightningDataModule):
-    """Prepares the corpus once (cached under a lock, so every rank may ask), then serves bucketed batches."""
+    """Prepares the corpus once (cached under a lock, so every rank may ask), then serves bucketed batches.
+
+    Own files in ``data_cfg`` are made absolute paths, in place, so that the checkpoints that save it name them.
+    """
 
     def __init__(self, data_cfg: Any, seed: int = 0):
         super().__init__()
+        absolute_files(data_cfg)
         self.cfg = data_cfg
         self.seed = seed
         self.splits: dict[str, EncodedSplit] = {}

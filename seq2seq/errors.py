@@ -30,3 +30,7 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+class SettingsError(UserError):
+    """A setting (``key=value``) that cannot work, found out only once it meets the files or the data."""

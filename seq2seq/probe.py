@@ -20,7 +20,7 @@ from seq2seq.data import Ragged, prepare
 from seq2seq.encoder import Encoder
 from seq2seq.handoff import BRIDGES, MODES, Handoff, final_states
 from seq2seq.model import Seq2Seq
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
 
 VERDICTS = ("exact", "float noise", "wrong")
 FLOAT_NOISE = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing.assert_close's float32 tolerances
@@ -102,6 +102,7 @@ def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    check_recipe()
     if cfg.checkpoint:
         trained = load_checkpoint(cfg.checkpoint)
         test = corpus_split(trained, "test", cfg.paths)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+
+from seq2seq.errors import SettingsError
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -29,3 +32,11 @@ def register_recipes() -> list[str]:
         store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
         names.append(path.stem)
     return names
+
+
+def check_recipe() -> None:
+    """Refuse a ``recipe=`` that is not a name of ``recipes/``: Hydra would also take ``recipe=../x`` (or any path)
+    as the YAML file at that path, under the config directory's ``recipe/``, and load it without a word."""
+    choice = HydraConfig.get().runtime.choices.get("recipe")
+    if choice is not None and choice not in (names := sorted(p.stem for p in resource_dir("recipes").glob("*.yaml"))):
+        raise SettingsError(f"recipe={choice} is not a recipe; use one of {', '.join(names)}")

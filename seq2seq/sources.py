@@ -58,13 +58,22 @@ def open_lines(path: str | Path, key: str) -> Iterator[IO[bytes]]:
 
 
 def check_readable(files: SplitFiles, key: str) -> None:
-    """Fail on a missing or unreadable file before any other file is parsed."""
+    """Fail on a missing, unreadable or unrewindable file before any other file is parsed.
+
+    Every file is opened more than once (here, then on each pass), so a FIFO or a device, which would block or
+    give other lines the second time, is refused before it is opened.
+    """
     for path in [files] if isinstance(files, str) else files:
+        if (full := Path(path).expanduser()).exists() and not (full.is_file() or full.is_dir()):
+            raise CorpusError(
+                f"{key}={path}: not a regular file (a pipe or a device), and data files are read more than once; "
+                "give a file (.gz is read directly)"
+            )
         with open_lines(path, key):
             pass
 
 
-def progress(lines: Iterator[bytes], path: str) -> Iterator[bytes]:
+def progress(lines: Iterator[bytes | None], path: str) -> Iterator[bytes | None]:
     for number, line in enumerate(lines, 1):
         if number % PROGRESS_EVERY == 0:
             log.info("%s: %d lines read", path, number)
@@ -73,18 +82,25 @@ def progress(lines: Iterator[bytes], path: str) -> Iterator[bytes]:
 
 def read_tsv(path: str, columns: tuple[int, int], key: str, report: corpus.ParseReport) -> Iterator[tuple[str, str]]:
     with open_lines(path, key) as file:
-        yield from corpus.parse_pairs(progress(file, path), report, columns, origin=f"{key}={path}")
+        lines = progress(corpus.bounded_lines(file), path)
+        yield from corpus.parse_pairs(lines, report, columns, origin=f"{key}={path}")
 
 
 def read_aligned(source: str, target: str, key: str, report: corpus.ParseReport) -> Iterator[tuple[str, str]]:
     """Line ``i`` of ``source`` translates line ``i`` of ``target``; files of different lengths are refused."""
     counts = [0, 0]
 
-    def tab_joined() -> Iterator[bytes]:
-        for source_line, target_line in zip_longest(progress(sources, source), targets):
-            counts[0] += source_line is not None
-            counts[1] += target_line is not None
-            if source_line is not None and target_line is not None:
+    def tab_joined() -> Iterator[bytes | None]:
+        """Each pair of lines as one TSV line; None (over-long) when either side is; b"" pads the shorter file."""
+        source_lines = progress(corpus.bounded_lines(sources), source)
+        for source_line, target_line in zip_longest(source_lines, corpus.bounded_lines(targets), fillvalue=b""):
+            counts[0] += source_line != b""
+            counts[1] += target_line != b""
+            if b"" in (source_line, target_line):
+                continue
+            if source_line is None or target_line is None:
+                yield None
+            else:
                 tab_free = (side.rstrip(b"\r\n").replace(b"\t", b" ") for side in (source_line, target_line))
                 yield b"\t".join(tab_free)
 
@@ -136,10 +152,11 @@ class PairFile:
             pairs = read_tsv(self.files, self.columns, self.key, report)
         else:
             pairs = read_aligned(*self.files, self.key, report)
-        watched, in_train = own_sentences(self.given) if first else set(), set()
+        watched, in_train = own_sentences(self.given) if first else (set(), set()), (set(), set())
         for pair in pairs:
-            if watched:
-                in_train.update(side for side in pair if side in watched)
+            for side, side_watched, side_in_train in zip(pair, watched, in_train):
+                if side in side_watched:
+                    side_in_train.add(side)
             yield pair
         if self._stamp() != self.stamp:
             raise CorpusError(
@@ -159,14 +176,22 @@ def read_split(files: SplitFiles, columns: tuple[int, int], key: str) -> Pairs:
     return list(PairFile(files, columns, key))
 
 
-def own_sentences(given: dict[str, Pairs]) -> set[str]:
-    return {side for pairs in given.values() for pair in pairs for side in pair}
+Sides = tuple[set[str], set[str]]  # sentences by side: sources, targets
 
 
-def warn_overlap(given: dict[str, Pairs], in_train: set[str]) -> None:
-    """The user's own valid/test split is kept as given, but sentences it shares with training inflate its scores."""
+def own_sentences(given: dict[str, Pairs]) -> Sides:
+    return {s for pairs in given.values() for s, _ in pairs}, {t for pairs in given.values() for _, t in pairs}
+
+
+def warn_overlap(given: dict[str, Pairs], in_train: Sides) -> None:
+    """The user's own valid/test split is kept as given, but sentences it shares with training inflate its scores.
+
+    A source is compared with training's sources, a target with its targets: the same text on the other side
+    (a name, a number) is a different task, not a sentence seen.
+    """
+    train_sources, train_targets = in_train
     for name, pairs in given.items():
-        shared = sum(1 for source, target in pairs if source in in_train or target in in_train)
+        shared = sum(1 for source, target in pairs if source in train_sources or target in train_targets)
         if shared:
             log.warning(
                 "%s: %d of %d pairs share a sentence with the training split; their scores overstate "
@@ -197,18 +222,36 @@ def file_splits(data_cfg: Any) -> dict[str, Split]:
         }
         splits = corpus.split_pairs(train, fractions["valid"], fractions["test"], data_cfg.split_seed)
         watched = own_sentences(own)  # against what training keeps after the cut, not the whole file
-        warn_overlap(own, {side for pair in splits["train"] for side in pair if side in watched})
+        warn_overlap(own, tuple({pair[side] for pair in splits["train"]} & watched[side] for side in (0, 1)))
         splits.update({name: own[f"data.{name}"] for name in given})
     return {name: splits[name] for name in SPLITS}
+
+
+def absolute_files(data_cfg: Any) -> None:
+    """Name own files by absolute path, in place: the config goes into every checkpoint, whose valid and test files
+    ``evaluate`` must find again from any directory."""
+    if data_cfg.source != "files":
+        return
+    for name in SPLITS:
+        files = split_files(getattr(data_cfg, name), f"data.{name}")
+        if isinstance(files, str):
+            setattr(data_cfg, name, absolute(files))
+        elif files is not None:
+            setattr(data_cfg, name, {"source": absolute(files[0]), "target": absolute(files[1])})
+
+
+def absolute(path: str) -> str:
+    return str(Path(path).expanduser().absolute())
 
 
 def tatoeba_splits(data_cfg: Any) -> dict[str, Pairs]:
     """Archive → parsed ``(eng, other)`` pairs → subset → group-disjoint split → ``(source, target)`` per split."""
     other, english = data_cfg.pair.split("-")
+    member, limit = f"{other}.txt", data_cfg.max_archive_bytes
     archive = corpus.find_archive(
-        data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256, member=f"{other}.txt"
+        data_cfg.url, Path(data_cfg.cache_dir), data_cfg.mirror, data_cfg.sha256, member, limit
     )
-    pairs, report = corpus.read_archive(archive, data_cfg.max_archive_bytes, member=f"{other}.txt")
+    pairs, report = corpus.read_archive(archive, limit, member)
     log.info("%s: %s", archive, report)
     pairs = corpus.select_subset(pairs, data_cfg.subset)
     splits = corpus.split_pairs(pairs, data_cfg.valid_fraction, data_cfg.test_fraction, data_cfg.split_seed)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
 
 from seq2seq.cache import atomic_write_bytes, content_key, locked
+from seq2seq.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +52,34 @@ def train_tokenizer(
     model_type: str = "unigram",
     character_coverage: float = 1.0,
 ) -> bytes:
-    """Train a sentencepiece model in memory and return its serialized proto (sentencepiece copies the text)."""
+    """Train a sentencepiece model in memory and return its serialized proto (sentencepiece copies the text).
+
+    A vocabulary too small for the text's characters (unigram and BPE keep every character) is one line saying
+    the smallest size that fits.
+    """
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=character_coverage,
-        pad_id=PAD,
-        unk_id=UNK,
-        bos_id=BOS,
-        eos_id=EOS,
-        hard_vocab_limit=False,  # small corpora may not support the requested size: take what fits
-        num_threads=2,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            hard_vocab_limit=False,  # small corpora may not support the requested size: take what fits
+            num_threads=2,
+            minloglevel=2,
+        )
+    except RuntimeError as error:
+        if not (too_small := re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))):
+            raise
+        raise SettingsError(
+            f"data.vocab_size={vocab_size} cannot hold the training text's characters and the 4 special ids; "
+            f"use data.vocab_size={too_small[1]} or more, or a data.character_coverage below {character_coverage}"
+        ) from error
     return model.getvalue()
 
 

@@ -28,7 +28,7 @@ from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
 from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
 from seq2seq.resume import (
     RandomState,
     SamplerEpoch,
@@ -217,6 +217,7 @@ def remove_if_unused(run_dir: Path) -> None:
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        check_recipe()
         summary = train(cfg, run_dir)
     except BaseException:
         remove_if_unused(run_dir)

@@ -113,7 +113,7 @@ def server():
 
 def parsed(raw: bytes) -> tuple[list[tuple[str, str]], ParseReport]:
     report = ParseReport()
-    return list(parse_pairs(io.BytesIO(raw), report)), report
+    return list(parse_pairs(corpus.bounded_lines(io.BytesIO(raw)), report)), report
 
 
 def test_two_and_three_column_lines_are_both_accepted():
@@ -185,6 +185,32 @@ def test_stray_control_characters_are_removed_and_the_line_kept():
     for pair in pairs:
         for sentence in pair:
             assert not any(unicodedata.category(c) == "Cc" for c in sentence)
+
+
+def test_a_bom_anywhere_and_c1_control_characters_are_removed_and_a_bare_cr_separates_words():
+    raw = "Go.\t\ufeffVa !\nHi\u0085.\tSa\u009blut.\nHello\rthere.\tBon\rjour.\r\n".encode()
+    pairs, report = parsed(raw)
+    assert pairs == [("Go.", "Va !"), ("Hi.", "Salut."), ("Hello there.", "Bon jour.")]
+    assert sum(report.dropped.values()) == 0
+
+
+def test_a_line_over_the_bound_is_dropped_and_counted_without_being_held():
+    long_line = b"x" * (8 << 20) + b"\tlong\n"  # 8 MiB: read past in 64 KiB pieces
+    raw = b"Go.\tVa !\n" + long_line + b"Hi.\tSalut.\n" + b"y" * corpus.MAX_LINE_BYTES + b"\tjust over\n"
+    tracemalloc.start()
+    try:
+        pairs, report = parsed(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert pairs == [("Go.", "Va !"), ("Hi.", "Salut.")]
+    assert report.dropped == Counter({f"over {corpus.MAX_LINE_BYTES} bytes": 2})
+    assert peak < 1 << 20, f"peak {peak} bytes: the long line was held"
+
+
+def test_a_line_of_exactly_the_bound_is_kept():
+    (line,) = corpus.bounded_lines(io.BytesIO(b"a\t" + b"b" * (corpus.MAX_LINE_BYTES - 2) + b"\n"))
+    assert len(line) == corpus.MAX_LINE_BYTES + 1  # the newline is not counted
 
 
 def test_sentences_are_nfc_normalised():
@@ -612,6 +638,28 @@ def test_a_member_past_the_size_limit_is_refused_in_one_line_naming_the_file(tmp
         "is it the right file? (raise the limit if so)"
     )
     assert corpus.read_archive(archive, size)[0][0] == ("Go.", "Va !")
+
+
+def test_only_the_member_needed_is_decompressed_and_only_once_its_size_is_checked(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("_about.txt", b"\0" * (64 << 20))  # never used: never unpacked
+        archive.writestr("fra.txt", GOOD_TEXT)
+    (mirror / "fra-eng.zip").write_bytes(buffer.getvalue())
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(str(name)) or
+                        real_open(self, name, *a, **k))  # fmt: skip
+    found = find_archive(UNREACHABLE, tmp_path / "cache", mirror=mirror, max_bytes=ARCHIVE_LIMIT)
+    assert corpus.read_archive(found, ARCHIVE_LIMIT)[0][0] == ("Go.", "Va !")
+    assert set(opened) == {"fra.txt"}
+    opened.clear()
+    size = len(GOOD_TEXT.encode())
+    with pytest.raises(CorpusError, match=rf"fra.txt unpacks to {size} bytes, over data.max_archive_bytes={size - 1};"):
+        find_archive(UNREACHABLE, tmp_path / "cache", mirror=mirror, max_bytes=size - 1)
+    assert opened == []  # refused from the archive's directory, before decompressing anything
 
 
 def test_the_archive_is_parsed_as_it_is_decompressed_not_read_whole(tmp_path):

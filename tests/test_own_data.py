@@ -7,8 +7,11 @@ import logging
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
+import tracemalloc
+import urllib.error
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -16,16 +19,20 @@ from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from test_corpus import LocalServer
 
 from seq2seq import data as data_module
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.corpus import connected_groups
+from seq2seq.corpus import MAX_LINE_BYTES, connected_groups
 from seq2seq.data import load_splits, prepare
-from seq2seq.errors import CorpusError
+from seq2seq.datamodule import TranslationData
+from seq2seq.errors import CheckpointError, CorpusError
 from seq2seq.evaluate import evaluation_pairs
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_train_config
+from seq2seq.tokenizer import Tokenizer, train_tokenizer
+from seq2seq.translator import TranslationModel
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 
@@ -104,7 +111,73 @@ def test_two_aligned_files_give_line_by_line_pairs_and_a_one_sided_blank_line_is
     assert "1 with an empty side" in caplog.text
 
 
+def test_a_bom_is_removed_from_both_aligned_files(tmp_path):
+    source, target = tmp_path / "train.de", tmp_path / "train.en"
+    source.write_text("\ufeffHallo.\nJa.\n")
+    target.write_text("\ufeffHello.\nYes.\n")
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train.source={source}", f"data.train.target={target}",
+        "data.valid_fraction=0.0", "data.test_fraction=0.0",
+    )  # fmt: skip
+    assert sorted(load_splits(cfg)["train"]) == [("Hallo.", "Hello."), ("Ja.", "Yes.")]
+
+
+def test_a_gzip_file_with_a_huge_line_is_read_in_bounded_memory_and_the_line_dropped_and_counted(tmp_path, caplog):
+    train = tmp_path / "train.tsv.gz"
+    train.write_bytes(gzip.compress(b"Hallo.\tHello.\n" + b"x" * (32 << 20) + b"\ty\n" + b"Ja.\tYes.\n"))
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={train}", "data.valid_fraction=0.0", "data.test_fraction=0.0"
+    )
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            pairs = load_splits(cfg)["train"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert pairs == [("Hallo.", "Hello."), ("Ja.", "Yes.")]
+    assert f"data.train: kept 2 pairs; dropped 1 malformed lines (1 over {MAX_LINE_BYTES} bytes)" in caplog.text
+    assert peak < 2 << 20, f"peak {peak} bytes: the 32 MiB line was held"
+
+
 # --------------------------------------------------------------------------- faults, one line each
+
+
+def test_a_fifo_as_the_training_file_is_refused_in_one_line_without_opening_it(tmp_path):
+    fifo = tmp_path / "train.fifo"
+    os.mkfifo(fifo)
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={fifo}",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', reversal_pairs(5, 2))}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv', reversal_pairs(5, 3))}",
+    )  # fmt: skip
+
+    def hung(*_):
+        raise TimeoutError("blocked on the FIFO: nobody writes to it")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with pytest.raises(CorpusError) as error:
+            load_splits(cfg)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert str(error.value) == (
+        f"data.train={fifo}: not a regular file (a pipe or a device), and data files are read more than once; "
+        "give a file (.gz is read directly)"
+    )
+
+
+def test_a_recipe_not_in_recipes_is_refused_in_one_line_naming_them_though_hydra_would_load_it_by_path(tmp_path):
+    (tmp_path / "elsewhere.yaml").write_text("name: elsewhere\n")
+    climbed = "../" * len(Path(CONF_DIR).parts) + str(tmp_path / "elsewhere").lstrip("/")  # from conf/recipe/
+    env = {**os.environ, "SEQ2SEQ_RUNS": str(tmp_path / "runs"), "SEQ2SEQ_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "seq2seq.train", f"recipe={climbed}"],
+                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    recipes = ", ".join(sorted(path.stem for path in (Path(CONF_DIR).parent / "recipes").glob("*.yaml")))
+    assert (result.returncode, result.stderr) == (1, f"error: recipe={climbed} is not a recipe; use one of {recipes}\n")
+    assert not (tmp_path / "cache").exists() and not list((tmp_path / "runs").glob("*/*"))  # no run directory left
 
 
 def test_aligned_files_of_different_lengths_are_refused_naming_both_files_and_counts(tmp_path):
@@ -192,6 +265,23 @@ def test_valid_and_test_files_sharing_sentences_with_train_are_kept_with_a_warni
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         "data.valid: 2 of 3 pairs share a sentence with the training split; "
+        "their scores overstate the model (kept: the split is yours)"
+    ]
+
+
+@pytest.mark.parametrize("test_given", [True, False], ids=["training file streamed", "training file held"])
+def test_the_overlap_warning_compares_sources_with_sources_and_targets_with_targets(tmp_path, caplog, test_given):
+    train = [*reversal_pairs(40, 1), ("only a source", "only a target")]
+    valid = [("only a target", "fresh"), ("new", "only a source"), ("only a source", "unseen")]
+    test = [f"data.test={write_tsv(tmp_path / 'test.tsv', [('fresh', 'unseen')])}"] if test_given else []
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'train.tsv', train)}", "data.test_fraction=0.0",
+        f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}", *test,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        list(load_splits(cfg)["train"])
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "data.valid: 1 of 3 pairs share a sentence with the training split; "
         "their scores overstate the model (kept: the split is yours)"
     ]
 
@@ -394,6 +484,84 @@ def test_evaluate_reads_a_file_as_the_checkpoint_corpus_was(tmp_path):
                                                "tgt_lang": "eng"}})  # fmt: skip
     english_first = write_tsv(tmp_path / "deu.tsv", [("Hello.", "Hallo.")])
     assert evaluation_pairs(SimpleNamespace(input=english_first), tatoeba) == ("deu", [("Hallo.", "Hello.")])
+
+
+# --------------------------------------------------------------------------- the split a checkpoint saw
+
+
+def prepared(cfg) -> tuple[TranslationData, TranslationModel]:
+    """The data as training prepares it, and what ``evaluate`` reads of the checkpoint it would save."""
+    data = TranslationData(cfg)
+    data.setup()
+    return data, TranslationModel(None, data.src_tok, data.tgt_tok, {"data": OmegaConf.to_container(cfg)})
+
+
+def test_the_tools_get_exactly_the_test_split_training_scored_pairs_of_no_subwords_dropped(tmp_path):
+    test = [*reversal_pairs(10, 3), ("\u200b", "alpha"), ("bravo", "\u200b")]  # zero-width spaces: no subwords
+    cfg = data_config(
+        tmp_path, "data=files", f"data.train={write_tsv(tmp_path / 'train.tsv', reversal_pairs(60, 1))}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv', test)}", "data.vocab_size=40",
+    )  # fmt: skip
+    data, trained = prepared(cfg)
+    scored = list(zip(data.splits["test"].sources, data.splits["test"].targets))
+    paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
+    assert len(scored) == 10 and corpus_split(trained, "test", paths) == scored
+
+
+def test_an_own_files_split_is_found_from_any_directory_without_reading_the_training_file(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    write_aligned(corpus, "dev", reversal_pairs(5, 2))
+    write_tsv(corpus / "train.tsv", reversal_pairs(60, 1))
+    write_tsv(corpus / "test.tsv", reversal_pairs(10, 3))
+    monkeypatch.chdir(corpus)
+    cfg = data_config(
+        tmp_path, "data=files", "data.train=train.tsv", "data.valid.source=dev.src", "data.valid.target=dev.tgt",
+        "data.test=test.tsv", "data.vocab_size=40",
+    )  # fmt: skip
+    _, trained = prepared(cfg)
+    saved = trained.config["data"]
+    assert (saved["train"], saved["test"]) == (str(corpus / "train.tsv"), str(corpus / "test.tsv"))
+    assert saved["valid"] == {"source": str(corpus / "dev.src"), "target": str(corpus / "dev.tgt")}
+    (corpus / "train.tsv").unlink()  # evaluate never reads it
+    monkeypatch.chdir(tmp_path)
+    paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
+    assert corpus_split(trained, "test", paths) == reversal_pairs(10, 3)
+    assert corpus_split(trained, "valid", paths) == reversal_pairs(5, 2)
+
+
+def test_a_checkpoint_s_corpus_is_fetched_from_the_user_s_settings_not_from_a_url_it_names(tmp_path, monkeypatch):
+    fetched = []
+
+    def offline(url, *args, **kwargs):
+        fetched.append(url)
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(data_module.sources.corpus, "download", offline)
+    tokenizer = Tokenizer(train_tokenizer(WORDS, vocab_size=20, model_type="word"))
+    data = {"source": "tatoeba", "pair": "fra-eng", "src_lang": "fra", "tgt_lang": "eng",
+            "url": "http://127.0.0.1:9/theirs.zip", "mirror": str(tmp_path), "cache_dir": str(tmp_path)}  # fmt: skip
+    trained = TranslationModel(None, tokenizer, tokenizer, {"data": data})
+    paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(CorpusError, match=r"^cannot get fra-eng\.zip"):
+        corpus_split(trained, "test", paths)
+    assert fetched == ["https://www.manythings.org/anki/fra-eng.zip"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"source": "files", "train": "t.tsv", "test": "${oc.env:HOME}/test.tsv"},
+         "the checkpoint's data.test holds an interpolation"),
+        ({"source": "../../../../tmp/corpus"}, "the checkpoint's data.source='../../../../tmp/corpus' is neither"),
+        ({"source": "tatoeba", "pair": "../evil-eng", "src_lang": "../evil", "tgt_lang": "eng"},
+         "the checkpoint's data.pair='../evil-eng' is not a manythings.org/anki pair"),
+    ],
+    ids=["interpolation", "a YAML path", "a pair that is no pair"],
+)  # fmt: skip
+def test_a_checkpoint_cannot_make_the_tools_read_the_environment_or_a_path_it_names(tmp_path, data, message):
+    trained = TranslationModel(None, None, None, {"data": data})
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        corpus_split(trained, "test", SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache")))
 
 
 # --------------------------------------------------------------------------- learned, end to end

@@ -2,11 +2,18 @@
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 from toy import train_reversal
 
+from seq2seq import probe as probe_command
 from seq2seq.data import Ragged
+from seq2seq.datamodule import TranslationData
 from seq2seq.encoder import Encoder
 from seq2seq.probe import format_rows, mixed_length_batch, probe, sentence_verdicts
+from seq2seq.resources import CONF_DIR
+from seq2seq.task import TranslationTask
 
 
 def probe_mixed_lengths(hidden, num_layers):
@@ -86,3 +93,30 @@ def test_packed_h_n_and_last_output_train_bit_identically(bridge):
         assert torch.equal(a, b), name
     _, naive_losses = train_reversal(steps=15, context="naive_last", bridge=bridge)
     assert naive_losses != first_losses
+
+
+def test_probing_a_checkpoint_whose_test_split_holds_a_sentence_of_no_subwords_skips_it_as_training_did(
+    tmp_path, monkeypatch, capsys
+):
+    words = ["alpha", "bravo", "charlie", "delta", "echo"]
+    pairs = [(" ".join(words[:n]), " ".join(reversed(words[:n]))) for n in range(1, 6)]
+    (tmp_path / "train.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs * 20))
+    (tmp_path / "test.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in [*pairs, ("\u200b", "alpha")]))
+    settings = ["data=files", f"data.train={tmp_path / 'train.tsv'}", f"data.test={tmp_path / 'test.tsv'}",
+                "data.valid_fraction=0.2", "data.vocab_size=30", f"paths.cache_dir={tmp_path / 'cache'}",
+                "model.embedding_dim=8", "model.encoder.hidden_size=8"]  # fmt: skip
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        train_cfg = compose("train", overrides=settings)
+        probe_cfg = compose("probe", overrides=[f"checkpoint={tmp_path / 'model.ckpt'}", "sentences=5", *settings[-3:]],
+                            return_hydra_config=True)  # fmt: skip
+    data = TranslationData(train_cfg.data)
+    data.setup()
+    task = TranslationTask(OmegaConf.to_container(train_cfg, resolve=True), data.src_tok, data.tgt_tok)
+    saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(saved)
+    torch.save(saved, tmp_path / "model.ckpt")
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", OmegaConf.masked_copy(probe_cfg, "hydra"))  # as its main has
+    probe_command.main(probe_cfg)
+    header = capsys.readouterr().out.splitlines()[0]
+    lengths = sorted(data.splits["test"].source_ids.lengths.tolist(), reverse=True)  # the 5 pairs training scored
+    assert len(lengths) == 5 and min(lengths) > 0 and header.startswith(f"5 sentences, subword lengths {lengths};")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import sentencepiece as spm
 
 from seq2seq import tokenizer as tokenizer_module
+from seq2seq.errors import SettingsError
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, cached_tokenizer, train_tokenizer
 
 VOCAB_SIZE = 80
@@ -174,3 +176,16 @@ def test_another_process_reuses_the_cached_model(tmp_path, sentences):
     )
     assert result.returncode == 0, result.stderr
     assert bytes.fromhex(result.stdout) == first.model_proto
+
+
+def test_a_vocab_size_below_the_text_s_characters_is_one_line_naming_the_smallest_size_that_works():
+    text = ["abcdefghij klmnopqrst uvwxyz"] * 20  # 26 letters and the word boundary, plus 4 special ids
+    with pytest.raises(SettingsError) as error:
+        train_tokenizer(text, vocab_size=8)
+    assert str(error.value) == (
+        "data.vocab_size=8 cannot hold the training text's characters and the 4 special ids; "
+        "use data.vocab_size=31 or more, or a data.character_coverage below 1.0"
+    )
+    assert len(Tokenizer(train_tokenizer(text, vocab_size=31))) == 31
+    with pytest.raises(SettingsError, match=re.escape("data.vocab_size=30 cannot hold")):
+        train_tokenizer(text, vocab_size=30)
