@@ -18,3 +18,7 @@ class CacheError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
+
+
+class DecodeError(UserError):
+    """Decode settings that do not fit together, or an input translating cannot take."""

@@ -41,7 +41,7 @@ def int8_reversal(reversal_model):
 
 def decode(model, source, lengths, search):
     if search == "greedy":
-        return greedy_search(model, source, lengths, max_length=12)
+        return [h.tokens for h in greedy_search(model, source, lengths, max_length=12)]
     return [found[0].tokens for found in beam_search(model, source, lengths, beam_size=4, max_length=12)]
 
 
