@@ -149,8 +149,7 @@ def test_translate_with_int8_on_a_gpu_is_one_line(checkpoint, monkeypatch, capsy
         (bench, "sentences=0", "sentences=0 is not one of (None,) or an integer >= 1"),
     ],
 )
-def test_a_bad_tool_setting_is_one_line_before_the_checkpoint_is_read(tmp_path, capsys, tool, override,
-                                                                                message):  # fmt: skip
+def test_a_bad_tool_setting_is_one_line_before_the_checkpoint_is_read(tmp_path, capsys, tool, override, message):
     with pytest.raises(SystemExit) as exit:
         tool.main(composed(tool.__name__.rsplit(".", 1)[1], f"checkpoint={tmp_path / 'missing.ckpt'}", override))
     assert exit.value.code == 1
