@@ -34,3 +34,7 @@ class Interrupted(KeyboardInterrupt):
 
 class SettingsError(UserError):
     """A setting (``key=value``) that cannot work, found out only once it meets the files or the data."""
+
+
+class DecodeError(UserError):
+    """Decode settings that do not fit together, or an input translating cannot take."""

@@ -2,7 +2,8 @@
 
 All sentences of a batch, and all beams of a sentence, advance together as tensors: the only Python
 loop is over time steps. A sentence's result depends on its own source only, never on its batch-mates (up to
-float rounding: the matrix library picks kernels by size, so scores can move in their last digits).
+float rounding: the matrix library picks kernels by size, so scores can move in their last digits), unless the
+model reads its batch's pads (``translator.reads_padding``): ``Translator`` batches its sentences by length.
 
 Asking whether sentences have finished makes a GPU wait for the host, so it is asked only every
 ``sync_every`` steps: in between, finished sentences ride along (their results frozen) and leave the batch
@@ -60,8 +61,9 @@ def greedy_search(
     max_length: int | float = 1.5,
     min_length: int = 0,
     sync_every: int = 1,
-) -> list[list[int]]:
-    """Take the most likely next token at every step, for the whole batch at once.
+) -> list[Hypothesis]:
+    """Take the most likely next token at every step, for the whole batch at once; each output is scored by its
+    log-probability, EOS included, as a beam search of one would score it.
 
     A sentence leaves the batch at the first check after its EOS (every ``sync_every`` steps), so later steps
     only pay for sentences still being written; until then it writes PAD.
@@ -73,16 +75,18 @@ def greedy_search(
     written = torch.full((batch, int(limits.max())), PAD, dtype=torch.long, device=source.device)
     active = torch.arange(batch, device=source.device)  # which sentence each row of the shrinking batch is
     ended = torch.zeros(batch, dtype=torch.bool, device=source.device)
+    scores = torch.zeros(batch, device=source.device)
     never_emitted = torch.tensor(NEVER_EMITTED, device=source.device)
     for t in range(written.size(1)):
         logits, state = model.decoder(tokens, state)
-        logits = logits[:, -1]
-        logits.index_fill_(1, never_emitted, -math.inf)
+        log_probs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        allowed = log_probs.index_fill(1, never_emitted, -math.inf)  # after the softmax, as in beam search
         if t < min_length:
-            logits[:, EOS] = -math.inf
-        best = logits.max(-1).indices  # argmax's first maximum too, at a third of argmax's time on a CPU
+            allowed[:, EOS] = -math.inf
+        best = allowed.max(-1).indices  # argmax's first maximum too, at a third of argmax's time on a CPU
         best = torch.where(ended, PAD, torch.where(t + 1 >= limits, EOS, best))
         written[active, t] = best
+        scores[active] += torch.where(ended, 0.0, log_probs.gather(1, best[:, None])[:, 0])
         ended |= best == EOS
         if (t + 1) % sync_every == 0:
             if bool(ended.all()):
@@ -92,7 +96,7 @@ def greedy_search(
                 active, limits, best, ended = active[keep], limits[keep], best[keep], ended[keep]
                 state = state.select(keep, keep)
         tokens = best[:, None]
-    return strip(written)
+    return [Hypothesis(score, tokens) for score, tokens in zip(scores.tolist(), strip(written))]
 
 
 @torch.inference_mode()

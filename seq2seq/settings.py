@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seq2seq.attention import KINDS
 from seq2seq.encoder import CELLS
+from seq2seq.errors import DecodeError
 from seq2seq.handoff import BRIDGES, MODES
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS
@@ -183,6 +184,8 @@ PRECISIONS = {"fp32": None, "int8": "int8"}
 # the keys the tools (translate, evaluate, bench) share; each checks those it has before loading a checkpoint
 TOOL = {
     "threads": either(one_of(None), integer(1)),
+    "sentences": either(one_of(None), integer(1)),
+    "single": integer(1),
     "repeats": integer(1),
     "progress": one_of("auto", "always", "never"),
     "quantize": one_of(*PRECISIONS.values()),
@@ -206,6 +209,13 @@ def check_tool_settings(cfg: DictConfig) -> None:
 def check_decode(decode: Any, key: str = "decode") -> None:
     """A ``decode`` group (at ``key``), before a checkpoint is loaded or a sentence decoded."""
     _check(decode, DECODE, f"{key}.")
+    if decode.strategy == "greedy":  # greedy search has no beams: a beam setting would be silently ignored
+        for beam_key, default in (("beam_size", 1), ("length_penalty", 0)):
+            if decode[beam_key] != default:
+                raise DecodeError(
+                    f"{key}.{beam_key}={decode[beam_key]} is a beam search setting, but {key}.strategy=greedy; "
+                    f"use {key}=beam (or leave {key}.{beam_key} at {default})"
+                )
     if decode.n_best > (decode.beam_size if decode.strategy == "beam" else 1):
         raise ValueError(
             f"{key}.n_best={decode.n_best} is more than {key}.strategy={decode.strategy} finds; "

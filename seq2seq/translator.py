@@ -4,6 +4,7 @@ translate through ``Translator``, so they cannot treat a sentence differently (t
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import warnings
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.data import Ragged
+from seq2seq.errors import CheckpointError, DecodeError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import Hypothesis, beam_search, greedy_search
@@ -28,6 +30,10 @@ from seq2seq.settings import TOOL, check_decode
 from seq2seq.tokenizer import UNK, Tokenizer
 
 log = logging.getLogger(__name__)
+
+# sentencepiece's pieces are at most 16 characters, so a line cut to this many per subword the model
+# reads still holds more than it reads, unless it is mostly runs of spaces (which sentencepiece drops)
+CHARS_PER_SUBWORD = 32
 
 
 @dataclass
@@ -99,6 +105,35 @@ def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device
     return torch.device(name)
 
 
+def cut_long_line(text: str, number: int, max_source_tokens: int) -> str:
+    """``text`` cut to ``CHARS_PER_SUBWORD`` characters per subword the model reads, with a warning naming input
+    line ``number``: the cut comes before tokenizing, which would otherwise make every subword of a huge line only
+    to drop them.
+    """
+    max_chars = max_source_tokens * CHARS_PER_SUBWORD
+    if len(text) <= max_chars:
+        return text
+    log.warning("input line %d: %d characters, cut to the first %d before tokenizing", number, len(text), max_chars)
+    return text[:max_chars]
+
+
+def reads_padding(model: Seq2Seq) -> bool:
+    """Whether a sentence's translation depends on the pads its batch adds: an unpacked encoder reads them, and
+    a packed one's ``naive_last`` context is ``output[-1]``, a pad for every sentence shorter than the longest.
+    """
+    return not model.encoder.packed or model.handoff.mode == "naive_last"
+
+
+def check_finite(model: nn.Module) -> None:
+    """Weights holding NaN or infinity (a diverged run) would decode garbage, or fail deep in the search."""
+    for name, weights in model.named_parameters():
+        if not bool(weights.isfinite().all()):
+            raise CheckpointError(
+                f"the model's weights are not finite ({name} holds NaN or infinity): its training diverged; "
+                "use an earlier checkpoint"
+            )
+
+
 # the layers torch's dynamic quantization has int8 CPU kernels for: every matrix product of a Seq2Seq but attention's
 # (quantize_int8 leaves the one-output ones float)
 QUANTIZED_LAYERS = (nn.GRU, nn.LSTM, nn.Linear)
@@ -125,8 +160,10 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
 class Translator:
     """A ``TranslationModel`` with a decoding configuration (the ``decode`` config group).
 
-    It leaves the model's mode alone (training validates through it); ``load_checkpoint`` gives one in eval mode.
-    ``quantize="int8"`` translates with an int8 copy of the model (``quantize_int8``), on the CPU only.
+    It never changes the model it is given: it leaves its mode alone (training validates through it;
+    ``load_checkpoint`` gives one in eval mode), and on another ``device`` it translates with a copy, so translators
+    on several devices can share one model. ``quantize="int8"`` translates with an int8 copy of the model
+    (``quantize_int8``), on the CPU only.
     """
 
     def __init__(
@@ -139,11 +176,14 @@ class Translator:
         self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
         check_decode(self.decode)
         TOOL["quantize"].check("quantize", quantize)
-        device = device or next(translation_model.model.parameters()).device
+        model = translation_model.model
+        device = device or next(model.parameters()).device
         if quantize is not None and device.type != "cpu":
             raise ValueError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
                              "use device=cpu")  # fmt: skip
-        model = translation_model.model.to(device)
+        check_finite(model)
+        if next(model.parameters()).device != device:  # ``Module.to`` moves in place: the caller's model stays put
+            model = copy.deepcopy(model).to(device)
         self.model = model if quantize is None else quantize_int8(model)
         self.source_tokenizer = translation_model.source_tokenizer
         self.target_tokenizer = translation_model.target_tokenizer
@@ -167,14 +207,21 @@ class Translator:
         return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device, quantize), quantize)
 
     def translate(self, sentences: Sequence[str]) -> list[str]:
-        """The best translation of each sentence, in input order; an empty sentence gets an empty one."""
+        """The best translation of each sentence (a list of strings), in input order; an empty sentence gets an
+        empty one."""
         return [translations[0].text for translations in self.translate_n_best(sentences)]
 
     def translate_n_best(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
-        """``decode.n_best`` scored translations per sentence, best first, in input order.
+        """Up to ``decode.n_best`` distinct scored translations per sentence, best first, in input order: fewer
+        where fewer fit ``decode.max_length`` (an empty sentence has one, empty, translation).
 
-        Warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot see.
+        Cuts and warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot
+        see: characters past ``cut_long_line``'s, subwords past ``max_source_tokens``, unknown subwords.
         """
+        if isinstance(sentences, str):  # a str is a sequence of characters: each would be translated alone
+            raise DecodeError(f"translate takes a list of sentences, not one str ({sentences[:40]!r}); pass [sentence]")
+        limit = self.max_source_tokens
+        sentences = [cut_long_line(text, number, limit) for number, text in enumerate(sentences, first_line)]
         ids = self.source_tokenizer.encode(sentences)
         for number, tokens in enumerate(ids, first_line):
             if unknown := tokens.count(UNK):
@@ -188,8 +235,7 @@ class Translator:
     def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
         """Like ``translate_n_best``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
         ids = [list(tokens[: self.max_source_tokens]) for tokens in ids]
-        n_best = self.decode.n_best  # read once: config access is slow per sentence
-        results = [[Translation(0.0, "", [], source)] * n_best for source in ids]
+        results = [[Translation(0.0, "", [], source)] for source in ids]  # what an empty source gets
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
         device = next(self.model.parameters()).device
@@ -205,12 +251,10 @@ class Translator:
 
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
         """``order`` in runs of at most ``decode.batch_size`` sentences and ``decode.batch_tokens`` padded source
-        tokens (at least one sentence each); of one source length only for an unpacked encoder.
-
-        An unpacked encoder reads pads up to its batch's longest sentence, so a sentence batched with longer
-        ones would be translated differently than alone; equal lengths leave no pads to read.
+        tokens (at least one sentence each); of one source length only for a model that ``reads_padding``: a
+        sentence batched with longer ones would be translated differently than alone; equal lengths leave no pads.
         """
-        if self.model.encoder.packed:
+        if not reads_padding(self.model):
             groups = [order]
         else:
             groups = [list(group) for _, group in itertools.groupby(order, key=lengths.__getitem__)]
@@ -230,7 +274,7 @@ class Translator:
         sync_every = decode.sync_every or (1 if source.device.type == "cpu" else 8)  # a CPU asks for free
         if decode.strategy == "greedy":
             found = greedy_search(self.model, source, lengths, decode.max_length, decode.min_length, sync_every)
-            return [[Hypothesis(0.0, tokens)] for tokens in found]
+            return [[hypothesis] for hypothesis in found]
         if decode.strategy == "beam":
             return beam_search(
                 self.model,

@@ -1,5 +1,6 @@
 """The Python API: ``from seq2seq import Translator``, without Hydra or OmegaConf in the caller's code."""
 
+import math
 import re
 from pathlib import Path
 
@@ -9,8 +10,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from seq2seq import DecodeSettings, Translator
+from seq2seq import DecodeSettings, Translator, translate
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.errors import DecodeError
 from seq2seq.resources import CONF_DIR
 from seq2seq.translator import decode_preset
 
@@ -83,6 +85,52 @@ def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_
     with pytest.raises(ConfigCompositionException, match=r"decode\.batch_size=abc") as raised:
         command_line_decode("decode.batch_size=abc")
     assert "full_key: decode.batch_size" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize(("setting", "value", "default"), [("beam_size", 5, 1), ("length_penalty", 0.6, 0)])
+def test_a_beam_setting_under_greedy_search_is_refused_naming_the_fix(checkpoint, setting, value, default):
+    message = (f"decode.{setting}={value} is a beam search setting, but decode.strategy=greedy; use decode=beam "
+               f"(or leave decode.{setting} at {default})")  # fmt: skip
+    with pytest.raises(DecodeError, match=f"^{re.escape(message)}$"):
+        Translator.load(checkpoint, **{setting: value})
+
+
+def test_the_command_line_refuses_a_beam_setting_under_greedy_before_reading_the_checkpoint(tmp_path, capsys):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("translate", overrides=[f"checkpoint={tmp_path / 'missing.ckpt'}", "decode.beam_size=5"])
+    with pytest.raises(SystemExit) as exit:
+        translate.main(cfg)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: decode.beam_size=5 is a beam search setting, but decode.strategy=greedy; use decode=beam "
+        "(or leave decode.beam_size at 1)\n"
+    )
+
+
+def test_greedy_translations_are_scored_by_their_log_probability(checkpoint):
+    greedy = Translator.load(checkpoint).translate_n_best(SENTENCES[:4])
+    beam_of_one = Translator.load(checkpoint, decode="beam", beam_size=1, length_penalty=0.0)
+    for [found], [expected] in zip(greedy, beam_of_one.translate_n_best(SENTENCES[:4])):
+        assert found.tokens == expected.tokens and found.score < 0
+        assert math.isclose(found.score, expected.score, abs_tol=1e-5)
+
+
+def test_n_best_gives_every_distinct_translation_that_fits_max_length_up_to_n_best(checkpoint):
+    def n_best(max_length: int) -> list:
+        translator = Translator.load(checkpoint, decode="beam", beam_size=3, n_best=3, max_length=max_length)
+        [found] = translator.translate_n_best(["Je suis content."])
+        return found
+
+    [only] = n_best(1)  # room for EOS only: the empty translation is the one there is
+    assert only.tokens == [] and only.score < 0
+    assert len({tuple(t.tokens) for t in n_best(2)}) == 3
+
+
+def test_an_empty_sentence_gets_one_empty_translation_whatever_n_best(checkpoint):
+    translator = Translator.load(checkpoint, decode="beam", beam_size=3, n_best=3)
+    found = translator.translate_n_best(["", "Je suis content."])
+    assert [len(translations) for translations in found] == [1, 3]
+    assert (found[0][0].text, found[0][0].tokens, found[0][0].source) == ("", [], [])
 
 
 def python_section() -> str:

@@ -74,7 +74,7 @@ def test_teacher_forcing_equals_stepping_one_token_at_a_time(variant):
 def test_beam_search_carries_attention_state_with_the_beams(variant):
     net, _ = train_reversal(steps=30, **variant)
     source, lengths, _ = reversal_batch(12, torch.Generator().manual_seed(4))
-    greedy = greedy_search(net, source, lengths, max_length=12)
+    greedy = [h.tokens for h in greedy_search(net, source, lengths, max_length=12)]
     assert [h[0].tokens for h in beam_search(net, source, lengths, beam_size=1, max_length=12)] == greedy
     beams = beam_search(net, source, lengths, beam_size=4, n_best=4, max_length=12)
     alone = beam_search(net, source[:1, : lengths[0]], lengths[:1], beam_size=4, n_best=4, max_length=12)
@@ -93,7 +93,7 @@ def test_attention_learns_the_toy_task():
     net, losses = train_reversal(steps=150, attention="luong_general", input_feeding=True)
     assert sum(losses[-10:]) < 0.3 * sum(losses[:10])
     source, lengths, _ = reversal_batch(30, torch.Generator().manual_seed(8))
-    hypotheses = greedy_search(net, source, lengths, max_length=12)
+    hypotheses = [h.tokens for h in greedy_search(net, source, lengths, max_length=12)]
     expected = [source[i, :n].flip(0).tolist() for i, n in enumerate(lengths.tolist())]
     assert sum(h == e for h, e in zip(hypotheses, expected)) >= 24
 

@@ -41,7 +41,7 @@ def int8_reversal(reversal_model):
 
 def decode(model, source, lengths, search):
     if search == "greedy":
-        return greedy_search(model, source, lengths, max_length=12)
+        return [h.tokens for h in greedy_search(model, source, lengths, max_length=12)]
     return [found[0].tokens for found in beam_search(model, source, lengths, beam_size=4, max_length=12)]
 
 
@@ -145,10 +145,11 @@ def test_translate_with_int8_on_a_gpu_is_one_line(checkpoint, monkeypatch, capsy
         (bench, "precisions=[fp32,fp16]", f"precisions=['fp32', 'fp16'] is not {PRECISIONS_ALLOWED}"),
         (bench, "precisions=[int8,int8]", f"precisions=['int8', 'int8'] is not {PRECISIONS_ALLOWED}"),
         (bench, "precisions=[]", f"precisions=[] is not {PRECISIONS_ALLOWED}"),
+        (bench, "single=0", "single=0 is not an integer >= 1"),
+        (bench, "sentences=0", "sentences=0 is not one of (None,) or an integer >= 1"),
     ],
 )
-def test_a_bad_quantize_or_precisions_is_one_line_before_the_checkpoint_is_read(tmp_path, capsys, tool, override,
-                                                                                message):  # fmt: skip
+def test_a_bad_tool_setting_is_one_line_before_the_checkpoint_is_read(tmp_path, capsys, tool, override, message):
     with pytest.raises(SystemExit) as exit:
         tool.main(composed(tool.__name__.rsplit(".", 1)[1], f"checkpoint={tmp_path / 'missing.ckpt'}", override))
     assert exit.value.code == 1
@@ -202,6 +203,24 @@ def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypat
         ratio = f"{int8.sentences_per_second / fp32.sentences_per_second:.2f}"
         assert line.split() == [fp32.search, str(fp32.batch_size), speeds[0], bleu[0], speeds[1], bleu[1], ratio]
     assert len(lines) == 6
+
+
+def test_bench_times_each_precision_on_its_own_device_whatever_the_order_its_translators_are_built(
+    checkpoint, monkeypatch, capsys
+):
+    monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: [(s, "I am here.") for s in SENTENCES])
+    meta = torch.device("meta")  # stands for a GPU: fp32 goes there, int8 stays on the CPU
+    monkeypatch.setattr(bench, "pick_device", lambda device, quantize: CPU if quantize else meta)
+    timed_on = []
+
+    def timed(translator, sources, warm_up=True):
+        timed_on.append(next(translator.model.parameters()).device.type)
+        return 1.0, ["I am here."] * len(sources)
+
+    monkeypatch.setattr(bench, "timed_translation", timed)
+    bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=2", "repeats=1"))
+    assert timed_on == ["meta", "cpu"] * 4
+    assert "fp32 on meta, int8 on cpu;" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_bench_runs_the_precisions_in_turn_and_keeps_each_ones_fastest_run(checkpoint, monkeypatch):

@@ -36,7 +36,7 @@ def test_training_loss_falls_and_the_task_is_learned(reversal_model, batch):
     _, losses = train_reversal(steps=60)
     assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
     source, lengths, _ = batch
-    hypotheses = greedy_search(reversal_model, source, lengths, max_length=12)
+    hypotheses = [h.tokens for h in greedy_search(reversal_model, source, lengths, max_length=12)]
     correct = sum(h == e for h, e in zip(hypotheses, expected_reversals(source, lengths)))
     assert correct >= 0.9 * len(hypotheses)
 
@@ -45,7 +45,8 @@ def test_beam_of_one_is_greedy(reversal_model, batch):
     source, lengths, _ = batch
     greedy = greedy_search(reversal_model, source, lengths, max_length=12)
     beam = beam_search(reversal_model, source, lengths, beam_size=1, max_length=12)
-    assert [hyps[0].tokens for hyps in beam] == greedy
+    assert [hyps[0].tokens for hyps in beam] == [h.tokens for h in greedy]
+    assert [hyps[0].score for hyps in beam] == pytest.approx([h.score for h in greedy], abs=1e-5)
 
 
 @pytest.mark.parametrize("search", ["greedy", "beam"])
@@ -54,7 +55,7 @@ def test_output_does_not_depend_on_batch_size_or_batch_mates(reversal_model, bat
 
     def decode(src, lens):
         if search == "greedy":
-            return greedy_search(reversal_model, src, lens, max_length=12)
+            return [h.tokens for h in greedy_search(reversal_model, src, lens, max_length=12)]
         return [h[0].tokens for h in beam_search(reversal_model, src, lens, beam_size=4, max_length=12)]
 
     together = decode(source, lengths)
@@ -93,7 +94,7 @@ def test_length_limits_and_min_length(reversal_model, batch):
     assert length_limits(torch.tensor([4, 10]), 1.5).tolist() == [11, 20]
     assert length_limits(torch.tensor([4, 10]), 7).tolist() == [7, 7]
     for hyp in greedy_search(reversal_model, source, lengths, max_length=3):
-        assert len(hyp) <= 2  # the third step is forced to be EOS
+        assert len(hyp.tokens) <= 2  # the third step is forced to be EOS
     for hyps in beam_search(reversal_model, source, lengths, beam_size=3, max_length=30, min_length=9):
         assert len(hyps[0].tokens) >= 9
     with pytest.raises(ValueError, match=r"decode\.n_best=4 must be between 1 and decode\.beam_size=3"):
@@ -121,12 +122,26 @@ def test_greedy_takes_the_likeliest_token_other_than_pad_and_bos(kind):
     model = untrained(**kind)
     source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(2))
     limit = 10
-    found = greedy_search(model, source, lengths, max_length=limit)
+    found = [h.tokens for h in greedy_search(model, source, lengths, max_length=limit)]
     log_probs = teacher_forced_log_probs(model, source, lengths, found)
     log_probs[..., [PAD, BOS]] = -math.inf
     for tokens, likeliest in zip(found, log_probs.argmax(-1).tolist()):
         assert likeliest[: len(tokens)] == tokens
         assert likeliest[len(tokens)] == EOS or len(tokens) + 1 == limit  # the limit forces the last EOS
+
+
+@pytest.mark.parametrize("kind", KINDS[:3], ids=kind_id)
+@pytest.mark.parametrize("min_length", [0, 4])
+def test_greedy_scores_each_output_by_the_log_probability_of_its_tokens_and_eos(kind, min_length):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(2))
+    found = greedy_search(model, source, lengths, max_length=6, min_length=min_length)  # some end at the limit
+    ended = pad_sequence([torch.tensor([*h.tokens, EOS]) for h in found], batch_first=True, padding_value=PAD)
+    log_probs = teacher_forced_log_probs(model, source, lengths, [h.tokens for h in found])
+    expected = log_probs.gather(2, ended[..., None])[..., 0].masked_fill(ended == PAD, 0).sum(1)
+    assert {len(h.tokens) for h in found} >= {5}, "the length limit forces some EOS"
+    assert [h.score for h in found] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert all(h.score < 0 for h in found)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)

@@ -1,15 +1,25 @@
-"""Translator: a sentence's translation does not depend on the sentences translated with it."""
+"""Translator: a sentence's translation does not depend on the sentences translated with it, and translating
+changes neither the model it is given nor reads more of an input than the model can use."""
 
+import logging
 import random
+import re
 
 import pytest
+import torch
+from conftest import SENTENCES
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from seq2seq import DecodeSettings, translate
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.errors import CheckpointError, DecodeError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.translator import TranslationModel, Translator
+
+CPU, META = torch.device("cpu"), torch.device("meta")  # meta: a second device on any machine
 
 WORDS = ["le", "chat", "noir", "mange", "une", "pomme", "dans", "notre", "petit", "jardin", "avec", "mon", "ami"]
 
@@ -35,9 +45,12 @@ def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
     return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
 
+@pytest.mark.parametrize("model", ["model.encoder.packed=false", "model.context=naive_last"])
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
-def test_an_unpacked_model_translates_a_sentence_in_any_batch_as_alone(tokenizer, sentences, decode):
-    translator = untrained_translator(tokenizer, "model.encoder.packed=false", f"decode={decode}")
+def test_a_model_that_reads_its_batchs_pads_translates_a_sentence_in_any_batch_as_alone(
+    tokenizer, sentences, model, decode
+):
+    translator = untrained_translator(tokenizer, model, f"decode={decode}")
     alone = [translator.translate_n_best([sentence])[0][0] for sentence in sentences]
     for batch_size in (3, 64):
         translator.decode.batch_size = batch_size
@@ -72,3 +85,63 @@ def test_a_token_budget_caps_each_batch_at_its_padded_source_tokens(tokenizer, s
     assert sum(map(len, batches)) == len(sentences)
     assert all(len(lengths) <= 10 and (len(lengths) * max(lengths) <= 40 or len(lengths) == 1) for lengths in batches)
     assert len(batches) > 2  # without the budget: [10, 6] sentences
+
+
+def devices(model: torch.nn.Module) -> set[torch.device]:
+    return {parameter.device for parameter in model.parameters()}
+
+
+def test_translators_on_two_devices_share_one_model_and_never_move_it(checkpoint):
+    trained = load_checkpoint(checkpoint)
+    fp32 = Translator(trained, DecodeSettings(), META)
+    int8 = Translator(trained, DecodeSettings(), CPU, quantize="int8")
+    assert devices(trained.model) == {CPU} and devices(fp32.model) == {META}
+    assert int8.translate(SENTENCES) == Translator.load(checkpoint, quantize="int8").translate(SENTENCES)
+    assert Translator(trained, DecodeSettings()).model is trained.model, "on its own device: no copy (training)"
+
+
+def test_a_str_is_refused_naming_the_fix_instead_of_translating_each_character(checkpoint):
+    with pytest.raises(DecodeError, match=r"^translate takes a list of sentences, not one str \('Je suis content\.'\); "
+                       r"pass \[sentence\]$"):  # fmt: skip
+        Translator.load(checkpoint).translate("Je suis content.")
+
+
+def test_a_long_line_is_cut_before_tokenizing_as_the_command_line_cuts_it(checkpoint, monkeypatch, caplog):
+    translator = Translator.load(checkpoint)  # the checkpoint's max_tokens is 8: 8 x 32 characters are kept
+    encoded = []
+    encode = translator.source_tokenizer.encode
+    monkeypatch.setattr(translator.source_tokenizer, "encode", lambda lines: encoded.append(lines) or encode(lines))
+    long_line = "Je suis content. " * 1000
+    with caplog.at_level(logging.WARNING):
+        [[found]] = translator.translate_n_best([long_line], first_line=7)
+    assert encoded == [[long_line[:256]]]
+    assert "input line 7: 17000 characters, cut to the first 256 before tokenizing" in caplog.messages
+    assert len(found.source) == 8
+
+
+@pytest.fixture
+def diverged(checkpoint, tmp_path) -> str:
+    """The tiny checkpoint with one NaN weight, as a run that diverged would save it."""
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["state_dict"]["model.decoder.output.weight"][0, 0] = float("nan")
+    torch.save(saved, tmp_path / "diverged.ckpt")
+    return str(tmp_path / "diverged.ckpt")
+
+
+NOT_FINITE = ("the model's weights are not finite (decoder.output.weight holds NaN or infinity): its training "
+              "diverged; use an earlier checkpoint")  # fmt: skip
+
+
+@pytest.mark.parametrize("decode", ["greedy", "beam"])
+def test_weights_holding_nan_are_refused_in_one_line_before_decoding(diverged, decode):
+    with pytest.raises(CheckpointError, match=f"^{re.escape(NOT_FINITE)}$"):
+        Translator.load(diverged, decode=decode)
+
+
+def test_translate_with_nan_weights_is_one_line(diverged, capsys):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("translate", overrides=[f"checkpoint={diverged}", "decode=beam"])
+    with pytest.raises(SystemExit) as exit:
+        translate.main(cfg)
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == f"error: {NOT_FINITE}\n"
