@@ -22,13 +22,10 @@ from seq2seq.errors import PathError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_decode, check_tool_settings
-from seq2seq.translator import Translator, pick_device
+from seq2seq.translator import CHARS_PER_SUBWORD, Translator, pick_device
 
 log = logging.getLogger(__name__)
 
-# sentencepiece's pieces are at most 16 characters, so a line cut to this many per subword the model
-# reads still holds more than it reads, unless it is mostly runs of spaces (which sentencepiece drops)
-CHARS_PER_SUBWORD = 32
 UTF8_MAX_BYTES = 4  # the longest character in UTF-8: a line cut to 4 bytes per character keeps the characters read
 
 
@@ -63,11 +60,9 @@ def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int = sys.ma
         yield lines[start : start + batch_size]
 
 
-def decode_lines(raw: list[bytes], first_number: int, max_chars: int) -> list[str]:
-    """Untrusted bytes → text: invalid UTF-8 is replaced and lines over ``max_chars`` are cut (with warnings).
-
-    The cut comes before tokenizing, which would otherwise make every subword of a huge line only to drop them.
-    """
+def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
+    """Untrusted bytes → text: invalid UTF-8 is replaced, with a warning naming the line (the ``Translator`` cuts
+    a line longer than the model reads)."""
     texts = []
     for number, line in enumerate(raw, first_number + 1):
         try:
@@ -75,12 +70,7 @@ def decode_lines(raw: list[bytes], first_number: int, max_chars: int) -> list[st
         except UnicodeDecodeError:
             log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number)
             text = line.decode("utf-8", errors="replace")
-        text = text.strip()
-        if len(text) > max_chars:
-            log.warning("input line %d: over %d characters, cut to the first %d before tokenizing", number, max_chars,
-                        max_chars)  # fmt: skip
-            text = text[:max_chars]
-        texts.append(text)
+        texts.append(text.strip())
     return texts
 
 
@@ -96,7 +86,7 @@ def translate_stream(
     n_best = translator.decode.n_best
     max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
     for raw in line_batches(source, translator.decode.batch_size, max_chars * UTF8_MAX_BYTES):
-        lines = decode_lines(raw, count, max_chars)
+        lines = decode_lines(raw, count)
         for number, translations in enumerate(translator.translate_n_best(lines, count + 1), count):
             best = translations[0]
             if plots and best.source:  # a line of no subwords is not translated, so has no attention

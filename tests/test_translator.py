@@ -115,7 +115,7 @@ def test_a_long_line_is_cut_before_tokenizing_as_the_command_line_cuts_it(checkp
     with caplog.at_level(logging.WARNING):
         [[found]] = translator.translate_n_best([long_line], first_line=7)
     assert encoded == [[long_line[:256]]]
-    assert "input line 7: 17000 characters, cut to the first 256 before tokenizing" in caplog.messages
+    assert "input line 7: over 256 characters, cut to the first 256 before tokenizing" in caplog.messages
     assert len(found.source) == 8
 
 
