@@ -135,7 +135,7 @@ def interpolations(value: Any, key: str = "") -> Iterator[str]:
         yield key
 
 
-def plain_config(config: Any, path: Path) -> dict[str, Any]:
+def plain_config(config: Any, path: Path | str) -> dict[str, Any]:
     """A model's config as data it cannot steer this machine with: nothing to interpolate (an environment
     variable, a resolver), a known corpus recipe, and no say in where its corpus is fetched or cached from:
     ``LOCATION_KEYS`` are dropped, so this machine's settings and defaults fill them in.
@@ -258,15 +258,8 @@ def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> li
     """
     if split not in ("valid", "test"):
         raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
-    data = trained.config["data"]
+    data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
     chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
-    if chosen["source"] not in ("tatoeba", "files"):
-        raise CheckpointError(f"the checkpoint's data.source={chosen['source']!r} is neither tatoeba nor files")
-    if interpolating := [key for key, value in chosen.items() if "${" in json.dumps(value)]:
-        raise CheckpointError(
-            f"the checkpoint's data.{interpolating[0]} holds an interpolation (${{...}}), which a trained model's "
-            "config never does; refused"
-        )
     defaults = OmegaConf.merge(
         OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
         OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),

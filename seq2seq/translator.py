@@ -113,7 +113,8 @@ def cut_long_line(text: str, number: int, max_source_tokens: int) -> str:
     max_chars = max_source_tokens * CHARS_PER_SUBWORD
     if len(text) <= max_chars:
         return text
-    log.warning("input line %d: over %d characters, cut to the first %d before tokenizing", number, max_chars, max_chars)
+    log.warning("input line %d: over %d characters, cut to the first %d before tokenizing", number, max_chars,
+                max_chars)  # fmt: skip
     return text[:max_chars]
 
 

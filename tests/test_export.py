@@ -277,7 +277,7 @@ def test_an_exported_config_names_no_local_path(checkpoint, exported):
     config = json.loads(text)["config"]
     assert not {"paths", "resume"} & set(config)
     assert not {"url", "mirror", "cache_dir", "train", "valid", "test"} & set(config["data"])
-    assert read_checkpoint(checkpoint)["hyper_parameters"]["config"]["data"]["cache_dir"].startswith("/")
+    assert read_checkpoint(checkpoint)["hyper_parameters"]["config"]["data"]["cache_dir"]  # the checkpoint names one
 
 
 def test_a_training_run_as_checkpoint_loads_its_best_checkpoint(checkpoint, tmp_path, caplog):
