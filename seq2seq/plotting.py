@@ -1,4 +1,4 @@
-"""matplotlib is an optional extra (``pip install "seq2seq[plot]"``), imported only when something is drawn."""
+"""matplotlib is an optional extra (``pip install -e ".[plot]"``), imported only when something is drawn."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def pyplot() -> ModuleType:
     try:
         import matplotlib
     except ImportError as error:
-        raise UserError('drawing PNGs needs matplotlib, not installed here: pip install "seq2seq[plot]"') from error
+        raise UserError('drawing PNGs needs matplotlib, not installed here: pip install -e ".[plot]"') from error
     matplotlib.use("Agg")
     import matplotlib.pyplot
 

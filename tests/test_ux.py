@@ -334,7 +334,7 @@ def test_plotting_without_matplotlib_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(UserError) as raised:
         pyplot()
-    assert str(raised.value) == 'drawing PNGs needs matplotlib, not installed here: pip install "seq2seq[plot]"'
+    assert str(raised.value) == 'drawing PNGs needs matplotlib, not installed here: pip install -e ".[plot]"'
 
 
 def test_optional_extras_are_not_core_dependencies():
