@@ -18,7 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from seq2seq.checkpoint import read_checkpoint
 
@@ -90,6 +90,23 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )
+
+
+class EarlyStoppingOnBleu(EarlyStopping):
+    """Stop after ``patience`` validations without a better BLEU, checked at validation ends (checkpoints too).
+
+    A resumed run takes ``patience`` from its settings (it may change on resume), not from the checkpoint.
+    """
+
+    def __init__(self, patience: int):
+        super().__init__(
+            monitor="val/bleu", mode="max", patience=patience, strict=False, check_on_train_epoch_end=False
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
 
 class SaveOnInterrupt(Callback):

@@ -70,6 +70,11 @@ class TranslationTask(L.LightningModule):
             "target": translator.target_tokenizer.model_proto,
         }
         checkpoint["seq2seq_format"] = FORMAT_VERSION
+        checkpoint["validation_curve"] = self.validation_curve
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run's validation curve goes on from the one it resumes, not from the resume."""
+        self.validation_curve = [tuple(point) for point in checkpoint.get("validation_curve", [])]
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         """Lengths stay on the CPU, where packing reads them: a round trip through the GPU syncs every step."""

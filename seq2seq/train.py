@@ -17,7 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +30,7 @@ from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.resume import (
+    EarlyStoppingOnBleu,
     RandomState,
     SamplerEpoch,
     SaveOnInterrupt,
@@ -125,13 +126,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
     # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
     checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
+    # every checkpoint is saved at a validation's end, never at an epoch's end: resuming from an epoch-end save
+    # re-enters the finished epoch, which Lightning then counts twice (max_epochs would stop an epoch early)
+    at_validation_end = {"dirpath": checkpoint_dir, "save_on_train_epoch_end": False}
+    checkpoints = ModelCheckpoint(filename="best", monitor="val/bleu", mode="max", **at_validation_end)
     # ModelCheckpoint's own save_last refreshes last.ckpt only when "best" improves; resuming needs the latest
-    latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
+    latest = ModelCheckpoint(filename="last", enable_version_counter=False, **at_validation_end)
     # the last keep_last validations' weights (no optimiser: a third of the size), for python -m seq2seq.average
-    for_averaging = ModelCheckpoint(dirpath=checkpoint_dir, filename=STEP_CHECKPOINT, monitor="step", mode="max",
-                                    save_top_k=cfg.keep_last, save_weights_only=True,
-                                    auto_insert_metric_name=False)  # fmt: skip
+    for_averaging = ModelCheckpoint(filename=STEP_CHECKPOINT, monitor="step", mode="max", save_top_k=cfg.keep_last,
+                                    save_weights_only=True, auto_insert_metric_name=False,
+                                    **at_validation_end)  # fmt: skip
     throughput = EpochThroughput()
     trainer_args = {k: v for k, v in config["trainer"].items() if k not in ("logger", "callbacks")}  # made above
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
@@ -146,7 +150,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             checkpoints,
             latest,
             for_averaging,
-            EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
+            EarlyStoppingOnBleu(cfg.patience),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
             RandomState(),
             SamplerEpoch(),

@@ -231,6 +231,59 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
         assert torch.equal(value, resumed[name]), name
 
 
+# --------------------------------------------------------------------------- stopped by each stop rule, then resumed
+
+# epochs of 15 batches, a validation at each epoch's end (the default), two epochs: 30 steps
+EPOCH_END = [*Settings(max_steps=-1, val_check_interval=1.0, check_val_every_n_epoch=1).overrides(),
+             "trainer.max_epochs=2", "test_decode.beam_size=1"]  # fmt: skip
+# (stop rule of the first part, the rest) -> (first part's overrides, the resumed part's overrides)
+STOPS = {
+    "max_epochs": (["trainer.max_epochs=1"], []),
+    "max_steps": (["trainer.max_epochs=-1", "trainer.max_steps=15"], ["trainer.max_epochs=-1", "trainer.max_steps=30"]),
+    # a tiny model's BLEU does not rise from step 15 to 30, so patience=1 stops an uninterrupted run at step 30 too
+    "early-stopping": (["trainer.max_epochs=1"], ["trainer.max_epochs=10", "patience=1"]),
+    "max_time": (["trainer.max_time=00:00:00:01"], ["trainer.max_time=00:01:00:00"]),
+}
+
+
+def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
+    from seq2seq.train import train
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
+    return train(cfg, run_dir)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, kill_cache) -> dict:
+    return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"))
+
+
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_uninterrupted_run(
+    tmp_path, kill_cache, uninterrupted, stop
+):
+    first, rest = STOPS[stop]
+    stopped = train_in_process(kill_cache, tmp_path / "first", *first)
+    assert 0 < stopped["steps"] < 30
+    resumed = train_in_process(kill_cache, tmp_path / "resumed", f"resume={tmp_path / 'first'}", *rest)
+    assert resumed["steps"] == uninterrupted["steps"] == 30
+    assert all(epoch["steps"] > 0 for epoch in resumed["throughput"]), "no empty epoch after the resume"
+    checkpoints = sorted(path.name for path in (tmp_path / "first" / "checkpoints").iterdir())
+    steps = [f"step{step:06d}.ckpt" for step, _ in resumed["validation_bleu_curve"]]
+    assert checkpoints == sorted(["best.ckpt", "last.ckpt", *steps]), "one file per validation, no -v1 copies"
+    if stop == "max_time":  # it stops wherever the clock says, and validates there: one more validation
+        assert [step for step, _ in resumed["validation_bleu_curve"]] == sorted({stopped["steps"], 15, 30})
+        return
+    assert resumed["validation_bleu_curve"] == uninterrupted["validation_bleu_curve"]
+    expected, got = weights(Path(uninterrupted["best_checkpoint"]).parent / "last.ckpt"), weights(
+        tmp_path / "first" / "checkpoints" / "last.ckpt"
+    )
+    for name, value in expected.items():
+        assert torch.equal(value, got[name]), name
+
+
 # --------------------------------------------------------------------------- resuming under other settings
 
 
