@@ -1,13 +1,14 @@
 """Stopping and resuming training without losing work: where to resume from, saving on a signal, RNG state.
 
-Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states, and are written
-atomically (a temporary file, then a rename). Three things it leaves to us: the position in the epoch's batch order
-(``TranslationData.state_dict``), the epoch that order is shuffled by (``SamplerEpoch``) and the random state that
-drives dropout (``RandomState`` below).
+Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states; they are written
+beside their final name and renamed into place (``SaveBesideTarget``). Three more things Lightning leaves to us: the
+position in the epoch's batch order (``TranslationData.state_dict``), the epoch that order is shuffled by
+(``SamplerEpoch``) and the random state that drives dropout (``RandomState`` below).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import read_checkpoint
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
@@ -90,6 +93,27 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )
+
+
+class SaveBesideTarget(TorchCheckpointIO):
+    """Write a checkpoint to a temporary file beside its final name, fsync it, then rename it over that name.
+
+    Lightning's own atomic save writes the temporary file under ``$TMPDIR``; on another file system than the run
+    directory the rename fails and the fallback copy truncates the previous checkpoint before rewriting it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_write(Path(path), lambda temporary: _save_synced(checkpoint, temporary))
+
+
+def _save_synced(checkpoint: dict[str, Any], path: Path) -> None:
+    """On disk before the rename: a power loss after it must not leave the new name with no data."""
+    with path.open("wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 class EarlyStoppingOnBleu(EarlyStopping):

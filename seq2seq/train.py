@@ -33,6 +33,7 @@ from seq2seq.resume import (
     EarlyStoppingOnBleu,
     RandomState,
     SamplerEpoch,
+    SaveBesideTarget,
     SaveOnInterrupt,
     find_resume_checkpoint,
     stop_signals_as_interrupt,
@@ -159,6 +160,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             *user_callbacks,
         ],
         logger=loggers,
+        plugins=[SaveBesideTarget()],
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import fsspec.implementations.local
 import lightning as L
 import pytest
 import torch
@@ -25,8 +27,9 @@ from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.datamodule import Batch, TokenBucketSampler
+from seq2seq.errors import CacheError
 from seq2seq.resources import CONF_DIR
-from seq2seq.resume import find_resume_checkpoint
+from seq2seq.resume import SaveBesideTarget, find_resume_checkpoint
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -79,7 +82,7 @@ def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
     task.poisoned = poisoned
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
+        enable_model_summary=False, plugins=[SaveBesideTarget()],
     )  # fmt: skip
     trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None))
     return task
@@ -105,23 +108,56 @@ def test_a_diverged_run_stops_with_a_clear_message():
 # --------------------------------------------------------------------------- checkpoint files
 
 
-def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def dies_halfway(checkpoint, file):  # torch.save as a kill would stop it
+    real_save(checkpoint, file)
+    file.truncate(file.tell() // 2)
+    raise OSError("simulated crash during the write")
+
+
+real_save = torch.save
+
+
+def crosses_file_systems(rename):
+    """``os.rename`` as it fails between two file systems: here, between any two directories."""
+
+    def fake(source, destination, *args, **kwargs):
+        if Path(source).resolve().parent != Path(destination).resolve().parent:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        return rename(source, destination, *args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize("fault", ["killed-mid-write", "disk-full", "temporary-file-on-another-file-system"])
+def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, fault):
     task = fit(toy_batches(3), poisoned=set())
-    path = tmp_path / "last.ckpt"
+    path = tmp_path / "run" / "last.ckpt"
     task.trainer.save_checkpoint(path)
     before = path.read_bytes()
-    real_write = fsspec.implementations.local.LocalFileOpener.write
-
-    def dies_halfway(self, data):  # as if the process were killed mid-write
-        real_write(self, data[: len(data) // 2])
-        raise OSError("simulated crash during the write")
-
-    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", dies_halfway)
     task.trainer.fit_loop.epoch_loop.batch_progress.total.completed += 1  # the new checkpoint would differ
-    with pytest.raises(OSError, match="simulated crash"):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the temporary directory is not the run directory
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    if fault == "killed-mid-write":
+        monkeypatch.setattr(torch, "save", dies_halfway)
+    elif fault == "disk-full":
+        monkeypatch.setattr(os, "fsync", no_space)
+    else:  # a rename across file systems fails, and the copy that replaces it finds the disk full
+        monkeypatch.setattr(os, "rename", crosses_file_systems(os.rename))
+        monkeypatch.setattr(os, "replace", crosses_file_systems(os.replace))
+        monkeypatch.setattr(os, "sendfile", no_space)
+        task.trainer.save_checkpoint(path)  # written beside its final name: renamed, never copied
+        saved = torch.load(path, weights_only=False)["loops"]  # this test's own file
+        assert saved != torch.load(io.BytesIO(before), weights_only=False)["loops"], "the new checkpoint, whole"
+        assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+        return
+    with pytest.raises((OSError, CacheError), match=r"simulated crash|no space left"):
         task.trainer.save_checkpoint(path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
 
 
 # --------------------------------------------------------------------------- two runs, one empty cache
