@@ -18,3 +18,7 @@ class CacheError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
+
+
+class SettingError(UserError):
+    """A setting that no command takes, or a value it cannot use."""

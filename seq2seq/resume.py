@@ -28,6 +28,7 @@ from seq2seq.checkpoint import read_checkpoint
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
     "resume",
+    "threads",
     "cpu_recipe",
     "logger",
     "logger.*",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
@@ -23,9 +25,10 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
-from seq2seq.cli import one_line_errors
+from seq2seq.cli import one_line_errors, use_threads
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
+from seq2seq.errors import SettingError
 from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, register_recipes
@@ -38,7 +41,7 @@ from seq2seq.resume import (
     find_resume_checkpoint,
     stop_signals_as_interrupt,
 )
-from seq2seq.settings import check_train_config
+from seq2seq.settings import check_tool_settings, check_train_config
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device
@@ -91,6 +94,22 @@ def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
         raise ValueError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
 
 
+# lightning.Trainer arguments that train() sets itself
+OWN_TRAINER_ARGUMENTS = ("plugins", "default_root_dir", "use_distributed_sampler")
+
+
+def check_trainer_keys(trainer: DictConfig) -> None:
+    """Every ``trainer.*`` key is an argument of ``lightning.Trainer``: a typo fails here, not after the data work."""
+    arguments = [name for name in inspect.signature(L.Trainer).parameters if name not in OWN_TRAINER_ARGUMENTS]
+    for key in trainer:
+        if key in OWN_TRAINER_ARGUMENTS:
+            raise SettingError(f"trainer.{key} is set by seq2seq.train itself; leave it out")
+        if key not in arguments:
+            close = difflib.get_close_matches(key, arguments, n=1)
+            hint = f"did you mean trainer.{close[0]}?" if close else "see lightning.Trainer's arguments"
+            raise SettingError(f"trainer.{key} is not an argument of lightning.Trainer; {hint}")
+
+
 def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:
     """The ``logger`` group's logger, and the loggers and callbacks a user adds as ``+trainer.logger=...`` or
     ``+trainer.callbacks=...`` (``trainer.logger=false`` logs nothing), made before any data work."""
@@ -108,6 +127,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
     check_train_config(cfg)  # fail on a config mistake before any data work
+    check_trainer_keys(cfg.trainer)
+    check_tool_settings(cfg)
+    use_threads(cfg.threads)
     loggers, user_callbacks = loggers_and_callbacks(cfg, run_dir)
     log.info("run directory: %s", run_dir)
     if cfg.cpu_recipe and not uses_gpu(cfg.trainer.accelerator):
