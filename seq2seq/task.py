@@ -115,7 +115,8 @@ class TranslationTask(L.LightningModule):
         total = self.loss(batch, reduction="sum")
         tokens = (batch.target[:, 1:] != PAD).sum()
         ids = [row[:length] for row, length in zip(batch.source.tolist(), batch.source_lengths.tolist())]
-        texts = [found[0].text for found in self.translator.translate_ids(ids)]
+        with torch.autocast(self.device.type, enabled=False):  # as evaluate decodes: mixed precision changes words
+            texts = [found[0].text for found in self.translator.translate_ids(ids)]
         self._outputs.append(ValidationBatch(batch.indices.tolist(), texts, total.detach(), tokens))
 
     def on_validation_epoch_end(self) -> None:
