@@ -22,3 +22,7 @@ class CheckpointError(UserError):
 
 class SettingError(UserError):
     """A setting that no command takes, or a value it cannot use."""
+
+
+class RunBusyError(UserError):
+    """A run directory that another process is training into."""

@@ -19,11 +19,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from filelock import FileLock, Timeout
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.errors import RunBusyError
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
@@ -45,6 +48,9 @@ MAY_CHANGE_ON_RESUME = (
     "test_decode.*",
     "paths.*",
 )
+
+
+RESUMABLE = ("last", "interrupted")  # the checkpoints a run directory is resumed from, the newer of the two
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -77,7 +83,7 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         candidates = [path]
     else:
         runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
-        candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
+        candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in RESUMABLE]
     if not candidates:
         raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
     newest_first = sorted(candidates, key=lambda c: c.stat().st_mtime, reverse=True)
@@ -94,6 +100,47 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )
+
+
+def checkpoint_directory(resume_from: str | None, run_dir: Path) -> Path:
+    """Where a run saves: a run resumed from its latest checkpoint goes on in its first run's ``checkpoints/`` (so
+    "best" means best overall); a new run, or one resumed from an earlier checkpoint (``best.ckpt``, ...), in its own.
+
+    An earlier checkpoint starts another trajectory: in the first run's folder its checkpoints would mix with (and
+    be numbered after) those it branched from.
+    """
+    if resume_from:
+        resumed = Path(resume_from)
+        latest = [path for path in resumed.parent.glob("*.ckpt") if path.stem in RESUMABLE]
+        if resumed.stem in RESUMABLE and resumed == max(latest, key=lambda path: path.stat().st_mtime):
+            return resumed.parent
+    return run_dir / "checkpoints"
+
+
+TRAINING_LOCK = ".training.lock"
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while training into it: a second run resuming it would write the same checkpoints.
+
+    Only the global rank 0 takes it: the other ranks of a DDP run write nothing of their own.
+    """
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / TRAINING_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunBusyError(
+            f"{run_dir} is being trained by another process; wait for it to end, or stop it (Ctrl-C) and resume then"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class SaveBesideTarget(TorchCheckpointIO):

@@ -33,13 +33,16 @@ from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.resume import (
+    TRAINING_LOCK,
     EarlyStoppingOnBleu,
     RandomState,
     SamplerEpoch,
     SaveBesideTarget,
     SaveOnInterrupt,
+    checkpoint_directory,
     find_resume_checkpoint,
     stop_signals_as_interrupt,
+    training_lock,
 )
 from seq2seq.settings import check_tool_settings, check_train_config
 from seq2seq.task import TranslationTask
@@ -139,16 +142,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             cfg.name,
             cfg.cpu_recipe,
         )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
+    checkpoint_dir = checkpoint_directory(resume_from, run_dir)
+    with training_lock(checkpoint_dir.parent):
+        return train_into(cfg, config, run_dir, checkpoint_dir, resume_from, started, loggers, user_callbacks)
+
+
+def train_into(
+    cfg: DictConfig,
+    config: dict[str, Any],
+    run_dir: Path,
+    checkpoint_dir: Path,
+    resume_from: str | None,
+    started: float,
+    loggers: list[Logger] | bool,
+    user_callbacks: list[Callback],
+) -> dict[str, Any]:
+    """``train``'s work, once the settings are checked and the run directory it writes into is locked."""
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
     L.seed_everything(cfg.seed, workers=True)
-    config = OmegaConf.to_container(cfg, resolve=True)
     valid = data.splits["valid"]
     task = TranslationTask(config, data.src_tok, data.tgt_tok, list(zip(valid.sources, valid.targets)))
 
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
-    # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
-    checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
     # every checkpoint is saved at a validation's end, never at an epoch's end: resuming from an epoch-end save
     # re-enters the finished epoch, which Lightning then counts twice (max_epochs would stop an epoch early)
     at_validation_end = {"dirpath": checkpoint_dir, "save_on_train_epoch_end": False}
@@ -235,7 +252,7 @@ def score_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dic
 def remove_if_unused(run_dir: Path) -> None:
     """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``."""
     hydra_config = HydraConfig.get()
-    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log"}
+    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log", TRAINING_LOCK}
     if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
         shutil.rmtree(run_dir)
 

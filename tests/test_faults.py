@@ -27,9 +27,9 @@ from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.datamodule import Batch, TokenBucketSampler
-from seq2seq.errors import CacheError
+from seq2seq.errors import CacheError, RunBusyError
 from seq2seq.resources import CONF_DIR
-from seq2seq.resume import SaveBesideTarget, find_resume_checkpoint
+from seq2seq.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -361,6 +361,34 @@ def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
     saved_run(tmp_path, "2026-01-01_00-00-00", small_config(seed=7), age=0)
     with pytest.raises(ValueError, match=r"^resume=last: no run of default under .* has these settings \(seed differ"):
         find_resume_checkpoint("last", tmp_path, "default", small_config())
+
+
+def test_a_run_resumes_in_place_only_from_its_latest_checkpoint_and_an_earlier_one_starts_its_own_folder(tmp_path):
+    first = tmp_path / "first" / "checkpoints"
+    first.mkdir(parents=True)
+    for age, name in enumerate(["last.ckpt", "interrupted.ckpt", "best.ckpt", "step000015.ckpt"]):
+        (first / name).write_bytes(b"")
+        os.utime(first / name, (time.time() - age, time.time() - age))
+    own = tmp_path / "resumed" / "checkpoints"
+    assert checkpoint_directory(str(first / "last.ckpt"), tmp_path / "resumed") == first
+    assert checkpoint_directory(str(first / "interrupted.ckpt"), tmp_path / "resumed") == own, "older than last.ckpt"
+    assert checkpoint_directory(str(first / "best.ckpt"), tmp_path / "resumed") == own
+    assert checkpoint_directory(None, tmp_path / "resumed") == own
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, monkeypatch):
+    from seq2seq import train
+
+    monkeypatch.setattr(train, "TranslationData", None)  # no data work may start
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [f"paths.runs_dir={tmp_path}", "resume=last"])
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", OmegaConf.to_container(cfg, resolve=True), age=0)
+    with training_lock(checkpoint.parent.parent), pytest.raises(RunBusyError) as raised:
+        train.train(cfg, tmp_path / "second")
+    assert str(raised.value) == (
+        f"{checkpoint.parent.parent} is being trained by another process; wait for it to end, or stop it (Ctrl-C) "
+        "and resume then"
+    )
 
 
 # --------------------------------------------------------------------------- run directories
