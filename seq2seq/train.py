@@ -9,7 +9,9 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning_utilities.core import rank_zero
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
@@ -113,6 +116,22 @@ def check_trainer_keys(trainer: DictConfig) -> None:
             raise SettingError(f"trainer.{key} is not an argument of lightning.Trainer; {hint}")
 
 
+# warnings every run printed and no user can act on: deprecations inside Lightning and torch, Lightning's notes
+# that our own transfer_batch_to_device is used and that a resumed run's checkpoints/ is not empty
+LIBRARY_NOTICES = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a `LightningDataModule`",
+    r"Checkpoint directory .* exists and is not empty",
+)
+
+
+def quiet_library_notices() -> None:
+    """Silence ``LIBRARY_NOTICES`` and Lightning's tip to install litlogger, so that what a run says is its own."""
+    for message in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=message)
+    rank_zero.log.addFilter(lambda record: not record.getMessage().startswith("💡 Tip:"))  # Lightning's info logger
+
+
 def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:
     """The ``logger`` group's logger, and the loggers and callbacks a user adds as ``+trainer.logger=...`` or
     ``+trainer.callbacks=...`` (``trainer.logger=false`` logs nothing), made before any data work."""
@@ -179,6 +198,8 @@ def train_into(
     throughput = EpochThroughput()
     trainer_args = {k: v for k, v in config["trainer"].items() if k not in ("logger", "callbacks")}  # made above
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
+    # the bar redraws itself on standard output: in a file or a pipe, the validation log lines say enough
+    trainer_args["enable_progress_bar"] = trainer_args["enable_progress_bar"] and sys.stdout.isatty()
     if trainer_args["strategy"] == "ddp":
         trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -261,6 +282,7 @@ def remove_if_unused(run_dir: Path) -> None:
 @one_line_errors
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    quiet_library_notices()
     try:
         summary = train(cfg, run_dir)
     except BaseException:

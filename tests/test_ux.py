@@ -275,6 +275,26 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
     assert "save_dir" not in cfg.logger  # train gives the run directory
 
 
+NOTICES = ("litlogger", "LeafSpec", "transfer_batch_to_device", "weights_only", "could not find the monitored key",
+           "exists and is not empty")  # fmt: skip
+
+
+def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_summary_on_stdout(tmp_path):
+    overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
+    command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
+               "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
+               "test_decode.beam_size=1", f"data.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path}"]
+    with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
+        result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
+                                env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = (tmp_path / "out.txt").read_text()
+    assert "\r" not in out and out.startswith("run dir:") and len(out.splitlines()) == 4, out
+    assert re.findall(r"validation at step (\d+):", result.stderr) == ["0", "15", "30"]
+    assert "run directory:" in result.stderr, "Hydra's log goes to standard error"
+    assert [notice for notice in NOTICES if notice in result.stderr] == []
+
+
 @pytest.mark.parametrize(
     "recipe, cpu_recipe",
     [
