@@ -224,8 +224,7 @@ def train_into(
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    with stop_signals_as_interrupt():
-        trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
     best = checkpoints.best_model_path or latest.best_model_path
     if not best:  # stopped before the first validation: keep the weights anyway
@@ -270,12 +269,14 @@ def score_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dic
     return {name: score(Translator(trained, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
-def remove_if_unused(run_dir: Path) -> None:
-    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``."""
+def remove_if_unused(run_dir: Path) -> bool:
+    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``; say if it did."""
     hydra_config = HydraConfig.get()
     hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log", TRAINING_LOCK}
     if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
         shutil.rmtree(run_dir)
+        return True
+    return False
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -284,7 +285,12 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     quiet_library_notices()
     try:
-        summary = train(cfg, run_dir)
+        with stop_signals_as_interrupt():  # from the start: SIGTERM during the data work must clean up too
+            summary = train(cfg, run_dir)
+    except KeyboardInterrupt:  # outside trainer.fit, which saves interrupted.ckpt and exits itself
+        removed = remove_if_unused(run_dir)
+        print(f"interrupted: {'removed' if removed else 'kept'} {run_dir}", file=sys.stderr)
+        sys.exit(1)
     except BaseException:
         remove_if_unused(run_dir)
         raise

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -422,6 +423,21 @@ def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
+    assert list((tmp_path / "runs").glob("*/*")) == []
+
+
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+def test_sigterm_while_the_data_is_prepared_leaves_no_run_directory(tmp_path):
+    command = [sys.executable, "-m", "seq2seq.train", *TINY, f"data.cache_dir={tmp_path / 'cache'}",
+               f"paths.runs_dir={tmp_path / 'runs'}"]  # fmt: skip
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    while "run directory:" not in process.stderr.readline():  # then the data work starts, on an empty cache
+        assert process.poll() is None, "the run ended before its data work"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert re.fullmatch(r"interrupted: removed .*", stderr.splitlines()[-1])
     assert list((tmp_path / "runs").glob("*/*")) == []
 
 
