@@ -143,6 +143,20 @@ def training_lock(run_dir: Path) -> Iterator[None]:
         lock.release()
 
 
+class ValidateAtTheEnd(Callback):
+    """Stop through ``trainer.should_stop`` at the last step ``max_steps`` or ``max_epochs`` allows, so that
+    Lightning validates there and the checkpoints (saved at validation ends) hold the run's final weights.
+
+    ``max_time`` and early stopping stop this way already.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        epoch_ends = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if 0 <= trainer.max_steps <= trainer.global_step or (last_epoch and epoch_ends):
+            trainer.should_stop = True
+
+
 class SaveBesideTarget(TorchCheckpointIO):
     """Write a checkpoint to a temporary file beside its final name, fsync it, then rename it over that name.
 
