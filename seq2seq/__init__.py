@@ -1,10 +1,20 @@
 """seq2seq: GRU encoder–decoders for neural machine translation, with a checkable context handoff.
 
 ``from seq2seq import Translator``: ``Translator.load(path).translate(sentences)``, no config system needed.
-Importing it also registers the ``decode`` group's schema, before any command composes its config.
+The names are imported on first use, so that ``python -m seq2seq`` answers without loading torch.
 """
 
-from seq2seq.translator import DecodeSettings, Translation, Translator
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["DecodeSettings", "Translation", "Translator"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from seq2seq import translator
+
+        return getattr(translator, name)
+    raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")

@@ -1,4 +1,9 @@
-"""``python -m seq2seq``: the commands, each with its one-line purpose (``--help`` on any of them says more)."""
+"""``seq2seq COMMAND [key=value ...]`` runs that command; ``seq2seq`` alone lists them, without loading torch."""
+
+from __future__ import annotations
+
+import importlib
+import sys
 
 COMMANDS = {
     "train": "prepare the data, train, keep the best checkpoint, score it on the test split",
@@ -13,10 +18,19 @@ COMMANDS = {
 
 
 def main() -> None:
+    command, *arguments = sys.argv[1:] or [None]
+    if command in COMMANDS:
+        sys.argv = [f"seq2seq-{command}", *arguments]  # as if seq2seq-COMMAND had been run
+        importlib.import_module(f"seq2seq.{command}").main()
+        return
     width = max(map(len, COMMANDS))
-    print("usage: python -m seq2seq.COMMAND [key=value ...]   (or seq2seq-COMMAND; --help on any command)\n")
-    for name, purpose in COMMANDS.items():
-        print(f"  {name:{width}s}  {purpose}")
+    usage = "usage: seq2seq COMMAND [key=value ...]   (or python -m seq2seq.COMMAND; --help on any command)\n"
+    listing = "\n".join(f"  {name:{width}s}  {purpose}" for name, purpose in COMMANDS.items())
+    if command in (None, "-h", "--help"):
+        print(f"{usage}\n{listing}")
+        return
+    print(f"error: seq2seq has no command {command!r}; use one of:\n{listing}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,7 @@ class SettingsError(UserError):
 
 class DecodeError(UserError):
     """Decode settings that do not fit together, or an input translating cannot take."""
+
+
+class RunBusyError(UserError):
+    """A run directory that another process is training into."""

@@ -79,6 +79,8 @@ class EpochThroughput(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause(pl_module)
+        if trainer.global_step == self._steps:  # resumed at this epoch's last validation: it was trained before
+            return
         tokens = int(trainer.strategy.reduce(self._tokens, reduce_op="sum"))  # all ranks together
         epoch = {
             "epoch": trainer.current_epoch,

@@ -1,13 +1,14 @@
 """Stopping and resuming training without losing work: where to resume from, saving on a signal, RNG state.
 
-Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states, and are written
-atomically (a temporary file, then a rename). Three things it leaves to us: the position in the epoch's batch order
-(``TranslationData.state_dict``), the epoch that order is shuffled by (``SamplerEpoch``) and the random state that
-drives dropout (``RandomState`` below).
+Lightning checkpoints hold the weights, optimizer, scheduler, loop progress and callback states; they are written
+beside their final name and renamed into place (``SaveBesideTarget``). Three more things Lightning leaves to us: the
+position in the epoch's batch order (``TranslationData.state_dict``), the epoch that order is shuffled by
+(``SamplerEpoch``) and the random state that drives dropout (``RandomState`` below).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,13 +19,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from filelock import FileLock, Timeout
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
+from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.errors import RunBusyError
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
     "resume",
+    "threads",
     "cpu_recipe",
     "logger",
     "logger.*",
@@ -41,6 +48,9 @@ MAY_CHANGE_ON_RESUME = (
     "test_decode.*",
     "paths.*",
 )
+
+
+RESUMABLE = ("last", "interrupted")  # the checkpoints a run directory is resumed from, the newer of the two
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -73,7 +83,7 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         candidates = [path]
     else:
         runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
-        candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in ("last", "interrupted")]
+        candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in RESUMABLE]
     if not candidates:
         raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
     newest_first = sorted(candidates, key=lambda c: c.stat().st_mtime, reverse=True)
@@ -90,6 +100,99 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )
+
+
+def checkpoint_directory(resume_from: str | None, run_dir: Path) -> Path:
+    """Where a run saves: a run resumed from its latest checkpoint goes on in its first run's ``checkpoints/`` (so
+    "best" means best overall); a new run, or one resumed from an earlier checkpoint (``best.ckpt``, ...), in its own.
+
+    An earlier checkpoint starts another trajectory: in the first run's folder its checkpoints would mix with (and
+    be numbered after) those it branched from.
+    """
+    if resume_from:
+        resumed = Path(resume_from)
+        latest = [path for path in resumed.parent.glob("*.ckpt") if path.stem in RESUMABLE]
+        if resumed.stem in RESUMABLE and resumed == max(latest, key=lambda path: path.stat().st_mtime):
+            return resumed.parent
+    return run_dir / "checkpoints"
+
+
+TRAINING_LOCK = ".training.lock"
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while training into it: a second run resuming it would write the same checkpoints.
+
+    Only the global rank 0 takes it: the other ranks of a DDP run write nothing of their own.
+    """
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / TRAINING_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunBusyError(
+            f"{run_dir} is being trained by another process; wait for it to end, or stop it (Ctrl-C) and resume then"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class ValidateAtTheEnd(Callback):
+    """Stop through ``trainer.should_stop`` at the last step ``max_steps`` or ``max_epochs`` allows, so that
+    Lightning validates there and the checkpoints (saved at validation ends) hold the run's final weights.
+
+    ``max_time`` and early stopping stop this way already.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        epoch_ends = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if 0 <= trainer.max_steps <= trainer.global_step or (last_epoch and epoch_ends):
+            trainer.should_stop = True
+
+
+class SaveBesideTarget(TorchCheckpointIO):
+    """Write a checkpoint to a temporary file beside its final name, fsync it, then rename it over that name.
+
+    Lightning's own atomic save writes the temporary file under ``$TMPDIR``; on another file system than the run
+    directory the rename fails and the fallback copy truncates the previous checkpoint before rewriting it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_write(Path(path), lambda temporary: _save_synced(checkpoint, temporary))
+
+
+def _save_synced(checkpoint: dict[str, Any], path: Path) -> None:
+    """On disk before the rename: a power loss after it must not leave the new name with no data."""
+    with path.open("wb") as file:
+        torch.save(checkpoint, file)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+class EarlyStoppingOnBleu(EarlyStopping):
+    """Stop after ``patience`` validations without a better BLEU, checked at validation ends (checkpoints too).
+
+    A resumed run takes ``patience`` from its settings (it may change on resume), not from the checkpoint.
+    """
+
+    def __init__(self, patience: int):
+        super().__init__(
+            monitor="val/bleu", mode="max", patience=patience, strict=False, check_on_train_epoch_end=False
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
 
 class SaveOnInterrupt(Callback):

@@ -70,6 +70,11 @@ class TranslationTask(L.LightningModule):
             "target": translator.target_tokenizer.model_proto,
         }
         checkpoint["seq2seq_format"] = FORMAT_VERSION
+        checkpoint["validation_curve"] = self.validation_curve
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run's validation curve goes on from the one it resumes, not from the resume."""
+        self.validation_curve = [tuple(point) for point in checkpoint.get("validation_curve", [])]
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         """Lengths stay on the CPU, where packing reads them: a round trip through the GPU syncs every step."""
@@ -110,7 +115,8 @@ class TranslationTask(L.LightningModule):
         total = self.loss(batch, reduction="sum")
         tokens = (batch.target[:, 1:] != PAD).sum()
         ids = [row[:length] for row, length in zip(batch.source.tolist(), batch.source_lengths.tolist())]
-        texts = [found[0].text for found in self.translator.translate_ids(ids)]
+        with torch.autocast(self.device.type, enabled=False):  # as evaluate decodes: mixed precision changes words
+            texts = [found[0].text for found in self.translator.translate_ids(ids)]
         self._outputs.append(ValidationBatch(batch.indices.tolist(), texts, total.detach(), tokens))
 
     def on_validation_epoch_end(self) -> None:

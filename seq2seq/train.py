@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
 import platform
 import shutil
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +21,34 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning_utilities.core import rank_zero
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
-from seq2seq.cli import one_line_errors
+from seq2seq.cli import one_line_errors, use_threads
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
+from seq2seq.errors import SettingsError
 from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
 from seq2seq.resume import (
+    TRAINING_LOCK,
+    EarlyStoppingOnBleu,
     RandomState,
     SamplerEpoch,
+    SaveBesideTarget,
     SaveOnInterrupt,
+    ValidateAtTheEnd,
+    checkpoint_directory,
     find_resume_checkpoint,
     stop_signals_as_interrupt,
+    training_lock,
 )
-from seq2seq.settings import check_train_config
+from seq2seq.settings import check_tool_settings, check_train_config
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import BOS
 from seq2seq.translator import Translator, pick_device
@@ -89,6 +101,38 @@ def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
         raise ValueError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
 
 
+# lightning.Trainer arguments that train() sets itself
+OWN_TRAINER_ARGUMENTS = ("plugins", "default_root_dir", "use_distributed_sampler")
+
+
+def check_trainer_keys(trainer: DictConfig) -> None:
+    """Every ``trainer.*`` key is an argument of ``lightning.Trainer``: a typo fails here, not after the data work."""
+    arguments = [name for name in inspect.signature(L.Trainer).parameters if name not in OWN_TRAINER_ARGUMENTS]
+    for key in trainer:
+        if key in OWN_TRAINER_ARGUMENTS:
+            raise SettingsError(f"trainer.{key} is set by seq2seq.train itself; leave it out")
+        if key not in arguments:
+            close = difflib.get_close_matches(key, arguments, n=1)
+            hint = f"did you mean trainer.{close[0]}?" if close else "see lightning.Trainer's arguments"
+            raise SettingsError(f"trainer.{key} is not an argument of lightning.Trainer; {hint}")
+
+
+# warnings every run printed and no user can act on: deprecations inside Lightning and torch, Lightning's notes
+# that our own transfer_batch_to_device is used and that a resumed run's checkpoints/ is not empty
+LIBRARY_NOTICES = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a `LightningDataModule`",
+    r"Checkpoint directory .* exists and is not empty",
+)
+
+
+def quiet_library_notices() -> None:
+    """Silence ``LIBRARY_NOTICES`` and Lightning's tip to install litlogger, so that what a run says is its own."""
+    for message in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=message)
+    rank_zero.log.addFilter(lambda record: not record.getMessage().startswith("💡 Tip:"))  # Lightning's info logger
+
+
 def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:
     """The ``logger`` group's logger, and the loggers and callbacks a user adds as ``+trainer.logger=...`` or
     ``+trainer.callbacks=...`` (``trainer.logger=false`` logs nothing), made before any data work."""
@@ -106,6 +150,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
     check_train_config(cfg)  # fail on a config mistake before any data work
+    check_trainer_keys(cfg.trainer)
+    check_tool_settings(cfg)
+    use_threads(cfg.threads)
     loggers, user_callbacks = loggers_and_callbacks(cfg, run_dir)
     log.info("run directory: %s", run_dir)
     if cfg.cpu_recipe and not uses_gpu(cfg.trainer.accelerator):
@@ -115,26 +162,45 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             cfg.name,
             cfg.cpu_recipe,
         )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
+    checkpoint_dir = checkpoint_directory(resume_from, run_dir)
+    with training_lock(checkpoint_dir.parent):
+        return train_into(cfg, config, run_dir, checkpoint_dir, resume_from, started, loggers, user_callbacks)
+
+
+def train_into(
+    cfg: DictConfig,
+    config: dict[str, Any],
+    run_dir: Path,
+    checkpoint_dir: Path,
+    resume_from: str | None,
+    started: float,
+    loggers: list[Logger] | bool,
+    user_callbacks: list[Callback],
+) -> dict[str, Any]:
+    """``train``'s work, once the settings are checked and the run directory it writes into is locked."""
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
     L.seed_everything(cfg.seed, workers=True)
-    config = OmegaConf.to_container(cfg, resolve=True)
     valid = data.splits["valid"]
     task = TranslationTask(config, data.src_tok, data.tgt_tok, list(zip(valid.sources, valid.targets)))
 
-    resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
-    # a resumed run keeps writing into its first run's checkpoints/, so "best" still means best overall
-    checkpoint_dir = Path(resume_from).parent if resume_from else run_dir / "checkpoints"
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/bleu", mode="max")
+    # every checkpoint is saved at a validation's end, never at an epoch's end: resuming from an epoch-end save
+    # re-enters the finished epoch, which Lightning then counts twice (max_epochs would stop an epoch early)
+    at_validation_end = {"dirpath": checkpoint_dir, "save_on_train_epoch_end": False}
+    checkpoints = ModelCheckpoint(filename="best", monitor="val/bleu", mode="max", **at_validation_end)
     # ModelCheckpoint's own save_last refreshes last.ckpt only when "best" improves; resuming needs the latest
-    latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
+    latest = ModelCheckpoint(filename="last", enable_version_counter=False, **at_validation_end)
     # the last keep_last validations' weights (no optimiser: a third of the size), for python -m seq2seq.average
-    for_averaging = ModelCheckpoint(dirpath=checkpoint_dir, filename=STEP_CHECKPOINT, monitor="step", mode="max",
-                                    save_top_k=cfg.keep_last, save_weights_only=True,
-                                    auto_insert_metric_name=False)  # fmt: skip
+    for_averaging = ModelCheckpoint(filename=STEP_CHECKPOINT, monitor="step", mode="max", save_top_k=cfg.keep_last,
+                                    save_weights_only=True, auto_insert_metric_name=False,
+                                    **at_validation_end)  # fmt: skip
     throughput = EpochThroughput()
     trainer_args = {k: v for k, v in config["trainer"].items() if k not in ("logger", "callbacks")}  # made above
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
+    # the bar redraws itself on standard output: in a file or a pipe, the validation log lines say enough
+    trainer_args["enable_progress_bar"] = trainer_args["enable_progress_bar"] and sys.stdout.isatty()
     if trainer_args["strategy"] == "ddp":
         trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -146,7 +212,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             checkpoints,
             latest,
             for_averaging,
-            EarlyStopping(monitor="val/bleu", mode="max", patience=cfg.patience, strict=False),
+            EarlyStoppingOnBleu(cfg.patience),
+            ValidateAtTheEnd(),
             SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
             RandomState(),
             SamplerEpoch(),
@@ -155,11 +222,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             *user_callbacks,
         ],
         logger=loggers,
+        plugins=[SaveBesideTarget()],
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    with stop_signals_as_interrupt():
-        trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
     best = checkpoints.best_model_path or latest.best_model_path
     if not best:  # stopped before the first validation: keep the weights anyway
@@ -204,21 +271,29 @@ def score_best_checkpoint(path: str, test: EncodedSplit, cfg: DictConfig) -> dic
     return {name: score(Translator(trained, decode), pairs)[0] for name, decode in (("greedy", greedy), ("beam", beam))}
 
 
-def remove_if_unused(run_dir: Path) -> None:
-    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``."""
+def remove_if_unused(run_dir: Path) -> bool:
+    """Remove a failed launch's run directory when it holds only what Hydra wrote before ``main``; say if it did."""
     hydra_config = HydraConfig.get()
-    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log"}
+    hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log", TRAINING_LOCK}
     if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
         shutil.rmtree(run_dir)
+        return True
+    return False
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    quiet_library_notices()
     try:
-        check_recipe()
-        summary = train(cfg, run_dir)
+        with stop_signals_as_interrupt():  # from the start: SIGTERM during the data work must clean up too
+            check_recipe()
+            summary = train(cfg, run_dir)
+    except KeyboardInterrupt:  # outside trainer.fit, which saves interrupted.ckpt and exits itself
+        removed = remove_if_unused(run_dir)
+        print(f"interrupted: {'removed' if removed else 'kept'} {run_dir}", file=sys.stderr)
+        sys.exit(1)
     except BaseException:
         remove_if_unused(run_dir)
         raise

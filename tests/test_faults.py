@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import fsspec.implementations.local
 import lightning as L
 import pytest
 import torch
@@ -25,8 +28,9 @@ from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.datamodule import Batch, TokenBucketSampler
+from seq2seq.errors import CacheError, RunBusyError
 from seq2seq.resources import CONF_DIR
-from seq2seq.resume import find_resume_checkpoint
+from seq2seq.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -79,7 +83,7 @@ def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
     task.poisoned = poisoned
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
+        enable_model_summary=False, plugins=[SaveBesideTarget()],
     )  # fmt: skip
     trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None))
     return task
@@ -105,23 +109,56 @@ def test_a_diverged_run_stops_with_a_clear_message():
 # --------------------------------------------------------------------------- checkpoint files
 
 
-def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def dies_halfway(checkpoint, file):  # torch.save as a kill would stop it
+    real_save(checkpoint, file)
+    file.truncate(file.tell() // 2)
+    raise OSError("simulated crash during the write")
+
+
+real_save = torch.save
+
+
+def crosses_file_systems(rename):
+    """``os.rename`` as it fails between two file systems: here, between any two directories."""
+
+    def fake(source, destination, *args, **kwargs):
+        if Path(source).resolve().parent != Path(destination).resolve().parent:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        return rename(source, destination, *args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize("fault", ["killed-mid-write", "disk-full", "temporary-file-on-another-file-system"])
+def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, fault):
     task = fit(toy_batches(3), poisoned=set())
-    path = tmp_path / "last.ckpt"
+    path = tmp_path / "run" / "last.ckpt"
     task.trainer.save_checkpoint(path)
     before = path.read_bytes()
-    real_write = fsspec.implementations.local.LocalFileOpener.write
-
-    def dies_halfway(self, data):  # as if the process were killed mid-write
-        real_write(self, data[: len(data) // 2])
-        raise OSError("simulated crash during the write")
-
-    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", dies_halfway)
     task.trainer.fit_loop.epoch_loop.batch_progress.total.completed += 1  # the new checkpoint would differ
-    with pytest.raises(OSError, match="simulated crash"):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the temporary directory is not the run directory
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    if fault == "killed-mid-write":
+        monkeypatch.setattr(torch, "save", dies_halfway)
+    elif fault == "disk-full":
+        monkeypatch.setattr(os, "fsync", no_space)
+    else:  # a rename across file systems fails, and the copy that replaces it finds the disk full
+        monkeypatch.setattr(os, "rename", crosses_file_systems(os.rename))
+        monkeypatch.setattr(os, "replace", crosses_file_systems(os.replace))
+        monkeypatch.setattr(os, "sendfile", no_space)
+        task.trainer.save_checkpoint(path)  # written beside its final name: renamed, never copied
+        saved = torch.load(path, weights_only=False)["loops"]  # this test's own file
+        assert saved != torch.load(io.BytesIO(before), weights_only=False)["loops"], "the new checkpoint, whole"
+        assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+        return
+    with pytest.raises((OSError, CacheError), match=r"simulated crash|no space left"):
         task.trainer.save_checkpoint(path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
 
 
 # --------------------------------------------------------------------------- two runs, one empty cache
@@ -231,6 +268,59 @@ def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_p
         assert torch.equal(value, resumed[name]), name
 
 
+# --------------------------------------------------------------------------- stopped by each stop rule, then resumed
+
+# epochs of 15 batches, a validation at each epoch's end (the default), two epochs: 30 steps
+EPOCH_END = [*Settings(max_steps=-1, val_check_interval=1.0, check_val_every_n_epoch=1).overrides(),
+             "trainer.max_epochs=2", "test_decode.beam_size=1"]  # fmt: skip
+# (stop rule of the first part, the rest) -> (first part's overrides, the resumed part's overrides)
+STOPS = {
+    "max_epochs": (["trainer.max_epochs=1"], []),
+    "max_steps": (["trainer.max_epochs=-1", "trainer.max_steps=15"], ["trainer.max_epochs=-1", "trainer.max_steps=30"]),
+    # a tiny model's BLEU does not rise from step 15 to 30, so patience=1 stops an uninterrupted run at step 30 too
+    "early-stopping": (["trainer.max_epochs=1"], ["trainer.max_epochs=10", "patience=1"]),
+    "max_time": (["trainer.max_time=00:00:00:01"], ["trainer.max_time=00:01:00:00"]),
+}
+
+
+def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
+    from seq2seq.train import train
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
+    return train(cfg, run_dir)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, kill_cache) -> dict:
+    return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"))
+
+
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+@pytest.mark.parametrize("stop", STOPS)
+def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_uninterrupted_run(
+    tmp_path, kill_cache, uninterrupted, stop
+):
+    first, rest = STOPS[stop]
+    stopped = train_in_process(kill_cache, tmp_path / "first", *first)
+    assert 0 < stopped["steps"] < 30
+    resumed = train_in_process(kill_cache, tmp_path / "resumed", f"resume={tmp_path / 'first'}", *rest)
+    assert resumed["steps"] == uninterrupted["steps"] == 30
+    assert all(epoch["steps"] > 0 for epoch in resumed["throughput"]), "no empty epoch after the resume"
+    checkpoints = sorted(path.name for path in (tmp_path / "first" / "checkpoints").iterdir())
+    steps = [f"step{step:06d}.ckpt" for step, _ in resumed["validation_bleu_curve"]]
+    assert checkpoints == sorted(["best.ckpt", "last.ckpt", *steps]), "one file per validation, no -v1 copies"
+    if stop == "max_time":  # it stops wherever the clock says, and validates there: one more validation
+        assert [step for step, _ in resumed["validation_bleu_curve"]] == sorted({stopped["steps"], 15, 30})
+        return
+    assert resumed["validation_bleu_curve"] == uninterrupted["validation_bleu_curve"]
+    expected, got = weights(Path(uninterrupted["best_checkpoint"]).parent / "last.ckpt"), weights(
+        tmp_path / "first" / "checkpoints" / "last.ckpt"
+    )
+    for name, value in expected.items():
+        assert torch.equal(value, got[name]), name
+
+
 # --------------------------------------------------------------------------- resuming under other settings
 
 
@@ -274,6 +364,34 @@ def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
         find_resume_checkpoint("last", tmp_path, "default", small_config())
 
 
+def test_a_run_resumes_in_place_only_from_its_latest_checkpoint_and_an_earlier_one_starts_its_own_folder(tmp_path):
+    first = tmp_path / "first" / "checkpoints"
+    first.mkdir(parents=True)
+    for age, name in enumerate(["last.ckpt", "interrupted.ckpt", "best.ckpt", "step000015.ckpt"]):
+        (first / name).write_bytes(b"")
+        os.utime(first / name, (time.time() - age, time.time() - age))
+    own = tmp_path / "resumed" / "checkpoints"
+    assert checkpoint_directory(str(first / "last.ckpt"), tmp_path / "resumed") == first
+    assert checkpoint_directory(str(first / "interrupted.ckpt"), tmp_path / "resumed") == own, "older than last.ckpt"
+    assert checkpoint_directory(str(first / "best.ckpt"), tmp_path / "resumed") == own
+    assert checkpoint_directory(None, tmp_path / "resumed") == own
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, monkeypatch):
+    from seq2seq import train
+
+    monkeypatch.setattr(train, "TranslationData", None)  # no data work may start
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [f"paths.runs_dir={tmp_path}", "resume=last"])
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", OmegaConf.to_container(cfg, resolve=True), age=0)
+    with training_lock(checkpoint.parent.parent), pytest.raises(RunBusyError) as raised:
+        train.train(cfg, tmp_path / "second")
+    assert str(raised.value) == (
+        f"{checkpoint.parent.parent} is being trained by another process; wait for it to end, or stop it (Ctrl-C) "
+        "and resume then"
+    )
+
+
 # --------------------------------------------------------------------------- run directories
 
 RUN_DIR_AT_ONE_SECOND = """
@@ -305,6 +423,21 @@ def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
+    assert list((tmp_path / "runs").glob("*/*")) == []
+
+
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+def test_sigterm_while_the_data_is_prepared_leaves_no_run_directory(tmp_path):
+    command = [sys.executable, "-m", "seq2seq.train", *TINY, f"data.cache_dir={tmp_path / 'cache'}",
+               f"paths.runs_dir={tmp_path / 'runs'}"]  # fmt: skip
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    while "run directory:" not in process.stderr.readline():  # then the data work starts, on an empty cache
+        assert process.poll() is None, "the run ended before its data work"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert re.fullmatch(r"interrupted: removed .*", stderr.splitlines()[-1])
     assert list((tmp_path / "runs").glob("*/*")) == []
 
 

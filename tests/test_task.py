@@ -1,9 +1,10 @@
-"""The training task's schedule: the learning rate follows validations, not epoch ends."""
+"""The training task: the learning rate follows validations, not epoch ends; validation decodes as evaluate does."""
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
+import torch
 from test_faults import small_config, toy_batches
 from torch.utils.data import DataLoader
 from toy import IdTokenizer
@@ -51,3 +52,26 @@ def test_the_lr_schedule_steps_once_per_validation_and_holds_while_bleu_rises(
     scheduler = task.lr_schedulers()
     assert scheduler.last_epoch == validations, "one scheduler step per validation"
     assert scheduler.get_last_lr() == [task.config["optim"]["lr"]], "BLEU rose at every validation"
+
+
+def test_validation_decodes_in_full_precision_like_evaluate_under_mixed_precision(monkeypatch):
+    task = TranslationTask(small_config(), IdTokenizer(), IdTokenizer(), validation=[("x", "x")] * BATCHES_PER_EPOCH)
+    autocast = {"loss": [], "decoding": []}
+    loss, translate_ids = task.loss, task.translator.translate_ids
+
+    def recorded(name, function):
+        def call(*args, **kwargs):
+            autocast[name].append(torch.is_autocast_enabled("cpu"))
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(task, "loss", recorded("loss", loss))
+    monkeypatch.setattr(task.translator, "translate_ids", recorded("decoding", translate_ids))
+    trainer = L.Trainer(
+        accelerator="cpu", precision="bf16-mixed", max_steps=1, val_check_interval=1, check_val_every_n_epoch=None,
+        limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(task, datamodule=ToyData())
+    assert autocast == {"loss": [True, True], "decoding": [False]}, "training and validation losses, one decoding"

@@ -7,6 +7,7 @@ import csv
 import logging
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -18,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.demos.boring_classes import BoringModel
 from test_end_to_end import MIRROR, TINY
 
+import seq2seq.__main__ as umbrella
 from seq2seq import average, bench, compare, evaluate, export, probe, train, translate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import UserError
@@ -114,6 +116,57 @@ def test_threads_default_leaves_torchs_choice(checkpoint, tmp_path, torch_thread
     bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=1",
                                 "sentences=2", f"paths.mirror={MIRROR}", f"paths.cache_dir={tmp_path}"))  # fmt: skip
     assert torch.get_num_threads() == 2
+
+
+def test_train_threads_sets_torchs_cpu_threads_before_any_data_work(tmp_path, monkeypatch, torch_threads):
+    def no_data_work(*args, **kwargs):
+        raise AssertionError("data work")
+
+    monkeypatch.setattr(train, "TranslationData", no_data_work)
+    torch.set_num_threads(2)
+    with pytest.raises(AssertionError, match="data work"):
+        train.train(composed("train", "threads=1"), tmp_path / "run")
+    assert torch.get_num_threads() == 1
+    with pytest.raises(ValueError, match=r"^threads=0 is not one of \(None,\) or an integer >= 1$"):
+        train.train(composed("train", "threads=0"), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.max_step=30", "trainer.max_step is not an argument of lightning.Trainer; did you mean "
+                                 "trainer.max_steps?"),
+        ("+trainer.default_root_dir=x", "trainer.default_root_dir is set by seq2seq.train itself; leave it out"),
+    ],
+)  # fmt: skip
+def test_an_unknown_trainer_key_is_one_line_naming_it_before_any_data_work(tmp_path, monkeypatch, override, message):
+    monkeypatch.setattr(train, "TranslationData", None)  # any data work would fail with a TypeError
+    with pytest.raises(UserError) as raised:
+        train.train(composed("train", override), tmp_path / "run")
+    assert str(raised.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seq2seq_alone_lists_the_commands_without_loading_torch_or_hydra():
+    listed = subprocess.run([sys.executable, "-c", "import seq2seq.__main__ as m, sys; m.main(); print(sorted("
+                             "name for name in ('torch', 'hydra', 'lightning') if name in sys.modules))"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert listed.returncode == 0 and listed.stdout.startswith("usage: seq2seq COMMAND")
+    assert all(f"  {name} " in listed.stdout for name in umbrella.COMMANDS)
+    assert listed.stdout.endswith("[]\n"), "torch, hydra and lightning stay unloaded"
+
+
+def test_seq2seq_command_runs_that_command_with_its_arguments(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(evaluate, "main", lambda: seen.append(list(sys.argv)))
+    monkeypatch.setattr(sys, "argv", ["seq2seq", "evaluate", "checkpoint=x.ckpt", "split=valid"])
+    umbrella.main()
+    assert seen == [["seq2seq-evaluate", "checkpoint=x.ckpt", "split=valid"]]
+    monkeypatch.setattr(sys, "argv", ["seq2seq", "trian"])
+    with pytest.raises(SystemExit) as exit:
+        umbrella.main()
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.startswith("error: seq2seq has no command 'trian'; use one of:\n  train ")
 
 
 @pytest.mark.parametrize(
@@ -220,6 +273,26 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
     target = {"csv": "CSVLogger", "tensorboard": "TensorBoardLogger", "wandb": "WandbLogger"}[logger]
     assert cfg.logger._target_ == f"lightning.pytorch.loggers.{target}"
     assert "save_dir" not in cfg.logger  # train gives the run directory
+
+
+NOTICES = ("litlogger", "LeafSpec", "transfer_batch_to_device", "weights_only", "could not find the monitored key",
+           "exists and is not empty")  # fmt: skip
+
+
+def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_summary_on_stdout(tmp_path):
+    overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
+    command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
+               "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
+               "test_decode.beam_size=1", f"data.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path}"]
+    with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
+        result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
+                                env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = (tmp_path / "out.txt").read_text()
+    assert "\r" not in out and out.startswith("run dir:") and len(out.splitlines()) == 4, out
+    assert re.findall(r"validation at step (\d+):", result.stderr) == ["0", "15", "30"]
+    assert "run directory:" in result.stderr, "Hydra's log goes to standard error"
+    assert [notice for notice in NOTICES if notice in result.stderr] == []
 
 
 @pytest.mark.parametrize(
