@@ -93,12 +93,22 @@ def hardware() -> str:
     return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
+# the optional extra (pyproject.toml) that installs what each logger of conf/logger/ needs
+LOGGER_EXTRAS = {"TensorBoardLogger": "tensorboard", "WandbLogger": "wandb"}
+
+
 def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
-    """A config (or a list of them) with ``_target_`` → the objects; a mistake or a missing package is one line."""
+    """A config (or a list of them) with ``_target_`` → the objects; a mistake or a missing package is one line,
+    naming the extra that installs the package where there is one."""
+    specs = list(spec) if OmegaConf.is_list(spec) else [spec]
     try:
-        return [instantiate(one, **kwargs) for one in (spec if OmegaConf.is_list(spec) else [spec])]
+        return [instantiate(one, **kwargs) for one in specs]
     except InstantiationException as error:
-        raise ValueError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
+        message = " ".join(str(error.__cause__ or error).split())
+        classes = {str(one.get("_target_", "")).rsplit(".", 1)[-1] for one in specs} & set(LOGGER_EXTRAS)
+        if isinstance(error.__cause__, ImportError) and (extras := sorted(LOGGER_EXTRAS[c] for c in classes)):
+            message += f"; install it with pip install -e \".[{','.join(extras)}]\""
+        raise SettingsError(f"{key}: {message}") from error
 
 
 # lightning.Trainer arguments that train() sets itself

@@ -17,6 +17,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
 from test_end_to_end import MIRROR, TINY
 
 import seq2seq.__main__ as umbrella
@@ -145,6 +147,16 @@ def test_an_unknown_trainer_key_is_one_line_naming_it_before_any_data_work(tmp_p
         train.train(composed("train", override), tmp_path / "run")
     assert str(raised.value) == message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_logger_whose_package_is_missing_names_the_extra_to_install(tmp_path, monkeypatch):
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'tensorboard'")
+
+    monkeypatch.setattr(TensorBoardLogger, "__init__", missing)
+    with pytest.raises(UserError) as raised:
+        train.instantiated("logger", OmegaConf.load(Path(CONF_DIR) / "logger" / "tensorboard.yaml"), save_dir=tmp_path)
+    assert str(raised.value) == "logger: No module named 'tensorboard'; install it with pip install -e \".[tensorboard]\""
 
 
 def test_seq2seq_alone_lists_the_commands_without_loading_torch_or_hydra():
