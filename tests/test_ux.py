@@ -156,7 +156,8 @@ def test_a_logger_whose_package_is_missing_names_the_extra_to_install(tmp_path, 
     monkeypatch.setattr(TensorBoardLogger, "__init__", missing)
     with pytest.raises(UserError) as raised:
         train.instantiated("logger", OmegaConf.load(Path(CONF_DIR) / "logger" / "tensorboard.yaml"), save_dir=tmp_path)
-    assert str(raised.value) == """logger: No module named 'tensorboard'; install it with pip install -e ".[tensorboard]""""
+    install = 'pip install -e ".[tensorboard]"'
+    assert str(raised.value) == f"logger: No module named 'tensorboard'; install it with {install}"
 
 
 def test_seq2seq_alone_lists_the_commands_without_loading_torch_or_hydra():
