@@ -18,3 +18,11 @@ class CacheError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
+
+
+class SettingError(UserError):
+    """A config key whose value, or whose combination with another key's, seq2seq cannot use."""
+
+
+class FileError(UserError):
+    """A file or directory given for input or output that cannot be used as asked."""

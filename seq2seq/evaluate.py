@@ -13,10 +13,11 @@ from omegaconf import DictConfig
 from seq2seq import corpus, sources
 from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads, with_schemas
+from seq2seq.errors import FileError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode, check_tool_settings
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.translator import TranslationModel, Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
     try:
         everything = json.loads(path.read_bytes())
     except ValueError as error:  # also invalid UTF-8
-        raise ValueError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
+        raise FileError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
     if not isinstance(everything, dict):
-        raise ValueError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
+        raise FileError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
     return everything
 
 
@@ -66,19 +67,20 @@ def check_output_dir(cfg: DictConfig) -> Path:
     """Where results go, checked before any decoding, which a mistake here would waste."""
     output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
+        raise FileError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
     read_metrics(output_dir / "metrics.json")
     return output_dir
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
-    check_decode(cfg.decode)
+    read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     if isinstance(cfg.input, str) and Path(cfg.input).is_dir():
-        raise ValueError(f"input={cfg.input} is a directory; give a file in the corpus format")
+        raise FileError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
     use_threads(cfg.threads)
     trained = load_checkpoint(cfg.checkpoint)

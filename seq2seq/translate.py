@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads
+from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads, with_schemas
+from seq2seq.errors import FileError, SettingError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode, check_tool_settings
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -139,23 +140,24 @@ def file_progress(cfg: DictConfig) -> tqdm:
 def check_files(cfg: DictConfig) -> None:
     """Mistakes in ``input=`` and ``output=`` that would otherwise lose the input or show a traceback."""
     if cfg.input and Path(cfg.input).is_dir():
-        raise ValueError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+        raise FileError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
     if cfg.input and cfg.output and Path(cfg.output).exists() and Path(cfg.input).samefile(cfg.output):
-        raise ValueError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+        raise FileError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
-    check_decode(cfg.decode)
+    read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     check_files(cfg)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
     if cfg.attention_plot and translator.model.decoder.attention is None:
-        raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
+        raise SettingError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
