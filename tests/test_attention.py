@@ -47,7 +47,8 @@ def test_weights_sum_to_one_over_real_positions_and_pads_get_none(kind):
 
 
 def test_luong_dot_needs_matching_sizes():
-    with pytest.raises(SettingError, match=r"^model\.attention=luong_dot needs decoder size 12 == encoder output size 2"):
+    needs = r"^model\.attention=luong_dot needs decoder size 12 == encoder output size 24"
+    with pytest.raises(SettingError, match=needs):
         model(attention="luong_dot", bridge="project")
     with pytest.raises(SettingError, match=r"^model\.decoder\.input_feeding=true needs attention"):
         model(input_feeding=True)
