@@ -39,7 +39,7 @@ def split_files(spec: Any, key: str) -> SplitFiles | None:
     if isinstance(spec, Sequence) and len(spec) == 2 and all(isinstance(path, str) for path in spec):
         return tuple(spec)
     raise SettingError(f"{key}={spec!r} is not a TSV file nor a source and a target file; give {key}=FILE "
-                     f"or {key}.source=FILE {key}.target=FILE")  # fmt: skip
+                       f"or {key}.source=FILE {key}.target=FILE")  # fmt: skip
 
 
 @contextmanager

@@ -123,7 +123,7 @@ class Translator:
         device = device or next(translation_model.model.parameters()).device
         if quantize is not None and device.type != "cpu":
             raise SettingError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
-                             "use device=cpu")  # fmt: skip
+                               "use device=cpu")  # fmt: skip
         model = translation_model.model.to(device)
         self.model = model if quantize is None else quantize_int8(model)
         self.source_tokenizer = translation_model.source_tokenizer
