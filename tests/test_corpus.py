@@ -385,11 +385,6 @@ def test_no_subset_keeps_everything():
     assert select_subset(pairs, None) == pairs
 
 
-def test_unknown_subset_name_raises():
-    with pytest.raises(CorpusError, match="beginner"):
-        select_subset(TUTORIAL_KEEP, "beginner")
-
-
 # --------------------------------------------------------------------------- find_archive
 
 

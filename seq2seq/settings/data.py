@@ -48,6 +48,11 @@ class DataSettings(Settings):
     num_workers: int = setting(integer(0))
 
     def check(self, key: str) -> None:
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise SettingError(
+                f"{key}.valid_fraction={self.valid_fraction} and {key}.test_fraction={self.test_fraction} must be "
+                ">= 0 and sum to less than 1"
+            )
         longest = self.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
         integer(longest, f" ({key}.max_tokens + 2)").check(f"{key}.batch_tokens", self.batch_tokens)
 
