@@ -190,6 +190,8 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
          "test_decode.beam_size >= test_decode.n_best"),
         (["data.valid_fraction=0.5", "data.test_fraction=0.5"],
          "data.valid_fraction=0.5 and data.test_fraction=0.5 must be >= 0 and sum to less than 1"),
+        (["data=files", "data.train=a.tsv", "data.valid_fraction=0.7", "data.test_fraction=0.4"],
+         "data.valid_fraction=0.7 and data.test_fraction=0.4 must be >= 0 and sum to less than 1"),
         (["data.batch_tokens=65"], "data.batch_tokens=65 is not an integer >= 66 (data.max_tokens + 2)"),
         (["data.pair=deu-eng"],
          "data.src_lang=fra and data.tgt_lang=eng are not the languages of data.pair=deu-eng; use deu and eng, "
