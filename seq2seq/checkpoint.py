@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data import load_splits
-from seq2seq.errors import CheckpointError, FileError, SettingError
+from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import resource_dir
 from seq2seq.settings import ModelSettings, read
@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
 def write_export(trained: TranslationModel, output: Path) -> None:
     """``trained`` as an exported model directory that ``load_checkpoint`` reads, made whole or not at all."""
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
-        raise FileError(f"output={output} exists; give a new directory (it is made)")
+        raise PathError(f"output={output} exists; give a new directory (it is made)")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()
@@ -145,7 +145,7 @@ def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> li
     trained take their defaults. Own files are found again at the paths the checkpoint names.
     """
     if split not in ("valid", "test"):
-        raise SettingError(f"split={split!r} is not one of ('valid', 'test')")
+        raise SettingsError(f"split={split!r} is not one of ('valid', 'test')")
     data = trained.config["data"]
     source = data.get("source", "tatoeba")  # checkpoints from before data=files read Tatoeba
     defaults = OmegaConf.merge(

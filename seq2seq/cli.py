@@ -70,8 +70,8 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as error:
             if os.environ.get(DEBUG) == "1":
                 raise
-            if isinstance(error, MissingMandatoryValue):  # OmegaConf's message spans lines
-                error = f"{error.full_key} is missing; give {error.full_key}=VALUE"
+            if isinstance(error, MissingMandatoryValue):  # OmegaConf's message is three lines of its internals
+                error = f"{error.full_key} is required: give {error.full_key}=... (see --help)"
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
         except BrokenPipeError:

@@ -20,9 +20,10 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
 
 
-class SettingError(UserError):
-    """A config key whose value, or whose combination with another key's, seq2seq cannot use."""
+class SettingsError(UserError):
+    """A setting (``key=value``) that cannot work: against its rule or another key's (``seq2seq/settings/``), or once
+    it meets the files or the data."""
 
 
-class FileError(UserError):
-    """A file or directory given for input or output that cannot be used as asked."""
+class PathError(UserError):
+    """An input that is not there, or an output that cannot be written or would replace one of the command's inputs."""

@@ -14,7 +14,7 @@ from seq2seq import corpus, sources
 from seq2seq.cache import atomic_write_bytes, locked
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads, with_schemas
-from seq2seq.errors import FileError
+from seq2seq.errors import PathError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import DecodeSettings, check_tool_settings, read
@@ -50,9 +50,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
     try:
         everything = json.loads(path.read_bytes())
     except ValueError as error:  # also invalid UTF-8
-        raise FileError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
+        raise PathError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
     if not isinstance(everything, dict):
-        raise FileError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
+        raise PathError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
     return everything
 
 
@@ -67,7 +67,7 @@ def check_output_dir(cfg: DictConfig) -> Path:
     """Where results go, checked before any decoding, which a mistake here would waste."""
     output_dir = Path(cfg.output_dir or Path(cfg.checkpoint).parent)
     if output_dir.exists() and not output_dir.is_dir():
-        raise FileError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
+        raise PathError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
     read_metrics(output_dir / "metrics.json")
     return output_dir
 
@@ -80,7 +80,7 @@ def main(cfg: DictConfig) -> None:
     read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     if isinstance(cfg.input, str) and Path(cfg.input).is_dir():
-        raise FileError(f"input={cfg.input} is a directory; give a file in the corpus format")
+        raise PathError(f"input={cfg.input} is a directory; give a file in the corpus format")
     output_dir = check_output_dir(cfg)
     use_threads(cfg.threads)
     trained = load_checkpoint(cfg.checkpoint)

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from seq2seq.checkpoint import read_checkpoint
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
@@ -83,11 +83,11 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
             return str(candidate)
     differing = ", ".join(config_differences(saved_config(newest_first[0]), config))
     if resume == "last":
-        raise SettingError(
+        raise SettingsError(
             f"resume=last: no run of {name} under {runs_dir} has these settings ({differing} differ in the newest); "
             "resume one with its settings, or start a new run without resume"
         )
-    raise SettingError(
+    raise SettingsError(
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )

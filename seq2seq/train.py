@@ -26,7 +26,7 @@ from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
 from seq2seq.cli import one_line_errors, with_schemas
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.metrics import score
 from seq2seq.monitor import EpochThroughput, ProjectedTime
 from seq2seq.resources import CONF_DIR, register_recipes
@@ -87,7 +87,7 @@ def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
     try:
         return [instantiate(one, **kwargs) for one in (spec if OmegaConf.is_list(spec) else [spec])]
     except InstantiationException as error:
-        raise SettingError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
+        raise SettingsError(f"{key}: {' '.join(str(error.__cause__ or error).split())}") from error
 
 
 def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:

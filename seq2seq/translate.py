@@ -18,7 +18,7 @@ from tqdm import tqdm
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, use_threads, with_schemas
-from seq2seq.errors import FileError, SettingError
+from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import DecodeSettings, check_tool_settings, read
@@ -140,9 +140,9 @@ def file_progress(cfg: DictConfig) -> tqdm:
 def check_files(cfg: DictConfig) -> None:
     """Mistakes in ``input=`` and ``output=`` that would otherwise lose the input or show a traceback."""
     if cfg.input and Path(cfg.input).is_dir():
-        raise FileError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+        raise PathError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
     if cfg.input and cfg.output and Path(cfg.output).exists() and Path(cfg.input).samefile(cfg.output):
-        raise FileError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+        raise PathError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
 
 
 @with_schemas
@@ -157,7 +157,7 @@ def main(cfg: DictConfig) -> None:
     device = pick_device(cfg.device, cfg.quantize)
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
     if cfg.attention_plot and translator.model.decoder.attention is None:
-        raise SettingError("attention_plot needs a model trained with attention (model.attention is none)")
+        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.data import Ragged
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import Hypothesis, beam_search, greedy_search
@@ -34,9 +34,10 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
     presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
     if name not in presets:
-        raise SettingError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
-    if unknown := sorted(set(settings) - {f.name for f in fields(DecodeSettings)}):
-        raise SettingError(f"{', '.join(unknown)}: not decode settings; use {[f.name for f in fields(DecodeSettings)]}")
+        raise SettingsError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
+    names = [f.name for f in fields(DecodeSettings)]
+    if unknown := sorted(set(settings) - set(names)):
+        raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
     register_schemas()
     callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
     GlobalHydra.instance().clear()
@@ -76,7 +77,7 @@ def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
     if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
-        raise SettingError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
+        raise SettingsError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
     return torch.device(name)
 
 
@@ -122,7 +123,7 @@ class Translator:
         check_keys(ToolSettings, {"quantize": quantize})
         device = device or next(translation_model.model.parameters()).device
         if quantize is not None and device.type != "cpu":
-            raise SettingError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
+            raise SettingsError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
                                "use device=cpu")  # fmt: skip
         model = translation_model.model.to(device)
         self.model = model if quantize is None else quantize_int8(model)

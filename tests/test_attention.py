@@ -8,7 +8,7 @@ from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.attention import Attention
 from seq2seq.encoder import Encoder
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.handoff import Handoff, final_states
 from seq2seq.search import beam_search, greedy_search
 
@@ -48,9 +48,9 @@ def test_weights_sum_to_one_over_real_positions_and_pads_get_none(kind):
 
 def test_luong_dot_needs_matching_sizes():
     needs = r"^model\.attention=luong_dot needs decoder size 12 == encoder output size 24"
-    with pytest.raises(SettingError, match=needs):
+    with pytest.raises(SettingsError, match=needs):
         model(attention="luong_dot", bridge="project")
-    with pytest.raises(SettingError, match=r"^model\.decoder\.input_feeding=true needs attention"):
+    with pytest.raises(SettingsError, match=r"^model\.decoder\.input_feeding=true needs attention"):
         model(input_feeding=True)
 
 

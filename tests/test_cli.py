@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from seq2seq import evaluate, translate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import SIGPIPE_EXIT_STATUS
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.train import train
 from seq2seq.translator import Translator
@@ -176,7 +176,7 @@ def test_tool_mistakes_fail_with_one_line(checkpoint, tmp_path, capsys, tool, ov
 def test_train_setting_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, override, message):
     monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
     cfg = train_config(override, f"data.cache_dir={tmp_path / 'cache'}", "data.url=http://127.0.0.1:1/fra-eng.zip")
-    with pytest.raises(SettingError) as raised:
+    with pytest.raises(SettingsError) as raised:
         train(cfg, tmp_path / "run")
     assert str(raised.value) == message
     assert list(tmp_path.iterdir()) == [], "nothing was downloaded, cached or written"

@@ -22,7 +22,7 @@ from seq2seq import data as data_module
 from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.corpus import connected_groups
 from seq2seq.data import load_splits, prepare
-from seq2seq.errors import CorpusError, SettingError
+from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.evaluate import evaluation_pairs
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_train_config
@@ -171,7 +171,7 @@ def test_an_empty_training_split_after_the_subset_is_refused(tmp_path):
     ],
 )
 def test_data_settings_are_refused_in_one_line_before_any_data_work(tmp_path, overrides, message):
-    with pytest.raises(SettingError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SettingsError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         data_config(tmp_path, *overrides)
 
 

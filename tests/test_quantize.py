@@ -15,7 +15,7 @@ from toy import reversal_batch, tiny_model
 
 from seq2seq import DecodeSettings, bench, evaluate, translate, translator
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.settings import PRECISIONS
@@ -124,7 +124,7 @@ def test_int8_output_rarely_depends_on_batch_mates_whose_activations_share_its_s
 
 def test_int8_on_a_gpu_is_refused_in_one_line_before_the_model_moves(checkpoint):
     message = r"^quantize=int8 runs on the CPU only \(dynamic quantization\), not on cuda; use device=cpu$"
-    with pytest.raises(SettingError, match=message):
+    with pytest.raises(SettingsError, match=message):
         Translator(load_checkpoint(checkpoint), DecodeSettings(), torch.device("cuda"), quantize="int8")
 
 
@@ -156,7 +156,7 @@ def test_a_bad_quantize_or_precisions_is_one_line_before_the_checkpoint_is_read(
 
 
 def test_load_refuses_an_unknown_quantization_naming_it(checkpoint):
-    with pytest.raises(SettingError, match=r"^quantize='int4' is not one of \(None, 'int8'\)$"):
+    with pytest.raises(SettingsError, match=r"^quantize='int4' is not one of \(None, 'int8'\)$"):
         Translator.load(checkpoint, quantize="int4")
 
 

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pad_sequence
 from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.decoder import DecoderState
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, gnmt_penalty, greedy_search, length_limits
 from seq2seq.settings import DecodeSettings, read
@@ -218,7 +218,7 @@ def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_cou
 def test_a_negative_length_penalty_is_refused():
     """It would favour short endings, and no length limit would bound what a live beam could still reach."""
     decode = OmegaConf.structured(DecodeSettings(strategy="beam", beam_size=2, length_penalty=-0.5))
-    with pytest.raises(SettingError, match=r"^decode\.length_penalty=-0\.5 is not a number >= 0$"):
+    with pytest.raises(SettingsError, match=r"^decode\.length_penalty=-0\.5 is not a number >= 0$"):
         read(DecodeSettings, decode, "decode")
 
 

@@ -16,7 +16,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import one_line_errors
-from seq2seq.errors import SettingError, UserError
+from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import (
     DecodeSettings,
@@ -146,7 +146,7 @@ def test_each_invalid_training_setting_is_one_line_naming_its_full_key(key):
     """Driven from the settings classes' rules: a new field is tried here without a new line of test."""
     cfg = untyped()
     OmegaConf.update(cfg, key, invalid(EVERY_TRAINING_RULE[key]))
-    with pytest.raises(SettingError) as error:
+    with pytest.raises(SettingsError) as error:
         check_train_config(cfg)  # train() calls it first, before any data work (test_cli)
     one_line_naming(key, error)
 
@@ -155,14 +155,14 @@ def test_each_invalid_training_setting_is_one_line_naming_its_full_key(key):
 def test_each_invalid_setting_of_own_files_is_one_line_naming_its_full_key(key):
     cfg = untyped("data=files", "data.train=a.tsv")
     cfg.data[key] = invalid(rules(FilesSettings)[key])
-    with pytest.raises(SettingError) as error:
+    with pytest.raises(SettingsError) as error:
         check_train_config(cfg)
     one_line_naming(f"data.{key}", error)
 
 
 @pytest.mark.parametrize("key", sorted(setting_keys(ToolSettings)))
 def test_each_invalid_tool_setting_is_one_line_naming_it(key):
-    with pytest.raises(SettingError) as error:
+    with pytest.raises(SettingsError) as error:
         check_keys(ToolSettings, OmegaConf.create({key: invalid(rules(ToolSettings)[key])}))
     one_line_naming(key, error)
 
@@ -177,11 +177,15 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
         (["model.attention=luong_dot"],
          "model.attention=luong_dot needs decoder size 256 == encoder output size 512; use model.bridge=concat "
          "(bidirectional) or model.attention=luong_general"),
-        (["decode.beam_size=5"], "decode.beam_size=5 is for beam search, not decode.strategy=greedy; use decode=beam"),
+        (["decode.beam_size=5"],
+         "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy; use decode=beam (or leave "
+         "decode.beam_size at 1)"),
         (["decode.length_penalty=0.6"],
-         "decode.length_penalty=0.6 is for beam search, not decode.strategy=greedy; use decode=beam"),
+         "decode.length_penalty=0.6 is a beam search setting, but decode.strategy=greedy; use decode=beam (or leave "
+         "decode.length_penalty at 0)"),
         (["test_decode.strategy=greedy"],
-         "test_decode.beam_size=5 is for beam search, not test_decode.strategy=greedy; use decode@test_decode=beam"),
+         "test_decode.beam_size=5 is a beam search setting, but test_decode.strategy=greedy; use test_decode=beam (or "
+         "leave test_decode.beam_size at 1)"),
         (["decode.n_best=2"],
          "decode.n_best=2 is more than decode.strategy=greedy finds; use decode=beam with decode.beam_size >= "
          "decode.n_best"),
@@ -203,7 +207,7 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
     ],
 )  # fmt: skip
 def test_each_rule_between_keys_is_one_line_naming_the_keys_and_the_fix(overrides, message):
-    with pytest.raises(SettingError) as error:
+    with pytest.raises(SettingsError) as error:
         check_train_config(train_config(*overrides))
     assert str(error.value) == message
 
@@ -248,7 +252,7 @@ def command_raising(error: BaseException):
 def test_a_users_mistake_is_one_line_and_exit_status_1(capsys, monkeypatch):
     monkeypatch.delenv("SEQ2SEQ_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exited:
-        command_raising(SettingError("decode.beam_size=0 is not an integer >= 1"))()
+        command_raising(SettingsError("decode.beam_size=0 is not an integer >= 1"))()
     assert exited.value.code == 1
     assert capsys.readouterr().err == "error: decode.beam_size=0 is not an integer >= 1\n"
 
@@ -259,7 +263,7 @@ def test_a_required_key_not_given_is_one_line_naming_it(capsys, monkeypatch):
         cfg = compose("translate")
     with pytest.raises(SystemExit):
         one_line_errors(lambda: cfg.checkpoint)()
-    assert capsys.readouterr().err == "error: checkpoint is missing; give checkpoint=VALUE\n"
+    assert capsys.readouterr().err == "error: checkpoint is required: give checkpoint=... (see --help)\n"
 
 
 def test_an_internal_value_error_is_a_bug_and_keeps_its_traceback(capsys):
@@ -270,7 +274,7 @@ def test_an_internal_value_error_is_a_bug_and_keeps_its_traceback(capsys):
 
 def test_seq2seq_debug_keeps_the_traceback_of_a_users_mistake(monkeypatch):
     monkeypatch.setenv("SEQ2SEQ_DEBUG", "1")
-    for error in (SettingError("decode.beam_size=0 is not an integer >= 1"), MissingMandatoryValue("checkpoint")):
+    for error in (SettingsError("decode.beam_size=0 is not an integer >= 1"), MissingMandatoryValue("checkpoint")):
         with pytest.raises(type(error)):
             command_raising(error)()
-    assert issubclass(SettingError, UserError)
+    assert issubclass(SettingsError, UserError)

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.settings.rules import (
     BOOLEAN,
     FRACTION,
@@ -49,7 +49,7 @@ class DataSettings(Settings):
 
     def check(self, key: str) -> None:
         if self.valid_fraction + self.test_fraction >= 1:
-            raise SettingError(
+            raise SettingsError(
                 f"{key}.valid_fraction={self.valid_fraction} and {key}.test_fraction={self.test_fraction} must be "
                 ">= 0 and sum to less than 1"
             )
@@ -73,7 +73,7 @@ class TatoebaSettings(DataSettings):
 
     def check(self, key: str) -> None:
         if sorted((self.src_lang, self.tgt_lang)) != sorted(self.pair.split("-")):
-            raise SettingError(
+            raise SettingsError(
                 f"{key}.src_lang={self.src_lang} and {key}.tgt_lang={self.tgt_lang} are not the languages of "
                 f"{key}.pair={self.pair}; use {self.pair.replace('-', ' and ')}, in either order"
             )
@@ -109,7 +109,7 @@ class FilesSettings(DataSettings):
 
     def check(self, key: str) -> None:
         if self.src_column == self.tgt_column:
-            raise SettingError(f"{key}.src_column and {key}.tgt_column are both {self.src_column}; give two columns")
+            raise SettingsError(f"{key}.src_column and {key}.tgt_column are both {self.src_column}; give two columns")
         super().check(key)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.settings.rules import Rule, Settings, either, integer, number, one_of, setting
 
 STRATEGIES = ("greedy", "beam")
@@ -34,14 +34,14 @@ class DecodeSettings(Settings):
 
     def check(self, key: str) -> None:
         if self.strategy == "greedy":
-            fix = "decode=beam" if key == "decode" else f"decode@{key}=beam"
-            for name, greedy in (("beam_size", 1), ("length_penalty", 0)):
-                if getattr(self, name) != greedy:
-                    raise SettingError(
-                        f"{key}.{name}={getattr(self, name)!r} is for beam search, not {key}.strategy=greedy; use {fix}"
+            for name, default in (("beam_size", 1), ("length_penalty", 0)):  # greedy would silently ignore them
+                if getattr(self, name) != default:
+                    raise SettingsError(
+                        f"{key}.{name}={getattr(self, name)} is a beam search setting, but {key}.strategy=greedy; "
+                        f"use {key}=beam (or leave {key}.{name} at {default})"
                     )
         if self.n_best > (self.beam_size if self.strategy == "beam" else 1):
-            raise SettingError(
+            raise SettingsError(
                 f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "
                 f"use {key}=beam with {key}.beam_size >= {key}.n_best"
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 from seq2seq.settings.rules import BOOLEAN, FRACTION, Settings, either, group, integer, one_of, setting
 
 CELLS = ("gru", "lstm")
@@ -66,14 +66,14 @@ class ModelSettings(Settings):
     def check(self, key: str) -> None:
         requested, implied = self.decoder.hidden_size, self.decoder_hidden_size
         if requested not in (None, implied):
-            raise SettingError(
+            raise SettingsError(
                 f"{key}.decoder.hidden_size={requested} cannot match {key}.bridge={self.bridge}, which gives "
                 f"{implied}; set it to null or use {key}.bridge=project"
             )
         if self.decoder.input_feeding and self.attention == "none":
-            raise SettingError(f"{key}.decoder.input_feeding=true needs attention; set {key}.attention")
+            raise SettingsError(f"{key}.decoder.input_feeding=true needs attention; set {key}.attention")
         if self.attention == "luong_dot" and implied != self.memory_size:
-            raise SettingError(
+            raise SettingsError(
                 f"{key}.attention=luong_dot needs decoder size {implied} == encoder output size {self.memory_size}; "
                 f"use {key}.bridge=concat (bidirectional) or {key}.attention=luong_general"
             )

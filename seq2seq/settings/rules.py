@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, TypeVar
 
-from seq2seq.errors import SettingError
+from seq2seq.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Rule:
     def check(self, key: str, value: Any) -> Any:
         """``value``, if it is allowed at ``key``."""
         if not self.accepts(value):
-            raise SettingError(f"{key}={value!r} is not {self.allowed}")
+            raise SettingsError(f"{key}={value!r} is not {self.allowed}")
         return value
 
 
@@ -105,15 +105,15 @@ def check_keys(settings: type[Settings], values: Mapping[str, Any], key: str = "
 
 def read(settings: type[SettingsType], values: Mapping[str, Any], key: str) -> SettingsType:
     """The config group at ``key`` as its ``settings`` class: no key missing or unknown, each field's rule, then the
-    rules between fields; every mistake a one-line ``SettingError`` naming the full key.
+    rules between fields; every mistake a one-line ``SettingsError`` naming the full key.
     """
     names = [each.name for each in fields(settings)]
     if not isinstance(values, Mapping):
-        raise SettingError(f"{key}={values!r} is not a group of settings; give its keys {names}")
+        raise SettingsError(f"{key}={values!r} is not a group of settings; give its keys {names}")
     if unknown := [name for name in values if name not in names]:
-        raise SettingError(f"{full_key(key, unknown[0])} is not a setting; use one of {names}")
+        raise SettingsError(f"{full_key(key, unknown[0])} is not a setting; use one of {names}")
     if missing := [name for name in names if name not in values]:
-        raise SettingError(f"{full_key(key, missing[0])} is missing; give {full_key(key, missing[0])}=VALUE")
+        raise SettingsError(f"{full_key(key, missing[0])} is missing; give {full_key(key, missing[0])}=VALUE")
     built = settings(**{each.name: _value(each, values[each.name], key) for each in fields(settings)})
     built.check(key)
     return built
