@@ -33,9 +33,10 @@ from seq2seq.bench import timed_translation
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors
 from seq2seq.data import load_splits, prepare
-from seq2seq.handoff import decoder_hidden_size
+from seq2seq.errors import SettingsError
 from seq2seq.metrics import corpus_scores
 from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
+from seq2seq.settings import decoder_hidden_size
 from seq2seq.train import hardware
 from seq2seq.translator import Translator, pick_device
 
@@ -235,7 +236,9 @@ def joeynmt_config(cfg: DictConfig, steps: int, data_dir: Path, model_dir: Path,
     """JoeyNMT's training configuration, derived from ours so that the two cannot drift apart."""
     model, data = cfg.model, cfg.data
     if model.bridge not in INIT_HIDDEN or model.attention not in ATTENTION or model.cell != "gru":
-        raise ValueError(f"the peer benchmark needs a GRU, bridge {tuple(INIT_HIDDEN)}, attention {tuple(ATTENTION)}")
+        raise SettingsError(
+            f"the peer benchmark needs a GRU, bridge {tuple(INIT_HIDDEN)}, attention {tuple(ATTENTION)}"
+        )
     encoder = model.encoder
     directions = 2 if encoder.bidirectional else 1
     decoder_hidden = decoder_hidden_size(model.bridge, encoder.hidden_size, directions, model.decoder.hidden_size)

@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DecodeSettings":
+        from seq2seq.settings import DecodeSettings
+
+        return DecodeSettings
     if name in __all__:
         from seq2seq import translator
 

@@ -5,25 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-KINDS = ("none", "bahdanau", "luong_dot", "luong_general")
-
 
 class Attention(nn.Module):
     """Scores every source position for every query; pads get exactly zero weight.
 
     ``keys`` turns the encoder outputs into what scoring needs once per sentence, so that each search
-    step only pays for the query side.
+    step only pays for the query side. ``ModelSettings`` has checked ``kind`` and the sizes it needs.
     """
 
     def __init__(self, kind: str, query_size: int, memory_size: int):
         super().__init__()
-        if kind not in KINDS[1:]:
-            raise ValueError(f"model.attention={kind!r} is not one of {KINDS}")
-        if kind == "luong_dot" and query_size != memory_size:
-            raise ValueError(
-                f"model.attention=luong_dot needs decoder size {query_size} == encoder output size {memory_size}; "
-                "use model.bridge=concat (bidirectional) or model.attention=luong_general"
-            )
         self.kind = kind
         if kind == "bahdanau":
             self.key_layer = nn.Linear(memory_size, query_size, bias=False)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import STEP_PREFIX, load_checkpoint, write_export
 from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm
-from seq2seq.errors import CheckpointError
+from seq2seq.errors import CheckpointError, SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import integer
 from seq2seq.translator import TranslationModel
@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
     if bool(cfg.run) == bool(cfg.checkpoints):
-        raise ValueError("give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none")
+        raise SettingsError("give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none")
     integer(1).check("last", cfg.last)
     paths = last_checkpoints(Path(cfg.run), cfg.last) if cfg.run else [Path(path) for path in cfg.checkpoints]
     write_export(average_checkpoints(paths), Path(cfg.output))

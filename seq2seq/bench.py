@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors, use_threads
+from seq2seq.cli import log_to_stderr, one_line_errors, use_threads, with_schemas
 from seq2seq.metrics import corpus_scores
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import PRECISIONS, check_tool_settings
@@ -89,6 +89,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     return measurements
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

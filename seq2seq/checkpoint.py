@@ -21,10 +21,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data import kept_pairs, load_split
-from seq2seq.errors import CheckpointError
+from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import resource_dir
-from seq2seq.settings import TATOEBA, check_data
+from seq2seq.settings import ModelSettings, TatoebaSettings, check_data, check_keys, read
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translator import TranslationModel
 
@@ -152,10 +152,18 @@ def plain_config(config: Any, path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: data.source={data['source']!r} is not one of {CORPUS_SOURCES}; refused")
     if data.get("source", "tatoeba") == "tatoeba":
         try:
-            TATOEBA["pair"].check("data.pair", data.get("pair", "fra-eng"))
-        except ValueError as error:
+            check_keys(TatoebaSettings, {"pair": data.get("pair", "fra-eng")}, "data")
+        except SettingsError as error:
             raise CheckpointError(f"{path}: {error}; refused") from error
     return {**config, "data": {key: value for key, value in data.items() if key not in LOCATION_KEYS}}
+
+
+def model_settings(config: dict[str, Any], path: Path) -> ModelSettings:
+    """A model file's ``model`` group as settings, checked as a user's are; a bad one is the file's fault."""
+    try:
+        return read(ModelSettings, config["model"], "model")
+    except SettingsError as error:
+        raise CheckpointError(f"{path}: {error}; refused") from error
 
 
 def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -171,7 +179,7 @@ def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path
     if any(isinstance(size, int) and size > bound for size in sizes):
         raise CheckpointError(f"{path}: its config gives sizes that no weight has (over {bound}); refused")
     with torch.device("meta"):
-        expected = Seq2Seq.from_config(config["model"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        expected = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
     shapes = {name: tuple(tensor.shape) for name, tensor in expected.state_dict().items()}
     if shapes != {name.removeprefix("model."): tuple(tensor.shape) for name, tensor in weights.items()}:
         raise CheckpointError(f"{path}: its weights are not the shapes its config gives; refused")
@@ -203,7 +211,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     try:
         config = plain_config(hparams["config"], path)
         fits_weights(hparams, raw["state_dict"], path)
-        model = Seq2Seq.from_config(config["model"], hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        model = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
         model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
     except CheckpointError:
         raise
@@ -221,7 +229,7 @@ def write_export(trained: TranslationModel, output: Path) -> None:
     Its config names no local path (``EXPORT_DROPS``, ``EXPORT_DATA_DROPS``): the directory is for other machines.
     """
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
-        raise CheckpointError(f"output={output} exists; give a new directory (it is made)")
+        raise PathError(f"output={output} exists; give a new directory (it is made)")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()
@@ -257,7 +265,7 @@ def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> li
     checkpoint names (absolute since training makes them so), and only the split asked for when it has its own file.
     """
     if split not in ("valid", "test"):
-        raise ValueError(f"split={split!r} is not one of ('valid', 'test')")
+        raise SettingsError(f"split={split!r} is not one of ('valid', 'test')")
     data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
     chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
     defaults = OmegaConf.merge(
@@ -268,7 +276,7 @@ def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> li
     data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
     try:
         check_data(data_cfg)
-    except ValueError as error:
+    except SettingsError as error:
         raise CheckpointError(f"the checkpoint's {error}") from error
     pairs = load_split(data_cfg, split)
     return kept_pairs(split, pairs, trained.source_tokenizer, trained.target_tokenizer, data_cfg.max_tokens)

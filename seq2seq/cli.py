@@ -17,9 +17,12 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from seq2seq.errors import Interrupted, PathError, UserError
+from seq2seq.settings import register_schemas
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
+# the user's mistakes: ours, a path that does not exist, a required key (???) not given, a training that diverged
+USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
+DEBUG = "SEQ2SEQ_DEBUG"  # =1: a user's mistake too ends in its traceback
 
 
 def log_to_stderr() -> None:
@@ -64,10 +67,22 @@ def stop_on_sigterm() -> None:
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, interrupt)
+def with_schemas(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Register the settings' schemas in Hydra's ConfigStore when the command starts, before Hydra composes its
+    config (``@with_schemas`` above ``@hydra.main``), rather than as a side effect of importing the library.
+    """
+
+    @wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        register_schemas()
+        return main(*args, **kwargs)
+
+    return wrapper
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Report a user's mistake as one line on standard error and exit 1, instead of a traceback.
+    """Report a user's mistake (``USER_ERRORS``) as one line on standard error and exit 1, instead of a traceback;
+    anything else is a bug, and keeps its traceback. ``SEQ2SEQ_DEBUG=1`` keeps the user's mistakes' too.
 
     A reader that stops early (``| head``) ends the program quietly, as it ends standard Unix tools; Ctrl-C (or
     SIGTERM, after ``stop_on_sigterm``) is one line and the shell's status for that signal.
@@ -81,6 +96,10 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             print(f"error: {error.full_key} is required: give {error.full_key}=... (see --help)", file=sys.stderr)
             sys.exit(1)
         except USER_ERRORS as error:
+            if os.environ.get(DEBUG) == "1":
+                raise
+            if isinstance(error, MissingMandatoryValue):  # OmegaConf's message is three lines of its internals
+                error = f"{error.full_key} is required: give {error.full_key}=... (see --help)"
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt as interrupted:

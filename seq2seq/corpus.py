@@ -227,11 +227,8 @@ def is_tutorial_pair(eng: str, fra: str) -> bool:
 
 
 def select_subset(pairs: list[tuple[str, str]], subset: str | None) -> list[tuple[str, str]]:
-    if subset is None:
-        return pairs
-    if subset == "tutorial":
-        return [p for p in pairs if is_tutorial_pair(*p)]
-    raise CorpusError(f"unknown data.subset={subset!r}; use null or 'tutorial'")
+    """``data.subset``: null (every pair) or ``tutorial`` (``TatoebaSettings`` allows no other)."""
+    return pairs if subset is None else [p for p in pairs if is_tutorial_pair(*p)]
 
 
 def connected_groups(pairs: list[tuple[str, str]]) -> list[int]:
@@ -261,11 +258,6 @@ def split_pairs(
     Groups are ordered by a seeded shuffle of their (sorted, direction-free) English sentences, and
     test then valid are filled with whole groups until they hold their fraction of the pairs.
     """
-    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
-        raise CorpusError(
-            f"data.valid_fraction={valid_fraction} and data.test_fraction={test_fraction} must be >= 0 "
-            "and sum to less than 1"
-        )
     labels = connected_groups(pairs)
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from seq2seq.attention import Attention
-from seq2seq.encoder import rnn_class
+from seq2seq.encoder import RNNS
 
 
 class DecoderState(NamedTuple):
@@ -69,8 +69,6 @@ class Decoder(nn.Module):
         input_feeding: bool = False,
     ):
         super().__init__()
-        if input_feeding and attention == "none":
-            raise ValueError("model.decoder.input_feeding=true needs attention; set model.attention")
         self.feed_context, self.input_feeding = feed_context, input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
@@ -79,7 +77,7 @@ class Decoder(nn.Module):
         inputs = embedding_dim + extra
         inputs += memory_size if attention == "bahdanau" else 0
         inputs += hidden_size if input_feeding else 0
-        self.rnn = rnn_class(cell)(
+        self.rnn = RNNS[cell](
             inputs, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
         if self.attention is not None:

@@ -8,14 +8,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+from seq2seq.settings import CELLS
 
-
-def rnn_class(cell: str) -> type[nn.RNNBase]:
-    """``model.cell`` → the recurrent layer both the encoder and the decoder are made of."""
-    if cell not in CELLS:
-        raise ValueError(f"model.cell={cell!r} is not one of {tuple(CELLS)}")
-    return CELLS[cell]
+RNNS = dict(zip(CELLS, (nn.GRU, nn.LSTM)))  # ``model.cell`` → what both the encoder and the decoder are made of
 
 
 class EncoderOutput(NamedTuple):
@@ -42,7 +37,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = rnn_class(cell)(
+        self.rnn = RNNS[cell](
             embedding_dim,
             hidden_size,
             num_layers,

@@ -20,8 +20,21 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be used."""
 
 
+class SettingsError(UserError):
+    """A setting (``key=value``) that cannot work: against its rule or another key's (``seq2seq/settings/``), or once
+    it meets the files or the data."""
+
+
 class PathError(UserError):
     """An input that is not there, or an output that cannot be written or would replace one of the command's inputs."""
+
+
+class DecodeError(UserError):
+    """An input translating cannot take."""
+
+
+class RunBusyError(UserError):
+    """A run directory that another process is training into."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -30,15 +43,3 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-
-
-class SettingsError(UserError):
-    """A setting (``key=value``) that cannot work, found out only once it meets the files or the data."""
-
-
-class DecodeError(UserError):
-    """Decode settings that do not fit together, or an input translating cannot take."""
-
-
-class RunBusyError(UserError):
-    """A run directory that another process is training into."""

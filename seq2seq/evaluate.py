@@ -17,11 +17,19 @@ from omegaconf import DictConfig
 from seq2seq import sources
 from seq2seq.cache import atomic_write_bytes
 from seq2seq.checkpoint import corpus_split, load_checkpoint, model_path
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads, writing
+from seq2seq.cli import (
+    log_to_stderr,
+    one_line_errors,
+    progress_bar,
+    stop_on_sigterm,
+    use_threads,
+    with_schemas,
+    writing,
+)
 from seq2seq.errors import CorpusError, PathError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode, check_tool_settings
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.tokenizer import UNK, Tokenizer
 from seq2seq.translator import TranslationModel, Translator, pick_device
 
@@ -82,9 +90,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
     try:
         everything = json.loads(path.read_bytes())
     except ValueError as error:  # also invalid UTF-8
-        raise ValueError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
+        raise PathError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
     if not isinstance(everything, dict):
-        raise ValueError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
+        raise PathError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
     return everything
 
 
@@ -113,7 +121,7 @@ def check_output_dir(cfg: DictConfig, model: Path) -> Path:
     """
     output_dir = Path(cfg.output_dir or (model if model.is_dir() else model.parent))
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
+        raise PathError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
     read_metrics(output_dir / "metrics.json")
     return output_dir
 
@@ -138,12 +146,13 @@ def results_stem(model: Path, name: str, cfg: DictConfig) -> str:
     return stem
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
-    check_decode(cfg.decode)
+    read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     check_input(cfg.input)
     model = model_path(cfg.checkpoint)

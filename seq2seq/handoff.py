@@ -38,9 +38,7 @@ import torch
 from torch import nn
 
 from seq2seq.encoder import EncoderOutput
-
-MODES = ("h_n", "last_output", "naive_last", "zero")
-BRIDGES = ("concat", "project", "sum")
+from seq2seq.settings import decoder_hidden_size
 
 
 def final_states(encoded: EncoderOutput, mode: str) -> torch.Tensor:
@@ -57,32 +55,16 @@ def final_states(encoded: EncoderOutput, mode: str) -> torch.Tensor:
         forward = encoded.outputs[rows, encoded.lengths.to(rows.device) - 1, :hidden]
         backward = encoded.outputs[:, 0, hidden:]  # the backward pass ends at position 0
         per_direction = [forward, backward][:directions]
-    elif mode == "naive_last":
+    else:  # naive_last (zero has no final states: Handoff asks for none)
         per_direction = list(encoded.outputs[:, -1].split(hidden, dim=-1))
-    else:
-        raise ValueError(f"model.context={mode!r} has no final states; use one of {MODES}")
     return torch.stack(per_direction).unsqueeze(0)
-
-
-def decoder_hidden_size(bridge: str, encoder_hidden: int, directions: int, requested: int | None) -> int:
-    """The decoder size a bridge implies; ``project`` may map to any size (default: the encoder's)."""
-    if bridge not in BRIDGES:
-        raise ValueError(f"model.bridge={bridge!r} is not one of {BRIDGES}")
-    implied = {"concat": encoder_hidden * directions, "sum": encoder_hidden}.get(bridge)
-    if implied is None:
-        return requested or encoder_hidden
-    if requested not in (None, implied):
-        raise ValueError(
-            f"model.decoder.hidden_size={requested} cannot match model.bridge={bridge}, which gives {implied}; "
-            "set it to null or use model.bridge=project"
-        )
-    return implied
 
 
 class Handoff(nn.Module):
     """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder_hidden)``.
 
-    ``decoder_hidden`` is what the bridge implies (``requested_hidden`` only matters for ``project``).
+    ``decoder_hidden`` is what the bridge implies (``requested_hidden`` only matters for ``project``); the mode,
+    the bridge and the sizes are ``ModelSettings``', checked before.
     """
 
     def __init__(
@@ -96,8 +78,6 @@ class Handoff(nn.Module):
         lstm: bool = False,
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"model.context={mode!r} is not one of {MODES}")
         self.mode, self.bridge = mode, bridge
         self.decoder_layers = decoder_layers
         self.decoder_hidden = decoder_hidden_size(bridge, encoder_hidden, directions, requested_hidden)

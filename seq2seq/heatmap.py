@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.errors import SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.plotting import pyplot
 from seq2seq.tokenizer import BOS, EOS, Tokenizer
@@ -15,7 +16,7 @@ from seq2seq.tokenizer import BOS, EOS, Tokenizer
 def attention_weights(model: Seq2Seq, source: list[int], target: list[int]) -> torch.Tensor:
     """``(len(target) + 1, len(source))`` weights, re-running the decoder over a translation (and EOS)."""
     if model.decoder.attention is None:
-        raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
+        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
     device = next(model.parameters()).device
     source_tensor = torch.tensor([source], device=device)
     state = model.encode(source_tensor, torch.tensor([len(source)], device=device))

@@ -1,11 +1,9 @@
-"""The encoder–decoder: encoder → handoff → decoder, and how the ``model`` config group builds one.
+"""The encoder–decoder: encoder → handoff → decoder, built from the ``model`` group's settings.
 
 Pure PyTorch; training lives in task.py.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
@@ -13,6 +11,7 @@ from torch import nn
 from seq2seq.decoder import Decoder, DecoderState
 from seq2seq.encoder import Encoder
 from seq2seq.handoff import Handoff
+from seq2seq.settings import ModelSettings
 
 
 class Seq2Seq(nn.Module):
@@ -21,63 +20,40 @@ class Seq2Seq(nn.Module):
     The handoff sets the decoder's first state; attention, if any, reads the encoder's outputs afterwards.
     """
 
-    def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        embedding_dim: int = 256,
-        hidden_size: int = 256,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        packed: bool = True,
-        context: str = "h_n",
-        bridge: str = "project",
-        decoder_size: int | None = None,
-        feed_context: bool = False,
-        dropout: float = 0.0,
-        cell: str = "gru",
-        attention: str = "none",
-        input_feeding: bool = False,
-    ):
+    def __init__(self, settings: ModelSettings, src_vocab_size: int, tgt_vocab_size: int):
+        """``settings``: the ``model`` group, read (and checked) by ``read(ModelSettings, ...)``."""
         super().__init__()
-        directions = 2 if bidirectional else 1
+        encoder, decoder = settings.encoder, settings.decoder
         self.encoder = Encoder(
-            src_vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout, packed, cell
+            src_vocab_size,
+            settings.embedding_dim,
+            encoder.hidden_size,
+            encoder.num_layers,
+            encoder.bidirectional,
+            settings.dropout,
+            encoder.packed,
+            settings.cell,
         )
-        self.handoff = Handoff(context, bridge, hidden_size, directions, num_layers, decoder_size, cell == "lstm")
+        self.handoff = Handoff(
+            settings.context,
+            settings.bridge,
+            encoder.hidden_size,
+            encoder.directions,
+            encoder.num_layers,
+            decoder.hidden_size,
+            settings.cell == "lstm",
+        )
         self.decoder = Decoder(
             tgt_vocab_size,
-            embedding_dim,
-            self.handoff.decoder_hidden,
-            num_layers,
-            dropout,
-            feed_context,
-            cell,
-            attention,
-            memory_size=directions * hidden_size,
-            input_feeding=input_feeding,
-        )
-
-    @classmethod
-    def from_config(cls, model: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-        """The config's ``model`` group (``conf/model/rnn.yaml``, a recipe's overrides) → a ``Seq2Seq``."""
-        encoder, decoder = model["encoder"], model["decoder"]
-        return cls(
-            src_vocab_size,
-            tgt_vocab_size,
-            embedding_dim=model["embedding_dim"],
-            hidden_size=encoder["hidden_size"],
-            num_layers=encoder["num_layers"],
-            bidirectional=encoder["bidirectional"],
-            packed=encoder["packed"],
-            context=model["context"],
-            bridge=model["bridge"],
-            decoder_size=decoder["hidden_size"],
-            feed_context=decoder["feed_context"],
-            dropout=model["dropout"],
-            cell=model["cell"],
-            attention=model["attention"],
-            input_feeding=decoder["input_feeding"],
+            settings.embedding_dim,
+            settings.decoder_hidden_size,
+            encoder.num_layers,
+            settings.dropout,
+            decoder.feed_context,
+            settings.cell,
+            settings.attention,
+            memory_size=settings.memory_size,
+            input_feeding=decoder.input_feeding,
         )
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:

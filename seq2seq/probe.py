@@ -15,12 +15,13 @@ import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors
+from seq2seq.cli import log_to_stderr, one_line_errors, with_schemas
 from seq2seq.data import Ragged, prepare
 from seq2seq.encoder import Encoder
-from seq2seq.handoff import BRIDGES, MODES, Handoff, final_states
+from seq2seq.handoff import Handoff, final_states
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
+from seq2seq.settings import BRIDGES, MODES, ModelSettings, read
 
 VERDICTS = ("exact", "float noise", "wrong")
 FLOAT_NOISE = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing.assert_close's float32 tolerances
@@ -98,6 +99,7 @@ def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
     return "\n".join(lines)
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
@@ -110,7 +112,8 @@ def main(cfg: DictConfig) -> None:
     else:
         splits, src_tok, tgt_tok = prepare(cfg.data)
         torch.manual_seed(cfg.seed)
-        model, ragged = Seq2Seq.from_config(cfg.model, len(src_tok), len(tgt_tok)), splits["test"].source_ids
+        model = Seq2Seq(read(ModelSettings, cfg.model, "model"), len(src_tok), len(tgt_tok))
+        ragged = splits["test"].source_ids
     index = mixed_length_batch(ragged, cfg.sentences)
     rows = probe(model.encoder, ragged.pad(index), ragged.lengths[index], model.encoder.rnn.num_layers)
     print(format_rows(rows, ragged.lengths[index].tolist()))

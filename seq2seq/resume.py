@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import read_checkpoint
-from seq2seq.errors import RunBusyError
+from seq2seq.errors import RunBusyError, SettingsError
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
@@ -92,11 +92,11 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
             return str(candidate)
     differing = ", ".join(config_differences(saved_config(newest_first[0]), config))
     if resume == "last":
-        raise ValueError(
+        raise SettingsError(
             f"resume=last: no run of {name} under {runs_dir} has these settings ({differing} differ in the newest); "
             "resume one with its settings, or start a new run without resume"
         )
-    raise ValueError(
+    raise SettingsError(
         f"resume={resume}: {newest_first[0]} was trained with other settings ({differing} differ); "
         "resume with its settings, or start a new run without resume"
     )

@@ -36,9 +36,9 @@ def length_limits(source_lengths: torch.Tensor, max_length: int | float) -> torc
     return torch.full_like(source_lengths, int(max_length))
 
 
-def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
-    """GNMT's ``((5 + length) / 6) ** alpha``; 1 when ``alpha`` is 0."""
-    return ((5 + length) / 6) ** alpha
+def gnmt_penalty(length: torch.Tensor | int, length_penalty: float) -> torch.Tensor | float:
+    """GNMT's ``((5 + length) / 6) ** alpha``, alpha being ``decode.length_penalty``; 1 when it is 0."""
+    return ((5 + length) / 6) ** length_penalty
 
 
 def strip(rows: torch.Tensor) -> list[list[int]]:
@@ -104,10 +104,10 @@ def beam_search(
     model: Seq2Seq,
     source: torch.Tensor,
     lengths: torch.Tensor,
-    beam_size: int = 5,
+    beam_size: int,
     max_length: int | float = 1.5,
     min_length: int = 0,
-    alpha: float = 0.0,
+    length_penalty: float = 0.0,
     n_best: int = 1,
     sync_every: int = 1,
 ) -> list[list[Hypothesis]]:
@@ -115,15 +115,13 @@ def beam_search(
 
     Every step scores ``beam_size * vocab`` continuations per sentence and keeps the best ``2 * beam_size``:
     EOS among the top ``beam_size`` of them compete for the finished pool (``beam_size`` per sentence,
-    sorted), the best ``beam_size`` others become the next beams. With ``beam_size=1`` and ``alpha=0``
+    sorted), the best ``beam_size`` others become the next beams. With ``beam_size=1`` and ``length_penalty=0``
     this is greedy search exactly. A sentence leaves the batch as soon as no live beam can beat its
     ``n_best``-th finished hypothesis (at the next check, every ``sync_every`` steps; until then its finished
     pool is frozen), so the remaining steps only pay for sentences still searching.
+
+    The settings are ``DecodeSettings``', checked before: ``1 <= n_best <= beam_size``, ``length_penalty >= 0``.
     """
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"decode.n_best={n_best} must be between 1 and decode.beam_size={beam_size}")
-    if alpha < 0:
-        raise ValueError(f"decode.length_penalty={alpha} must be >= 0 (GNMT's alpha; 0 means raw log-probability)")
     device = source.device
     batch, beam = source.size(0), beam_size
     limits = length_limits(lengths, max_length).to(device)
@@ -163,7 +161,7 @@ def beam_search(
         ends = is_eos & (rank < beam)  # as in fairseq: an EOS finishes only from the top `beam` (greedy at 1)
 
         # Finished: merge EOS candidates (length-normalised) into the pool, keep the best `beam`.
-        ended_scores = torch.where(ends, top_scores / length_penalty(t + 1, alpha), -math.inf)
+        ended_scores = torch.where(ends, top_scores / gnmt_penalty(t + 1, length_penalty), -math.inf)
         pool_scores = torch.cat([done_scores, ended_scores], dim=1)
         pool_tokens = torch.cat([done_tokens, F.pad(extended, (0, horizon - t - 1), value=PAD)], dim=1)
         keep = torch.where(finished[:, None], unchanged, pool_scores.topk(beam, dim=1).indices)
@@ -178,10 +176,10 @@ def beam_search(
         tokens = token.gather(1, order).view(-1, 1)
 
         # A sentence is done when no live beam can still beat its n_best-th finished hypothesis. A raw score only
-        # falls as tokens are added (log-probabilities are <= 0) and, with alpha >= 0, the penalty only grows with
-        # length: no continuation can score above the best raw score divided by the penalty at the sentence's own
-        # length limit (with alpha=0, above the best raw score itself, the bound of plain beam search).
-        best_possible = scores.max(1).values / length_penalty(limits, alpha)
+        # falls as tokens are added (log-probabilities are <= 0) and, with length_penalty >= 0, the penalty only grows
+        # with length: no continuation can score above the best raw score divided by the penalty at the sentence's own
+        # length limit (with 0, above the best raw score itself, the bound of plain beam search).
+        best_possible = scores.max(1).values / gnmt_penalty(limits, length_penalty)
         finished |= done_scores[:, n_best - 1] >= best_possible
         if (t + 1) % sync_every and t + 1 < horizon:
             continue

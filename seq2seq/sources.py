@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from seq2seq import corpus
-from seq2seq.errors import CorpusError
+from seq2seq.errors import CorpusError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def split_files(spec: Any, key: str) -> SplitFiles | None:
             return None
     if isinstance(spec, Sequence) and len(spec) == 2 and all(isinstance(path, str) for path in spec):
         return tuple(spec)
-    raise ValueError(f"{key}={spec!r} is not a TSV file nor a source and a target file; give {key}=FILE "
-                     f"or {key}.source=FILE {key}.target=FILE")  # fmt: skip
+    raise SettingsError(f"{key}={spec!r} is not a TSV file nor a source and a target file; give {key}=FILE "
+                       f"or {key}.source=FILE {key}.target=FILE")  # fmt: skip
 
 
 @contextmanager

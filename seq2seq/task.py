@@ -20,6 +20,7 @@ from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.datamodule import Batch
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq
+from seq2seq.settings import ModelSettings, read
 from seq2seq.tokenizer import PAD, Tokenizer
 from seq2seq.translator import TranslationModel, Translator
 
@@ -54,7 +55,7 @@ class TranslationTask(L.LightningModule):
         sizes = {"src_vocab_size": len(source_tokenizer), "tgt_vocab_size": len(target_tokenizer)}
         self.save_hyperparameters({"config": config, **sizes})  # what load_checkpoint rebuilds the model from
         self.config = config
-        self.model = Seq2Seq.from_config(config["model"], *sizes.values())
+        self.model = Seq2Seq(read(ModelSettings, config["model"], "model"), *sizes.values())
         translation_model = TranslationModel(self.model, source_tokenizer, target_tokenizer, config)
         self.translator = Translator(translation_model, OmegaConf.create(config["decode"]))
         self.validation = validation

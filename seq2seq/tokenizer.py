@@ -11,7 +11,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from seq2seq.cache import atomic_write_bytes, content_key, locked
-from seq2seq.errors import SettingsError
+from seq2seq.errors import CheckpointError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Tokenizer:
         if (self.processor.pad_id(), self.processor.unk_id(), self.processor.bos_id(), self.processor.eos_id()) != (
             PAD, UNK, BOS, EOS,
         ):  # fmt: skip
-            raise ValueError("sentencepiece model was not trained with pad=0 unk=1 bos=2 eos=3")
+            raise CheckpointError("sentencepiece model was not trained with pad=0 unk=1 bos=2 eos=3")
 
     def __len__(self) -> int:
         return self.processor.get_piece_size()

@@ -28,7 +28,7 @@ from lightning_utilities.core import rank_zero
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
-from seq2seq.cli import one_line_errors, use_threads
+from seq2seq.cli import one_line_errors, use_threads, with_schemas
 from seq2seq.data import EncodedSplit
 from seq2seq.datamodule import TranslationData
 from seq2seq.errors import SettingsError
@@ -291,6 +291,7 @@ def remove_if_unused(run_dir: Path) -> bool:
     return False
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @one_line_errors
 def main(cfg: DictConfig) -> float:

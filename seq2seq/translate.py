@@ -17,11 +17,19 @@ from tqdm import tqdm
 
 from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import load_checkpoint, model_files
-from seq2seq.cli import log_to_stderr, one_line_errors, progress_bar, stop_on_sigterm, use_threads, writing
-from seq2seq.errors import PathError
+from seq2seq.cli import (
+    log_to_stderr,
+    one_line_errors,
+    progress_bar,
+    stop_on_sigterm,
+    use_threads,
+    with_schemas,
+    writing,
+)
+from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import check_decode, check_tool_settings
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.translator import CHARS_PER_SUBWORD, Translator, pick_device
 
 log = logging.getLogger(__name__)
@@ -161,19 +169,20 @@ def check_files(cfg: DictConfig) -> None:
         raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
 
 
+@with_schemas
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
-    check_decode(cfg.decode)
+    read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     check_files(cfg)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
     translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
     if cfg.attention_plot and translator.model.decoder.attention is None:
-        raise ValueError("attention_plot needs a model trained with attention (model.attention is none)")
+        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:

@@ -15,18 +15,17 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.data import Ragged
-from seq2seq.errors import CheckpointError, DecodeError
+from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import Hypothesis, beam_search, greedy_search
-from seq2seq.settings import TOOL, check_decode
+from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read, register_schemas
 from seq2seq.tokenizer import UNK, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -36,33 +35,15 @@ log = logging.getLogger(__name__)
 CHARS_PER_SUBWORD = 32
 
 
-@dataclass
-class DecodeSettings:
-    """How to search: the ``decode`` config group's schema, so ``conf/decode/*.yaml`` and the Python API share
-    one typed source. Its defaults are ``decode=greedy``; the ranges are checked by ``settings.check_decode``.
-    """
-
-    strategy: str = "greedy"  # greedy | beam
-    beam_size: int = 1
-    length_penalty: float = 0.0  # GNMT's alpha; 0 = none
-    n_best: int = 1
-    max_length: Any = 1.5  # int: absolute tokens; float r: ceil(r x source length) + 5
-    min_length: int = 0
-    batch_size: int = 64  # sentences per batch when translating
-    batch_tokens: int | None = None  # and at most this many padded source tokens per batch; null: no budget
-    sync_every: int | None = None  # steps between checks for finished sentences; null: 1 on a CPU, 8 on a GPU
-
-
-ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)  # conf/decode/*.yaml extend it
-
-
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
     presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
     if name not in presets:
-        raise ValueError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
-    if unknown := sorted(set(settings) - {f.name for f in fields(DecodeSettings)}):
-        raise ValueError(f"{', '.join(unknown)}: not decode settings; use {[f.name for f in fields(DecodeSettings)]}")
+        raise SettingsError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
+    names = [f.name for f in fields(DecodeSettings)]
+    if unknown := sorted(set(settings) - set(names)):
+        raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
+    register_schemas()
     callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
     GlobalHydra.instance().clear()
     try:
@@ -101,7 +82,7 @@ def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() and quantize is None else "cpu")
     if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
-        raise ValueError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
+        raise SettingsError(f"device={name!r} is not available here; use device=auto, cpu or cuda[:N] with a GPU")
     return torch.device(name)
 
 
@@ -175,13 +156,13 @@ class Translator:
         quantize: str | None = None,
     ):
         self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
-        check_decode(self.decode)
-        TOOL["quantize"].check("quantize", quantize)
+        read(DecodeSettings, self.decode, "decode")
+        check_keys(ToolSettings, {"quantize": quantize})
         model = translation_model.model
         device = device or next(model.parameters()).device
         if quantize is not None and device.type != "cpu":
-            raise ValueError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
-                             "use device=cpu")  # fmt: skip
+            raise SettingsError(f"quantize={quantize} runs on the CPU only (dynamic quantization), not on {device}; "
+                                "use device=cpu")  # fmt: skip
         check_finite(model)
         if next(model.parameters()).device != device:  # ``Module.to`` moves in place: the caller's model stays put
             model = copy.deepcopy(model).to(device)
@@ -273,19 +254,15 @@ class Translator:
     def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         decode = self.decode
         sync_every = decode.sync_every or (1 if source.device.type == "cpu" else 8)  # a CPU asks for free
+        limits = dict(max_length=decode.max_length, min_length=decode.min_length, sync_every=sync_every)
         if decode.strategy == "greedy":
-            found = greedy_search(self.model, source, lengths, decode.max_length, decode.min_length, sync_every)
-            return [[hypothesis] for hypothesis in found]
-        if decode.strategy == "beam":
-            return beam_search(
-                self.model,
-                source,
-                lengths,
-                decode.beam_size,
-                decode.max_length,
-                decode.min_length,
-                decode.length_penalty,
-                decode.n_best,
-                sync_every,
-            )
-        raise ValueError(f"decode.strategy={decode.strategy!r} is not one of ('greedy', 'beam')")
+            return [[hypothesis] for hypothesis in greedy_search(self.model, source, lengths, **limits)]
+        return beam_search(
+            self.model,
+            source,
+            lengths,
+            beam_size=decode.beam_size,
+            length_penalty=decode.length_penalty,
+            n_best=decode.n_best,
+            **limits,
+        )

@@ -7,8 +7,11 @@ from omegaconf import OmegaConf
 from toy import train_reversal
 
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import register_schemas
 from seq2seq.task import TranslationTask
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
+
+register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
 
 SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
 MAX_TOKENS = 8

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from seq2seq import DecodeSettings, Translator, translate
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.errors import DecodeError
+from seq2seq.errors import DecodeError, SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.translator import decode_preset
 
@@ -67,17 +67,17 @@ def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):
 
 
 def test_an_unknown_preset_is_refused_naming_the_presets(checkpoint):
-    with pytest.raises(ValueError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
+    with pytest.raises(SettingsError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
         Translator.load(checkpoint, decode="beem")
 
 
 def test_a_misspelled_decode_setting_is_refused_naming_it(checkpoint):
-    with pytest.raises(ValueError, match=r"^beam_sise: not decode settings; use \['strategy', 'beam_size'"):
+    with pytest.raises(SettingsError, match=r"^beam_sise: not decode settings; use \['strategy', 'beam_size'"):
         Translator.load(checkpoint, decode="beam", beam_sise=5)
 
 
 def test_a_decode_setting_out_of_range_is_refused_naming_it(checkpoint):
-    with pytest.raises(ValueError, match=r"^decode\.beam_size=0 is not an integer >= 1$"):
+    with pytest.raises(SettingsError, match=r"^decode\.beam_size=0 is not an integer >= 1$"):
         Translator.load(checkpoint, decode="beam", beam_size=0)
 
 

@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
-from toy import VOCAB, reversal_batch, train_reversal
+from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.attention import Attention
 from seq2seq.encoder import Encoder
+from seq2seq.errors import SettingsError
 from seq2seq.handoff import Handoff, final_states
-from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search
 
 VARIANTS = [
@@ -25,7 +25,7 @@ VARIANTS = [
 def model(seed=0, **kwargs):
     torch.manual_seed(seed)
     settings = dict(embedding_dim=16, hidden_size=12, bidirectional=True, bridge="concat") | kwargs
-    return Seq2Seq(VOCAB, VOCAB, **settings).eval()
+    return tiny_model(**settings).eval()
 
 
 @pytest.mark.parametrize("kind", ["bahdanau", "luong_dot", "luong_general"])
@@ -47,9 +47,10 @@ def test_weights_sum_to_one_over_real_positions_and_pads_get_none(kind):
 
 
 def test_luong_dot_needs_matching_sizes():
-    with pytest.raises(ValueError, match=r"luong_dot needs decoder size 12 == encoder output size 24"):
+    needs = r"^model\.attention=luong_dot needs decoder size 12 == encoder output size 24"
+    with pytest.raises(SettingsError, match=needs):
         model(attention="luong_dot", bridge="project")
-    with pytest.raises(ValueError, match="input_feeding=true needs attention"):
+    with pytest.raises(SettingsError, match=r"^model\.decoder\.input_feeding=true needs attention"):
         model(input_feeding=True)
 
 

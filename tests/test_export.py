@@ -24,7 +24,7 @@ from test_data import synthetic_corpus, write_mirror
 from seq2seq import evaluate, translate
 from seq2seq.average import average_checkpoints, last_checkpoints
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
-from seq2seq.errors import CheckpointError
+from seq2seq.errors import CheckpointError, PathError
 from seq2seq.resources import CONF_DIR
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.translator import Translator, decode_preset
@@ -77,7 +77,7 @@ def test_a_directory_missing_a_file_is_refused_in_one_line_naming_it(exported):
 
 def test_an_export_never_writes_into_an_existing_directory(checkpoint, exported):
     before = {path.name: path.read_bytes() for path in exported.iterdir()}
-    with pytest.raises(CheckpointError, match="exists; give a new directory"):
+    with pytest.raises(PathError, match="exists; give a new directory"):
         write_export(load_checkpoint(checkpoint), exported)
     assert {path.name: path.read_bytes() for path in exported.iterdir()} == before
     assert [path.name for path in exported.parent.iterdir()] == ["model"], "no partial directory is left"

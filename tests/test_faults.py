@@ -28,7 +28,7 @@ from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.datamodule import Batch, TokenBucketSampler
-from seq2seq.errors import CacheError, RunBusyError
+from seq2seq.errors import CacheError, RunBusyError, SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
@@ -337,7 +337,7 @@ def saved_run(runs: Path, stamp: str, config: dict, age: float) -> Path:
 def test_resume_refuses_a_run_of_other_settings_in_one_line_naming_the_keys(tmp_path):
     checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
     current = small_config(seed=7, model={"dropout": 0.5})
-    with pytest.raises(ValueError, match=r"\(model\.dropout, seed differ\)") as error:
+    with pytest.raises(SettingsError, match=r"\(model\.dropout, seed differ\)") as error:
         find_resume_checkpoint(str(checkpoint.parent.parent), tmp_path, "default", current)
     assert "\n" not in str(error.value)
 
@@ -360,7 +360,7 @@ def test_resume_last_takes_the_newest_run_of_the_same_settings(tmp_path):
 
 def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
     saved_run(tmp_path, "2026-01-01_00-00-00", small_config(seed=7), age=0)
-    with pytest.raises(ValueError, match=r"^resume=last: no run of default under .* has these settings \(seed differ"):
+    with pytest.raises(SettingsError, match=r"^resume=last: no run of default under .* has these settings \(seed"):
         find_resume_checkpoint("last", tmp_path, "default", small_config())
 
 

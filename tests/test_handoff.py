@@ -148,12 +148,3 @@ def test_packed_h_n_and_last_output_give_identical_contexts_through_every_bridge
         torch.manual_seed(1)
         by_output = Handoff("last_output", bridge, HIDDEN, 2, 1, size)
         assert torch.equal(by_h_n(out)[0], by_output(out)[0])
-
-
-def test_bad_settings_name_the_key_and_the_choices():
-    with pytest.raises(ValueError, match=r"model.decoder.hidden_size=100 cannot match model.bridge=concat"):
-        Handoff("h_n", "concat", HIDDEN, 2, 1, 100)
-    with pytest.raises(ValueError, match=r"model.context='last' is not one of \('h_n'"):
-        Handoff("last", "sum", HIDDEN, 2, 1, HIDDEN)
-    with pytest.raises(ValueError, match=r"model.bridge='mean' is not one of"):
-        Handoff("h_n", "mean", HIDDEN, 2, 1)

@@ -28,7 +28,7 @@ from seq2seq.checkpoint import corpus_split, load_checkpoint
 from seq2seq.corpus import MAX_LINE_BYTES, connected_groups
 from seq2seq.data import load_splits, prepare
 from seq2seq.datamodule import TranslationData
-from seq2seq.errors import CheckpointError, CorpusError
+from seq2seq.errors import CheckpointError, CorpusError, SettingsError
 from seq2seq.evaluate import evaluation_pairs
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_train_config
@@ -245,7 +245,7 @@ def test_an_empty_training_split_after_the_subset_is_refused(tmp_path):
     ],
 )
 def test_data_settings_are_refused_in_one_line_before_any_data_work(tmp_path, overrides, message):
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SettingsError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         data_config(tmp_path, *overrides)
 
 

@@ -11,11 +11,11 @@ from hydra import compose, initialize_config_dir
 from test_search import KINDS
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_nn
-from toy import VOCAB, reversal_batch
+from toy import reversal_batch, tiny_model
 
 from seq2seq import DecodeSettings, bench, evaluate, translate, translator
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.model import Seq2Seq
+from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.settings import PRECISIONS
@@ -63,7 +63,7 @@ def test_load_quantizes_and_auto_picks_the_cpu_for_int8_even_with_a_gpu(checkpoi
 
 def test_a_quantized_packed_encoder_zeroes_pads_and_ends_each_sentence_at_its_true_length():
     torch.manual_seed(0)
-    model = Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=32, bidirectional=True).eval()
+    model = tiny_model(embedding_dim=16, hidden_size=32, bidirectional=True).eval()
     source, lengths, _ = reversal_batch(16, torch.Generator().manual_seed(1))
     pads = torch.arange(source.size(1)) >= lengths[:, None]
     assert pads.any() and model.encoder.packed
@@ -79,7 +79,7 @@ def test_a_quantized_packed_encoder_zeroes_pads_and_ends_each_sentence_at_its_tr
 
 
 def test_int8_keeps_only_one_output_layers_in_float_so_bahdanau_scores_skip_quantizing_every_source_position():
-    model = Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=32, bridge="concat", attention="bahdanau").eval()
+    model = tiny_model(embedding_dim=16, hidden_size=32, bridge="concat", attention="bahdanau").eval()
     int8 = quantize_int8(model)
     float_layers = {name for name, module in int8.named_modules() if type(module) in (nn.Linear, nn.GRU)}
     assert float_layers == {"decoder.attention.energy"}
@@ -90,7 +90,7 @@ def test_int8_keeps_only_one_output_layers_in_float_so_bahdanau_scores_skip_quan
 @pytest.mark.parametrize("kind", [*KINDS, dict(packed=False)], ids=str)
 def test_every_architecture_scores_in_int8_as_in_float_and_searches(kind):
     torch.manual_seed(0)
-    model = Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=32, bridge="concat", **kind).eval()
+    model = tiny_model(embedding_dim=16, hidden_size=32, bridge="concat", **kind).eval()
     int8 = quantize_int8(model)
     source, lengths, target = reversal_batch(16, torch.Generator().manual_seed(2))
     with torch.inference_mode():
@@ -124,7 +124,7 @@ def test_int8_output_rarely_depends_on_batch_mates_whose_activations_share_its_s
 
 def test_int8_on_a_gpu_is_refused_in_one_line_before_the_model_moves(checkpoint):
     message = r"^quantize=int8 runs on the CPU only \(dynamic quantization\), not on cuda; use device=cpu$"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingsError, match=message):
         Translator(load_checkpoint(checkpoint), DecodeSettings(), torch.device("cuda"), quantize="int8")
 
 
@@ -157,7 +157,7 @@ def test_a_bad_tool_setting_is_one_line_before_the_checkpoint_is_read(tmp_path, 
 
 
 def test_load_refuses_an_unknown_quantization_naming_it(checkpoint):
-    with pytest.raises(ValueError, match=r"^quantize='int4' is not one of \(None, 'int8'\)$"):
+    with pytest.raises(SettingsError, match=r"^quantize='int4' is not one of \(None, 'int8'\)$"):
         Translator.load(checkpoint, quantize="int4")
 
 

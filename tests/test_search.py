@@ -5,13 +5,16 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
-from toy import VOCAB, reversal_batch, train_reversal
+from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.decoder import DecoderState
+from seq2seq.errors import SettingsError
 from seq2seq.model import Seq2Seq
-from seq2seq.search import beam_search, greedy_search, length_limits, length_penalty
+from seq2seq.search import beam_search, gnmt_penalty, greedy_search, length_limits
+from seq2seq.settings import DecodeSettings, read
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 KINDS = [  # every cell and attention, with and without input feeding
@@ -97,13 +100,11 @@ def test_length_limits_and_min_length(reversal_model, batch):
         assert len(hyp.tokens) <= 2  # the third step is forced to be EOS
     for hyps in beam_search(reversal_model, source, lengths, beam_size=3, max_length=30, min_length=9):
         assert len(hyps[0].tokens) >= 9
-    with pytest.raises(ValueError, match=r"decode\.n_best=4 must be between 1 and decode\.beam_size=3"):
-        beam_search(reversal_model, source, lengths, beam_size=3, n_best=4)
 
 
 def untrained(seed: int = 0, **kind) -> Seq2Seq:
     torch.manual_seed(seed)
-    return Seq2Seq(VOCAB, VOCAB, embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
+    return tiny_model(embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
 
 
 def teacher_forced_log_probs(model: Seq2Seq, source, lengths, outputs: list[list[int]]) -> torch.Tensor:
@@ -149,7 +150,7 @@ def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(k
     model = untrained(**kind)
     source, lengths, _ = reversal_batch(6, torch.Generator().manual_seed(2))
     for alpha in (0.0, 1.0):
-        results = beam_search(model, source, lengths, beam_size=4, n_best=4, max_length=10, alpha=alpha)
+        results = beam_search(model, source, lengths, beam_size=4, n_best=4, max_length=10, length_penalty=alpha)
         assert all(len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses) == 4 for hypotheses in results)
         hypotheses = [h for row in results for h in row]
         ended = pad_sequence([torch.tensor([*h.tokens, EOS]) for h in hypotheses], batch_first=True, padding_value=PAD)
@@ -159,7 +160,7 @@ def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(k
         token_log_probs = log_probs.gather(2, ended[..., None])[..., 0].masked_fill(ended == PAD, 0)
         for hypothesis, log_probability in zip(hypotheses, token_log_probs.sum(1).tolist()):
             assert PAD not in hypothesis.tokens and BOS not in hypothesis.tokens
-            expected = log_probability / length_penalty(len(hypothesis.tokens) + 1, alpha)
+            expected = log_probability / gnmt_penalty(len(hypothesis.tokens) + 1, alpha)
             assert math.isclose(hypothesis.score, expected, abs_tol=1e-4)
 
 
@@ -207,7 +208,7 @@ def exhaustive_beam_search(log_probs: torch.Tensor, limit: int, beam: int, alpha
             key=lambda candidate: -candidate[0],
         )[: 2 * beam]
         finished += [
-            (score / length_penalty(t + 1, alpha), tokens[1:-1])
+            (score / gnmt_penalty(t + 1, alpha), tokens[1:-1])
             for score, tokens in candidates[:beam]
             if tokens[-1] == EOS
         ]
@@ -225,15 +226,15 @@ def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_cou
     # after one step, [] has ended at log(0.55) = -0.598 and the best live beam `a` is at log(0.44) = -0.821:
     # ending next step it could reach only -0.821 / lp(2) = -0.704, but `a b c d e` reaches -0.973 / lp(6) = -0.531
     source, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
-    found = beam_search(model, source, lengths, beam_size=2, max_length=12, alpha=1.0)
+    found = beam_search(model, source, lengths, beam_size=2, max_length=12, length_penalty=1.0)
     assert [(h.tokens, round(h.score, 3)) for h in found[0]] == [([a, b, c, d, e], -0.531)]
 
 
 def test_a_negative_length_penalty_is_refused():
     """It would favour short endings, and no length limit would bound what a live beam could still reach."""
-    model = MarkovModel(markov_chain({})[None])
-    with pytest.raises(ValueError, match=r"decode\.length_penalty=-0\.5 must be >= 0"):
-        beam_search(model, torch.zeros(1, 1, dtype=torch.long), torch.tensor([1]), alpha=-0.5)
+    decode = OmegaConf.structured(DecodeSettings(strategy="beam", beam_size=2, length_penalty=-0.5))
+    with pytest.raises(SettingsError, match=r"^decode\.length_penalty=-0\.5 is not a number >= 0$"):
+        read(DecodeSettings, decode, "decode")
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
@@ -246,7 +247,7 @@ def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
     source[:, 0] = torch.arange(30)  # sentence i follows table i
     limits = length_limits(lengths, 0.8).tolist()
     for beam, n_best in ((2, 1), (3, 3), (5, 2)):
-        found = beam_search(model, source, lengths, beam, 0.8, alpha=alpha, n_best=n_best)
+        found = beam_search(model, source, lengths, beam, 0.8, length_penalty=alpha, n_best=n_best)
         for hypotheses, table, limit in zip(found, tables, limits):
             expected = exhaustive_beam_search(table, limit, beam, alpha, n_best)
             assert [h.tokens for h in hypotheses] == [tokens for _, tokens in expected]
@@ -262,7 +263,7 @@ def test_checking_for_finished_sentences_only_every_few_steps_changes_no_output(
         model, source, lengths, 2.0
     )
     for beam, n_best, alpha, min_length in ((1, 1, 0.0, 0), (4, 2, 1.0, 0), (5, 5, 0.6, 3)):
-        settings = dict(beam_size=beam, max_length=2.0, min_length=min_length, alpha=alpha, n_best=n_best)
+        settings = dict(beam_size=beam, max_length=2.0, min_length=min_length, length_penalty=alpha, n_best=n_best)
         found = beam_search(model, source, lengths, **settings, sync_every=sync_every)
         assert found == beam_search(model, source, lengths, **settings)
 
@@ -281,7 +282,8 @@ def test_the_host_is_asked_whether_sentences_have_finished_only_every_sync_every
         return as_bool(tensor)
 
     monkeypatch.setattr(torch.Tensor, "__bool__", counted)
-    search(model, source, lengths, max_length=40, sync_every=10)  # an untrained model writes on to the limit
+    beams = {"beam_size": 5} if search is beam_search else {}
+    search(model, source, lengths, max_length=40, sync_every=10, **beams)  # an untrained model writes to the limit
     assert questions <= 2 * 4
 
 

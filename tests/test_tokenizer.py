@@ -13,7 +13,7 @@ import pytest
 import sentencepiece as spm
 
 from seq2seq import tokenizer as tokenizer_module
-from seq2seq.errors import SettingsError
+from seq2seq.errors import CheckpointError, SettingsError
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, cached_tokenizer, train_tokenizer
 
 VOCAB_SIZE = 80
@@ -88,7 +88,7 @@ def test_a_model_without_the_fixed_special_ids_is_rejected(sentences):
         hard_vocab_limit=False,
         minloglevel=2,
     )
-    with pytest.raises(ValueError, match="pad=0"):
+    with pytest.raises(CheckpointError, match="pad=0"):
         Tokenizer(model.getvalue())
 
 

@@ -16,6 +16,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import CheckpointError, DecodeError
 from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import ModelSettings, read
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.translator import TranslationModel, Translator
 
@@ -41,7 +42,7 @@ def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
     small = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0", "decode.max_length=8"]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*small, *overrides])
-    model = Seq2Seq.from_config(cfg.model, len(tokenizer), len(tokenizer)).eval()
+    model = Seq2Seq(read(ModelSettings, cfg.model, "model"), len(tokenizer), len(tokenizer)).eval()
     return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
 

@@ -24,7 +24,7 @@ from test_end_to_end import MIRROR, TINY
 import seq2seq.__main__ as umbrella
 from seq2seq import average, bench, compare, evaluate, export, probe, train, translate
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.errors import UserError
+from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.monitor import ProjectedTime, duration
 from seq2seq.plotting import pyplot
@@ -263,7 +263,7 @@ def test_a_logger_or_callback_that_cannot_be_made_is_one_line_before_any_data_wo
     monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
     cfg = composed("train", f"data.cache_dir={tmp_path / 'cache'}", "data.url=http://127.0.0.1:1/fra-eng.zip",
                    *overrides)  # fmt: skip
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(SettingsError) as raised:
         train.train(cfg, tmp_path / "run")
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
     assert list(tmp_path.iterdir()) == []
@@ -274,7 +274,7 @@ def test_logger_tensorboard_without_its_package_says_how_to_install_it(tmp_path,
 
     monkeypatch.setattr(tensorboard, "_TENSORBOARD_AVAILABLE", False)
     monkeypatch.setattr(tensorboard, "_TENSORBOARDX_AVAILABLE", False, raising=False)
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(SettingsError) as raised:
         train.loggers_and_callbacks(composed("train", "logger=tensorboard"), tmp_path)
     assert str(raised.value).startswith("logger: Neither `tensorboard` nor `tensorboardX` is available.")
     assert "pip install" in str(raised.value) and "\n" not in str(raised.value)
@@ -337,7 +337,7 @@ def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tm
 @pytest.mark.parametrize("recipe", register_recipes())
 def test_every_recipe_passes_the_training_checks_and_builds_its_model(recipe):
     cfg = composed("train", f"recipe={recipe}")
-    check_train_config(cfg)  # every key, then Seq2Seq.from_config on the model group
+    check_train_config(cfg)  # every key, and the rules between keys
     assert cfg.name == recipe
 
 

@@ -1,8 +1,13 @@
 """A tiny learnable task (reverse a short sequence) for tests of learning and search."""
 
+from pathlib import Path
+
 import torch
+from omegaconf import OmegaConf
 
 from seq2seq.model import Seq2Seq
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import ModelSettings, read
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 VOCAB = 16  # ids 4..15 are "words"
@@ -24,6 +29,21 @@ class IdTokenizer:
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return [" ".join(map(str, row)) for row in ids]
+
+
+def model_settings(**keys) -> ModelSettings:
+    """``conf/model/rnn.yaml`` without dropout, ``keys`` changed: an encoder or decoder key by its own name
+    (``hidden_size`` is the encoder's)."""
+    model = OmegaConf.load(Path(CONF_DIR, "model", "rnn.yaml"))
+    model.dropout = 0.0
+    for key, value in keys.items():
+        nested = next((f"{group}.{key}" for group in ("encoder", "decoder") if key in model[group]), key)
+        OmegaConf.update(model, nested, value)
+    return read(ModelSettings, model, "model")
+
+
+def tiny_model(vocab: int = VOCAB, **keys) -> Seq2Seq:
+    return Seq2Seq(model_settings(**keys), vocab, vocab)
 
 
 def reversal_batch(batch_size: int, generator: torch.Generator, min_len: int = 2, max_len: int = 7):
@@ -50,7 +70,7 @@ def train_reversal(steps: int = 400, seed: int = 0, **model_kwargs) -> tuple[Seq
         bridge="concat",
         feed_context=True,
     )
-    model = Seq2Seq(VOCAB, VOCAB, **{**settings, **model_kwargs})
+    model = tiny_model(**{**settings, **model_kwargs})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     losses = []

@@ -1,0 +1,52 @@
+"""The ``decode`` group: how to search. ``DecodeSettings`` is the schema ``conf/decode/*.yaml`` extend (registered by
+``register_schemas``), so the YAML, the commands and the Python API share one typed source with its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from seq2seq.errors import SettingsError
+from seq2seq.settings.rules import Rule, Settings, either, integer, number, one_of, setting
+
+STRATEGIES = ("greedy", "beam")
+
+
+@dataclass
+class DecodeSettings(Settings):
+    """Its defaults are ``decode=greedy``; ``decode=beam`` sets ``strategy``, ``beam_size`` and ``length_penalty``."""
+
+    strategy: str = setting(one_of(*STRATEGIES), "greedy")
+    beam_size: int = setting(integer(1), 1)  # beam only
+    length_penalty: float = setting(number(0), 0.0)  # beam only: GNMT's alpha; 0 = none
+    n_best: int = setting(integer(1), 1)
+    # int: absolute tokens; float r: ceil(r x source length) + 5
+    max_length: Any = setting(either(integer(1), Rule("a ratio > 0", lambda v: isinstance(v, float) and v > 0)), 1.5)
+    min_length: int = setting(integer(0), 0)
+    batch_size: int = setting(integer(1), 64)  # sentences per batch when translating
+    # and at most this many padded source tokens per batch; null: no budget
+    batch_tokens: int | None = setting(either(one_of(None), integer(1)), None)
+    # steps between checks for finished sentences; null: 1 on a CPU, 8 on a GPU
+    sync_every: int | None = setting(either(one_of(None), integer(1)), None)
+
+    def check(self, key: str) -> None:
+        if self.strategy == "greedy":
+            for name, default in (("beam_size", 1), ("length_penalty", 0)):  # greedy would silently ignore them
+                if getattr(self, name) != default:
+                    raise SettingsError(
+                        f"{key}.{name}={getattr(self, name)} is a beam search setting, but {key}.strategy=greedy; "
+                        f"use {key}=beam (or leave {key}.{name} at {default})"
+                    )
+        if self.n_best > (self.beam_size if self.strategy == "beam" else 1):
+            raise SettingsError(
+                f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "
+                f"use {key}=beam with {key}.beam_size >= {key}.n_best"
+            )
+
+
+def register_schemas() -> None:
+    """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend: before Hydra composes them."""
+    ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)

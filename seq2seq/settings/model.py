@@ -1,0 +1,79 @@
+"""The ``model`` group (``conf/model/rnn.yaml`` holds its values): what each key may hold and the rules between them,
+so that a model is built only from settings that fit together. The network imports these names; never the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seq2seq.errors import SettingsError
+from seq2seq.settings.rules import BOOLEAN, FRACTION, Settings, either, group, integer, one_of, setting
+
+CELLS = ("gru", "lstm")
+KINDS = ("none", "bahdanau", "luong_dot", "luong_general")  # attention
+MODES = ("h_n", "last_output", "naive_last", "zero")  # model.context: which of the RNN's returns starts the decoder
+BRIDGES = ("concat", "project", "sum")
+
+
+def decoder_hidden_size(bridge: str, encoder_hidden: int, directions: int, requested: int | None) -> int:
+    """The decoder size a bridge implies; ``project`` maps to any size (default: the encoder's)."""
+    implied = {"concat": encoder_hidden * directions, "sum": encoder_hidden}.get(bridge)
+    return implied or requested or encoder_hidden
+
+
+@dataclass(frozen=True)
+class EncoderSettings(Settings):
+    hidden_size: int = setting(integer(1))
+    num_layers: int = setting(integer(1))
+    bidirectional: bool = setting(BOOLEAN)
+    packed: bool = setting(BOOLEAN)
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+@dataclass(frozen=True)
+class DecoderSettings(Settings):
+    hidden_size: int | None = setting(either(one_of(None), integer(1)))
+    feed_context: bool = setting(BOOLEAN)
+    input_feeding: bool = setting(BOOLEAN)
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    """Read from a config or a checkpoint's saved config with ``read(ModelSettings, config["model"], "model")``."""
+
+    cell: str = setting(one_of(*CELLS))
+    attention: str = setting(one_of(*KINDS))
+    embedding_dim: int = setting(integer(1))
+    dropout: float = setting(FRACTION)
+    encoder: EncoderSettings = group(EncoderSettings)
+    context: str = setting(one_of(*MODES))
+    bridge: str = setting(one_of(*BRIDGES))
+    decoder: DecoderSettings = group(DecoderSettings)
+
+    @property
+    def decoder_hidden_size(self) -> int:
+        encoder = self.encoder
+        return decoder_hidden_size(self.bridge, encoder.hidden_size, encoder.directions, self.decoder.hidden_size)
+
+    @property
+    def memory_size(self) -> int:
+        """The size of the encoder's outputs, which attention reads."""
+        return self.encoder.directions * self.encoder.hidden_size
+
+    def check(self, key: str) -> None:
+        requested, implied = self.decoder.hidden_size, self.decoder_hidden_size
+        if requested not in (None, implied):
+            raise SettingsError(
+                f"{key}.decoder.hidden_size={requested} cannot match {key}.bridge={self.bridge}, which gives "
+                f"{implied}; set it to null or use {key}.bridge=project"
+            )
+        if self.decoder.input_feeding and self.attention == "none":
+            raise SettingsError(f"{key}.decoder.input_feeding=true needs attention; set {key}.attention")
+        if self.attention == "luong_dot" and implied != self.memory_size:
+            raise SettingsError(
+                f"{key}.attention=luong_dot needs decoder size {implied} == encoder output size {self.memory_size}; "
+                f"use {key}.bridge=concat (bidirectional) or {key}.attention=luong_general"
+            )

@@ -1,0 +1,34 @@
+"""The keys the tools (translate, evaluate, bench) share; each checks those it has before loading a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from seq2seq.settings.rules import Rule, Settings, check_keys, either, integer, one_of, setting
+
+# bench's precisions, each as the quantize setting that gives it (int8: the recurrent and linear layers, CPU only)
+PRECISIONS = {"fp32": None, "int8": "int8"}
+
+
+@dataclass(frozen=True)
+class ToolSettings(Settings):
+    threads: int | None = setting(either(one_of(None), integer(1)))
+    sentences: int | None = setting(either(one_of(None), integer(1)))  # bench: the test sentences timed (null: all)
+    single: int = setting(integer(1))  # bench: the sentences timed one at a time
+    repeats: int = setting(integer(1))
+    progress: str = setting(one_of("auto", "always", "never"))
+    quantize: str | None = setting(one_of(*PRECISIONS.values()))
+    precisions: Any = setting(
+        Rule(
+            f"a non-empty list of distinct precisions from {tuple(PRECISIONS)}",
+            lambda v: isinstance(v, ListConfig) and 0 < len(v) == len(set(v)) and set(v) <= set(PRECISIONS),
+        )
+    )
+
+
+def check_tool_settings(cfg: DictConfig) -> None:
+    """The ``ToolSettings`` keys that ``cfg`` has."""
+    check_keys(ToolSettings, cfg)

@@ -1,0 +1,280 @@
+"""Every setting has one home: its settings class holds its type, its rule and the rules between keys, the YAML under
+conf/ its value. Each mistake is one line naming the full key, and only the user's mistakes are shown that way.
+"""
+
+import ast
+import functools
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import one_line_errors
+from seq2seq.errors import SettingsError, UserError
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import (
+    DecodeSettings,
+    FilesSettings,
+    ModelSettings,
+    OptimSettings,
+    PathsSettings,
+    Settings,
+    TatoebaSettings,
+    ToolSettings,
+    TrainerSettings,
+    TrainingSettings,
+    check_keys,
+    check_train_config,
+    read,
+)
+
+CONF = Path(CONF_DIR)
+INVALID = ("no such value", -1)  # every rule refuses one of these
+
+
+def train_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=["paths.mirror=null", *overrides])
+
+
+@functools.cache
+def plain_train_config(*overrides: str) -> dict:
+    return OmegaConf.to_container(train_config(*overrides), resolve=True)
+
+
+def untyped(*overrides: str) -> DictConfig:
+    """A training config without its schemas, so that a test may set any value, as a YAML file may hold it."""
+    return OmegaConf.create(plain_train_config(*overrides))
+
+
+def setting_keys(settings: type[Settings], prefix: str = "") -> set[str]:
+    """The full keys of a settings class: its fields, and its nested groups' fields."""
+    keys = set()
+    for each in fields(settings):
+        nested = each.metadata.get("group")
+        keys |= setting_keys(nested, f"{prefix}{each.name}.") if nested else {prefix + each.name}
+    return keys
+
+
+def yaml_keys(node: DictConfig, settings: type[Settings], prefix: str = "") -> set[str]:
+    """The full keys of a YAML file's values, walking into the groups ``settings`` nests (a dict value is a value)."""
+    groups = {each.name: each.metadata["group"] for each in fields(settings) if "group" in each.metadata}
+    keys = set()
+    for key in node:
+        if key == "defaults":
+            continue
+        keys |= yaml_keys(node[key], groups[key], f"{prefix}{key}.") if key in groups else {prefix + key}
+    return keys
+
+
+def yaml(*names: str) -> DictConfig:
+    return OmegaConf.merge(*(OmegaConf.load(CONF / name) for name in names))
+
+
+@pytest.mark.parametrize(
+    "settings, files",
+    [
+        (ModelSettings, ["model/rnn.yaml"]),
+        (OptimSettings, ["optim/adamw.yaml"]),
+        (TatoebaSettings, ["data/common.yaml", "data/tatoeba.yaml"]),
+        (FilesSettings, ["data/common.yaml", "data/files.yaml"]),
+        (PathsSettings, ["paths/default.yaml"]),
+        (TrainerSettings, ["trainer/default.yaml"]),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)
+def test_every_key_in_conf_is_a_field_of_its_settings_class_and_every_field_a_key(settings, files):
+    assert yaml_keys(yaml(*files), settings) == setting_keys(settings)
+
+
+def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_some_of_them():
+    for preset in ("greedy", "beam"):
+        assert set(train_config(f"decode={preset}").decode) == setting_keys(DecodeSettings)
+        assert yaml_keys(yaml(f"decode/{preset}.yaml"), DecodeSettings) <= setting_keys(DecodeSettings)
+
+
+def test_the_training_extras_are_keys_of_conf_train_yaml():
+    assert setting_keys(TrainingSettings) <= set(yaml("train.yaml"))
+
+
+# each group of a training config as check_train_config reads it: where it sits, and its class
+TRAINING_GROUPS = [
+    ("model", ModelSettings),
+    ("optim", OptimSettings),
+    ("paths", PathsSettings),
+    ("trainer", TrainerSettings),
+    ("data", TatoebaSettings),
+    ("decode", DecodeSettings),
+    ("test_decode", DecodeSettings),
+    ("", TrainingSettings),
+]
+
+
+def rules(settings: type[Settings], prefix: str = "") -> dict:
+    """Each full key of ``settings`` → its rule."""
+    found = {}
+    for each in fields(settings):
+        nested = each.metadata.get("group")
+        found |= rules(nested, f"{prefix}{each.name}.") if nested else {prefix + each.name: each.metadata["rule"]}
+    return found
+
+
+EVERY_TRAINING_RULE = {
+    key: rule
+    for group, settings in TRAINING_GROUPS
+    for key, rule in rules(settings, f"{group}." if group else "").items()
+}
+
+
+def invalid(rule) -> object:
+    return next(value for value in INVALID if not rule.accepts(value))
+
+
+def one_line_naming(key: str, error: pytest.ExceptionInfo) -> None:
+    message = str(error.value)
+    assert message.startswith(f"{key}=") and "\n" not in message, message
+
+
+@pytest.mark.parametrize("key", EVERY_TRAINING_RULE)
+def test_each_invalid_training_setting_is_one_line_naming_its_full_key(key):
+    """Driven from the settings classes' rules: a new field is tried here without a new line of test."""
+    cfg = untyped()
+    OmegaConf.update(cfg, key, invalid(EVERY_TRAINING_RULE[key]))
+    with pytest.raises(SettingsError) as error:
+        check_train_config(cfg)  # train() calls it first, before any data work (test_cli)
+    one_line_naming(key, error)
+
+
+@pytest.mark.parametrize("key", [*sorted(setting_keys(FilesSettings) - setting_keys(TatoebaSettings)), "subset"])
+def test_each_invalid_setting_of_own_files_is_one_line_naming_its_full_key(key):
+    cfg = untyped("data=files", "data.train=a.tsv")
+    cfg.data[key] = invalid(rules(FilesSettings)[key])
+    with pytest.raises(SettingsError) as error:
+        check_train_config(cfg)
+    one_line_naming(f"data.{key}", error)
+
+
+@pytest.mark.parametrize("key", sorted(setting_keys(ToolSettings)))
+def test_each_invalid_tool_setting_is_one_line_naming_it(key):
+    with pytest.raises(SettingsError) as error:
+        check_keys(ToolSettings, OmegaConf.create({key: invalid(rules(ToolSettings)[key])}))
+    one_line_naming(key, error)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.bridge=concat", "model.decoder.hidden_size=100"],
+         "model.decoder.hidden_size=100 cannot match model.bridge=concat, which gives 512; set it to null or use "
+         "model.bridge=project"),
+        (["model.decoder.input_feeding=true"], "model.decoder.input_feeding=true needs attention; set model.attention"),
+        (["model.attention=luong_dot"],
+         "model.attention=luong_dot needs decoder size 256 == encoder output size 512; use model.bridge=concat "
+         "(bidirectional) or model.attention=luong_general"),
+        (["decode.beam_size=5"],
+         "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy; use decode=beam (or leave "
+         "decode.beam_size at 1)"),
+        (["decode.length_penalty=0.6"],
+         "decode.length_penalty=0.6 is a beam search setting, but decode.strategy=greedy; use decode=beam (or leave "
+         "decode.length_penalty at 0)"),
+        (["test_decode.strategy=greedy"],
+         "test_decode.beam_size=5 is a beam search setting, but test_decode.strategy=greedy; use test_decode=beam (or "
+         "leave test_decode.beam_size at 1)"),
+        (["decode.n_best=2"],
+         "decode.n_best=2 is more than decode.strategy=greedy finds; use decode=beam with decode.beam_size >= "
+         "decode.n_best"),
+        (["test_decode.n_best=6"],
+         "test_decode.n_best=6 is more than test_decode.strategy=beam finds; use test_decode=beam with "
+         "test_decode.beam_size >= test_decode.n_best"),
+        (["data.valid_fraction=0.5", "data.test_fraction=0.5"],
+         "data.valid_fraction=0.5 and data.test_fraction=0.5 must be >= 0 and sum to less than 1"),
+        (["data=files", "data.train=a.tsv", "data.valid_fraction=0.7", "data.test_fraction=0.4"],
+         "data.valid_fraction=0.7 and data.test_fraction=0.4 must be >= 0 and sum to less than 1"),
+        (["data.batch_tokens=65"], "data.batch_tokens=65 is not an integer >= 66 (data.max_tokens + 2)"),
+        (["data.pair=deu-eng"],
+         "data.src_lang=fra and data.tgt_lang=eng are not the languages of data.pair=deu-eng; use deu and eng, "
+         "in either order"),
+        (["data=files", "data.train=a.tsv", "data.tgt_column=0"],
+         "data.src_column and data.tgt_column are both 0; give two columns"),
+        (["+model.encoder.size=3"],
+         "model.encoder.size is not a setting; use one of ['hidden_size', 'num_layers', 'bidirectional', 'packed']"),
+    ],
+)  # fmt: skip
+def test_each_rule_between_keys_is_one_line_naming_the_keys_and_the_fix(overrides, message):
+    with pytest.raises(SettingsError) as error:
+        check_train_config(train_config(*overrides))
+    assert str(error.value) == message
+
+
+def test_a_beam_only_setting_at_its_default_is_accepted_under_greedy_and_decode_beam_takes_any():
+    check_train_config(train_config("decode.beam_size=1", "decode.length_penalty=0"))
+    check_train_config(train_config("decode=beam", "decode.beam_size=3", "decode.length_penalty=0.6"))
+
+
+def test_a_checkpoints_saved_model_group_converts_to_model_settings_in_one_call(checkpoint):
+    trained = load_checkpoint(checkpoint)
+    settings = read(ModelSettings, trained.config["model"], "model")
+    assert (settings.embedding_dim, settings.encoder.hidden_size, settings.decoder_hidden_size) == (8, 8, 8)
+
+
+NETWORK = {"torch", "seq2seq.model", "seq2seq.encoder", "seq2seq.decoder", "seq2seq.handoff", "seq2seq.attention",
+           "seq2seq.search", "seq2seq.translator"}  # fmt: skip
+
+
+def test_the_settings_import_nothing_of_the_network():
+    for path in Path(CONF_DIR).parent.joinpath("seq2seq", "settings").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert not {name.split(".")[0] if name.startswith("torch") else name for name in imported} & NETWORK, path
+
+
+def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
+    code = "import seq2seq.cli; from hydra.core.config_store import ConfigStore; print(ConfigStore.instance().repo)"
+    store = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'hydra'" in store and "decode" not in store
+
+
+def command_raising(error: BaseException):
+    @one_line_errors
+    def main() -> None:
+        raise error
+
+    return main
+
+
+def test_a_users_mistake_is_one_line_and_exit_status_1(capsys, monkeypatch):
+    monkeypatch.delenv("SEQ2SEQ_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        command_raising(SettingsError("decode.beam_size=0 is not an integer >= 1"))()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == "error: decode.beam_size=0 is not an integer >= 1\n"
+
+
+def test_a_required_key_not_given_is_one_line_naming_it(capsys, monkeypatch):
+    monkeypatch.delenv("SEQ2SEQ_DEBUG", raising=False)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("translate")
+    with pytest.raises(SystemExit):
+        one_line_errors(lambda: cfg.checkpoint)()
+    assert capsys.readouterr().err == "error: checkpoint is required: give checkpoint=... (see --help)\n"
+
+
+def test_an_internal_value_error_is_a_bug_and_keeps_its_traceback(capsys):
+    with pytest.raises(ValueError, match=r"^a bug$"):
+        command_raising(ValueError("a bug"))()
+    assert capsys.readouterr().err == ""
+
+
+def test_seq2seq_debug_keeps_the_traceback_of_a_users_mistake(monkeypatch):
+    monkeypatch.setenv("SEQ2SEQ_DEBUG", "1")
+    for error in (SettingsError("decode.beam_size=0 is not an integer >= 1"), MissingMandatoryValue("checkpoint")):
+        with pytest.raises(type(error)):
+            command_raising(error)()
+    assert issubclass(SettingsError, UserError)
