@@ -3,7 +3,7 @@
 ``make`` writes a synthetic corpus from the Tatoeba French–English pairs (found as every command finds them:
 ``SEQ2SEQ_MIRROR``, then the cache): each pair joins two pairs drawn at random (``FRA1 FRA2<TAB>ENG1 ENG2``,
 seed 0), in ``train.tsv`` (``--pairs`` of them), ``dev.tsv`` and ``test.tsv`` (2,000 each, drawn first, so
-they do not depend on ``--pairs``). ``prepare`` runs ``seq2seq.data.prepare`` on them with the training
+they do not depend on ``--pairs``). ``prepare`` runs ``seq2seq.data.prepare.prepare`` on them with the training
 config's defaults (French→English, ``data=files``) and prints its wall time and peak resident memory.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from seq2seq import corpus
-from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.data import prepare
+from seq2seq.commands.common import log_to_stderr, one_line_errors
+from seq2seq.data import corpus
+from seq2seq.data.prepare import prepare
 from seq2seq.resources import CONF_DIR
 
 EVALUATION_PAIRS = 2_000  # pairs in dev.tsv and in test.tsv

@@ -29,16 +29,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.bench import timed_translation
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
-from seq2seq.cli import log_to_stderr, one_line_errors
-from seq2seq.data import load_splits, prepare
+from seq2seq.commands.bench import timed_translation
+from seq2seq.commands.common import log_to_stderr, one_line_errors
+from seq2seq.commands.train import hardware
+from seq2seq.core.translator import Translator, pick_device
+from seq2seq.data.prepare import load_splits, prepare
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import corpus_scores
 from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
 from seq2seq.settings import decoder_hidden_size
-from seq2seq.train import hardware
-from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
 

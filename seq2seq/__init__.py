@@ -13,12 +13,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DecodeSettings":
-        from seq2seq.settings import DecodeSettings
-
-        return DecodeSettings
     if name in __all__:
-        from seq2seq import translator
+        from seq2seq import api
 
-        return getattr(translator, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")

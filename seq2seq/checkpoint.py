@@ -11,22 +11,19 @@ import logging
 import os
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import safetensors
 import safetensors.torch
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.data import kept_pairs, load_split
+from seq2seq.core.model import Seq2Seq
+from seq2seq.core.translator import TranslationModel
+from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
-from seq2seq.model import Seq2Seq
-from seq2seq.resources import resource_dir
-from seq2seq.settings import ModelSettings, TatoebaSettings, check_data, check_keys, read
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.translator import TranslationModel
+from seq2seq.settings import ModelSettings, read
+from seq2seq.settings.model_file import LOCATION_KEYS, plain_config
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +40,6 @@ EXPORT_FILES = {
     "target": "target.model",
 }
 
-CORPUS_SOURCES = ("tatoeba", "files")  # conf/data/SOURCE.yaml: the recipes a model's data.source may name
-# where a model's corpus is found: this machine's settings say, never a model file (a URL, a mirror, a cache)
-LOCATION_KEYS = ("url", "mirror", "cache_dir")
 # what an export's config leaves out: the training machine's paths (its settings, a resumed checkpoint, and data's
 # locations and own files: data=files splits); a model needs none of them to translate
 EXPORT_DROPS = ("paths", "resume")
@@ -121,41 +115,6 @@ def read_export(directory: Path) -> dict[str, Any]:
         )
     tokenizers = {side: (directory / EXPORT_FILES[side]).read_bytes() for side in ("source", "target")}
     return {"state_dict": weights, "hyper_parameters": hparams, "tokenizers": tokenizers}
-
-
-def interpolations(value: Any, key: str = "") -> Iterator[str]:
-    """The keys under ``value`` whose strings OmegaConf would interpolate (``${...}``)."""
-    if isinstance(value, dict):
-        for name, item in value.items():
-            yield from interpolations(item, f"{key}.{name}" if key else str(name))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from interpolations(item, f"{key}[{index}]")
-    elif isinstance(value, str) and "${" in value:
-        yield key
-
-
-def plain_config(config: Any, path: Path | str) -> dict[str, Any]:
-    """A model's config as data it cannot steer this machine with: nothing to interpolate (an environment
-    variable, a resolver), a known corpus recipe, and no say in where its corpus is fetched or cached from:
-    ``LOCATION_KEYS`` are dropped, so this machine's settings and defaults fill them in.
-    """
-    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise CheckpointError(f"{path}: its config has no data settings; use a model that seq2seq wrote")
-    if found := list(interpolations(config)):
-        raise CheckpointError(
-            f"{path}: its config asks to interpolate ${{...}} at {', '.join(found)}; refused: a model's config "
-            "is data (seq2seq never writes one)"
-        )
-    data = config["data"]
-    if data.get("source", "tatoeba") not in CORPUS_SOURCES:
-        raise CheckpointError(f"{path}: data.source={data['source']!r} is not one of {CORPUS_SOURCES}; refused")
-    if data.get("source", "tatoeba") == "tatoeba":
-        try:
-            check_keys(TatoebaSettings, {"pair": data.get("pair", "fra-eng")}, "data")
-        except SettingsError as error:
-            raise CheckpointError(f"{path}: {error}; refused") from error
-    return {**config, "data": {key: value for key, value in data.items() if key not in LOCATION_KEYS}}
 
 
 def model_settings(config: dict[str, Any], path: Path) -> ModelSettings:
@@ -248,35 +207,3 @@ def write_export(trained: TranslationModel, output: Path) -> None:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-
-
-# what decides the pairs of a checkpoint's split; where its corpus is found (url, mirror, cache) is the user's to say
-SPLIT_KEYS = ("source", "pair", "src_lang", "tgt_lang", "subset", "valid_fraction", "test_fraction", "split_seed",
-              "sha256", "train", "valid", "test", "src_column", "tgt_column")  # fmt: skip
-
-
-def corpus_split(trained: TranslationModel, split: str, paths: DictConfig) -> list[tuple[str, str]]:
-    """The ``(source, reference)`` pairs of the checkpoint's own ``valid`` or ``test`` split, exactly as training
-    scored them: the pairs training drops (a side of no subwords) are dropped here too, by the same function.
-
-    A model file is not trusted to say where to look: only its ``SPLIT_KEYS`` are read, checked as a user's settings
-    are, and none may interpolate; the archive is found through the user's ``paths`` (mirror, cache) and the default
-    URL. Settings added since the checkpoint was trained take their defaults. Own files are read at the paths the
-    checkpoint names (absolute since training makes them so), and only the split asked for when it has its own file.
-    """
-    if split not in ("valid", "test"):
-        raise SettingsError(f"split={split!r} is not one of ('valid', 'test')")
-    data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
-    chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
-    defaults = OmegaConf.merge(
-        OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
-        OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),
-    )
-    defaults.pop("defaults")
-    data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
-    try:
-        check_data(data_cfg)
-    except SettingsError as error:
-        raise CheckpointError(f"the checkpoint's {error}") from error
-    pairs = load_split(data_cfg, split)
-    return kept_pairs(split, pairs, trained.source_tokenizer, trained.target_tokenizer, data_cfg.max_tokens)

@@ -1,6 +1,6 @@
 """Mistakes a user can fix, as exceptions whose message names the input at fault and the fix.
 
-The entry points print them as one line and exit 1 (``seq2seq/cli.py``), instead of a traceback.
+The entry points print them as one line and exit 1 (``seq2seq/commands/common.py``), instead of a traceback.
 """
 
 

@@ -1,29 +1,6 @@
-"""``python -m seq2seq.export checkpoint=PATH output=DIR``: a model directory that loads without pickle.
+"""``python -m seq2seq.export``: see ``seq2seq.commands.export``."""
 
-The weights as safetensors, the config as JSON, both sentencepiece models as files; ``translate``, ``evaluate``,
-``probe``, ``bench`` and ``Translator.load`` take the directory wherever they take a ``.ckpt``.
-"""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from seq2seq.checkpoint import load_checkpoint, write_export
-from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm
-from seq2seq.resources import CONF_DIR
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
-@one_line_errors
-def main(cfg: DictConfig) -> None:
-    log_to_stderr()
-    stop_on_sigterm()
-    write_export(load_checkpoint(cfg.checkpoint), Path(cfg.output))
-    print(f"exported {cfg.checkpoint} to {cfg.output}")
-
+from seq2seq.commands.export import main
 
 if __name__ == "__main__":
     main()

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.core.model import Seq2Seq
+from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import SettingsError
-from seq2seq.model import Seq2Seq
 from seq2seq.plotting import pyplot
-from seq2seq.tokenizer import BOS, EOS, Tokenizer
+from seq2seq.vocab import BOS, EOS
 
 
 @torch.inference_mode()

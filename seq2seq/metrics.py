@@ -9,7 +9,7 @@ from typing import Any
 import sacrebleu
 from tqdm import tqdm
 
-from seq2seq.translator import Translator
+from seq2seq.core.translator import Translator
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from toy import train_reversal
 
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import register_schemas
-from seq2seq.task import TranslationTask
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
+from seq2seq.settings.presets import register_schemas
+from seq2seq.training.task import TranslationTask
 
 register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
 

@@ -10,11 +10,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from seq2seq import DecodeSettings, Translator, translate
+from seq2seq import DecodeSettings, Translator
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import translate
 from seq2seq.errors import DecodeError, SettingsError
 from seq2seq.resources import CONF_DIR
-from seq2seq.translator import decode_preset
+from seq2seq.settings.presets import decode_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 README_CHECKPOINT = '"runs/fra-eng/RUN/checkpoints/best.ckpt"'  # the README examples' model, replaced by a test one

@@ -6,11 +6,11 @@ import pytest
 import torch
 from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
-from seq2seq.attention import Attention
-from seq2seq.encoder import Encoder
+from seq2seq.core.attention import Attention
+from seq2seq.core.encoder import Encoder
+from seq2seq.core.handoff import Handoff, final_states
+from seq2seq.core.search import beam_search, greedy_search
 from seq2seq.errors import SettingsError
-from seq2seq.handoff import Handoff, final_states
-from seq2seq.search import beam_search, greedy_search
 
 VARIANTS = [
     dict(attention="luong_dot"),

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from seq2seq.compare import compare
+from seq2seq.commands.compare import compare
 
 BLEU = {("h_n", True): [30.0, 32.0, 31.0], ("zero", True): [20.0, 21.0, 25.0], ("h_n", False): [28.0, 27.5, 27.0]}
 

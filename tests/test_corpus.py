@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq import corpus
-from seq2seq.corpus import ParseReport, find_archive, orient, parse_pairs, select_subset, split_pairs
+from seq2seq.data import corpus
+from seq2seq.data.corpus import ParseReport, find_archive, orient, parse_pairs, select_subset, split_pairs
 from seq2seq.errors import CacheError, CorpusError
 
 ROOT = Path(__file__).resolve().parents[1]

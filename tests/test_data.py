@@ -15,10 +15,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from seq2seq import data as data_module
-from seq2seq.data import EncodedSplit, Ragged, RaggedBuilder, load_splits, prepare
-from seq2seq.datamodule import Batch, SplitDataset, TokenBucketSampler
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.data import prepare as data_module
+from seq2seq.data.batches import Batch, SplitDataset, TokenBucketSampler
+from seq2seq.data.prepare import EncodedSplit, load_splits, prepare
+from seq2seq.ragged import Ragged, RaggedBuilder
+from seq2seq.vocab import BOS, EOS, PAD
 
 
 def sequence(ragged: Ragged, i: int) -> list[int]:

@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_end_to_end import MIRROR, TINY, cli, config
 
-from seq2seq.data import load_splits
+from seq2seq.data.prepare import load_splits
 
 pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
 

@@ -21,13 +21,14 @@ from conftest import SENTENCES
 from hydra import compose, initialize_config_dir
 from test_data import synthetic_corpus, write_mirror
 
-from seq2seq import evaluate, translate
-from seq2seq.average import average_checkpoints, last_checkpoints
+from seq2seq.api import Translator
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
+from seq2seq.commands import evaluate, translate
+from seq2seq.commands.average import average_checkpoints, last_checkpoints
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, PathError
 from seq2seq.resources import CONF_DIR
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.translator import Translator, decode_preset
+from seq2seq.settings.presets import decode_preset
 
 
 @pytest.fixture

@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader
 from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
-from seq2seq.datamodule import Batch, TokenBucketSampler
+from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, RunBusyError, SettingsError
 from seq2seq.resources import CONF_DIR
-from seq2seq.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
-from seq2seq.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
+from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
+from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
 
@@ -165,7 +165,7 @@ def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, 
 
 PREPARE = """
 import hashlib, json, sys, types
-from seq2seq.data import prepare
+from seq2seq.data.prepare import prepare
 encoded, src, tgt = prepare(types.SimpleNamespace(**json.loads(sys.argv[1])))
 digest = hashlib.sha256(src.model_proto + tgt.model_proto)
 for name in sorted(encoded):
@@ -284,7 +284,7 @@ STOPS = {
 
 
 def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
-    from seq2seq.train import train
+    from seq2seq.commands.train import train
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
@@ -378,7 +378,7 @@ def test_a_run_resumes_in_place_only_from_its_latest_checkpoint_and_an_earlier_o
 
 
 def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, monkeypatch):
-    from seq2seq import train
+    from seq2seq.commands import train
 
     monkeypatch.setattr(train, "TranslationData", None)  # no data work may start
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
@@ -397,7 +397,7 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, mon
 RUN_DIR_AT_ONE_SECOND = """
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-import seq2seq.train  # registers the run directory's resolvers
+import seq2seq.commands.train  # registers the run directory's resolvers
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.resources import CONF_DIR
 with initialize_config_dir(CONF_DIR, version_base="1.3"):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from seq2seq.encoder import Encoder
-from seq2seq.handoff import Handoff, final_states
+from seq2seq.core.encoder import Encoder
+from seq2seq.core.handoff import Handoff, final_states
 
 VOCAB, EMB, HIDDEN = 50, 8, 6
 

@@ -22,18 +22,18 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from test_corpus import LocalServer
 
-from seq2seq import data as data_module
-from seq2seq import evaluate as evaluate_module
-from seq2seq.checkpoint import corpus_split, load_checkpoint
-from seq2seq.corpus import MAX_LINE_BYTES, connected_groups
-from seq2seq.data import load_splits, prepare
-from seq2seq.datamodule import TranslationData
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import evaluate as evaluate_module
+from seq2seq.commands.evaluate import evaluation_pairs
+from seq2seq.core.translator import TranslationModel
+from seq2seq.data import prepare as data_module
+from seq2seq.data.batches import TranslationData
+from seq2seq.data.corpus import MAX_LINE_BYTES, connected_groups
+from seq2seq.data.prepare import corpus_split, load_splits, prepare
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, CorpusError, SettingsError
-from seq2seq.evaluate import evaluation_pairs
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_train_config
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.translator import TranslationModel
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 

@@ -7,13 +7,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from toy import train_reversal
 
-from seq2seq import probe as probe_command
-from seq2seq.data import Ragged
-from seq2seq.datamodule import TranslationData
-from seq2seq.encoder import Encoder
-from seq2seq.probe import format_rows, mixed_length_batch, probe, sentence_verdicts
+from seq2seq.commands import probe as probe_command
+from seq2seq.commands.probe import format_rows, mixed_length_batch, probe, sentence_verdicts
+from seq2seq.core.encoder import Encoder
+from seq2seq.data.batches import TranslationData
+from seq2seq.ragged import Ragged
 from seq2seq.resources import CONF_DIR
-from seq2seq.task import TranslationTask
+from seq2seq.training.task import TranslationTask
 
 
 def probe_mixed_lengths(hidden, num_layers):

@@ -13,13 +13,17 @@ from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_nn
 from toy import reversal_batch, tiny_model
 
-from seq2seq import DecodeSettings, bench, evaluate, translate, translator
+from seq2seq import DecodeSettings
+from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import bench, evaluate, translate
+from seq2seq.core import translator
+from seq2seq.core.quantize import quantize_int8
+from seq2seq.core.search import beam_search, greedy_search
+from seq2seq.core.translator import pick_device
 from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
-from seq2seq.search import beam_search, greedy_search
 from seq2seq.settings import PRECISIONS
-from seq2seq.translator import Translator, pick_device, quantize_int8
 
 CPU = torch.device("cpu")
 PRECISIONS_ALLOWED = "a non-empty list of distinct precisions from ('fp32', 'int8')"

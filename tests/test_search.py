@@ -10,12 +10,12 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
-from seq2seq.decoder import DecoderState
+from seq2seq.core.decoder import DecoderState
+from seq2seq.core.model import Seq2Seq
+from seq2seq.core.search import beam_search, gnmt_penalty, greedy_search, length_limits
 from seq2seq.errors import SettingsError
-from seq2seq.model import Seq2Seq
-from seq2seq.search import beam_search, gnmt_penalty, greedy_search, length_limits
 from seq2seq.settings import DecodeSettings, read
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.vocab import BOS, EOS, PAD
 
 KINDS = [  # every cell and attention, with and without input feeding
     dict(cell=cell, attention=attention, input_feeding=feeding)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.cli import one_line_errors
+from seq2seq.commands.common import one_line_errors
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import (
@@ -236,7 +236,8 @@ def test_the_settings_import_nothing_of_the_network():
 
 
 def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
-    code = "import seq2seq.cli; from hydra.core.config_store import ConfigStore; print(ConfigStore.instance().repo)"
+    code = ("import seq2seq.commands.common; from hydra.core.config_store import ConfigStore; "
+            "print(ConfigStore.instance().repo)")
     store = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "'hydra'" in store and "decode" not in store
 

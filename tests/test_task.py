@@ -9,7 +9,7 @@ from test_faults import small_config, toy_batches
 from torch.utils.data import DataLoader
 from toy import IdTokenizer
 
-from seq2seq.task import TranslationTask
+from seq2seq.training.task import TranslationTask
 
 BATCHES_PER_EPOCH = 6
 
@@ -38,7 +38,7 @@ def test_the_lr_schedule_steps_once_per_validation_and_holds_while_bleu_rises(
 ):
     bleu = iter(range(1, 100))
     monkeypatch.setattr(
-        "seq2seq.task.corpus_scores", lambda hypotheses, references: {"bleu": float(next(bleu)), "chrf": 0.0}
+        "seq2seq.training.task.corpus_scores", lambda hypotheses, references: {"bleu": float(next(bleu)), "chrf": 0.0}
     )
     task = TranslationTask(small_config(), IdTokenizer(), IdTokenizer(), validation=[("x", "x")] * BATCHES_PER_EPOCH)
     trainer = L.Trainer(

@@ -12,9 +12,10 @@ import sys
 import pytest
 import sentencepiece as spm
 
-from seq2seq import tokenizer as tokenizer_module
+from seq2seq.data import tokenizer as tokenizer_module
+from seq2seq.data.tokenizer import Tokenizer, cached_tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, SettingsError
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, cached_tokenizer, train_tokenizer
+from seq2seq.vocab import BOS, EOS, PAD, UNK
 
 VOCAB_SIZE = 80
 
@@ -160,7 +161,7 @@ def test_another_process_reuses_the_cached_model(tmp_path, sentences):
     corpus_file = tmp_path / "sentences.txt"
     corpus_file.write_text("\n".join(sentences), encoding="utf-8")
     script = (
-        "import sys; from pathlib import Path; import seq2seq.tokenizer as t\n"
+        "import sys; from pathlib import Path; import seq2seq.data.tokenizer as t\n"
         "def fail(*a, **k): raise SystemExit('retrained')\n"
         "t.train_tokenizer = fail\n"
         "lines = Path(sys.argv[2]).read_text(encoding='utf-8').split('\\n')\n"

@@ -11,14 +11,16 @@ from conftest import SENTENCES
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from seq2seq import DecodeSettings, translate
+from seq2seq import DecodeSettings
+from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import translate
+from seq2seq.core.model import Seq2Seq
+from seq2seq.core.translator import TranslationModel
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, DecodeError
-from seq2seq.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ModelSettings, read
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.translator import TranslationModel, Translator
 
 CPU, META = torch.device("cpu"), torch.device("meta")  # meta: a second device on any machine
 

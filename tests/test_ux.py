@@ -22,15 +22,15 @@ from omegaconf import OmegaConf
 from test_end_to_end import MIRROR, TINY
 
 import seq2seq.__main__ as umbrella
-from seq2seq import average, bench, compare, evaluate, export, probe, train, translate
+from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import average, bench, compare, evaluate, export, probe, train, translate
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
-from seq2seq.monitor import ProjectedTime, duration
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import check_train_config
-from seq2seq.translator import Translator
+from seq2seq.training.monitor import ProjectedTime, duration
 
 SOURCES = "Je suis content.\nIl fait froid.\nElle est grande.\n"
 BAR = re.compile(r"\d+%\|")  # tqdm's "100%|█████|"

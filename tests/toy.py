@@ -5,10 +5,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from seq2seq.model import Seq2Seq
+from seq2seq.core.model import Seq2Seq
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ModelSettings, read
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.vocab import BOS, EOS, PAD
 
 VOCAB = 16  # ids 4..15 are "words"
 

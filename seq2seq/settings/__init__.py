@@ -3,7 +3,7 @@ keys); ``conf/*.yaml`` holds the values. Settings know nothing of the network: i
 """
 
 from seq2seq.settings.data import DataSettings, FilesSettings, TatoebaSettings, check_data
-from seq2seq.settings.decode import STRATEGIES, DecodeSettings, register_schemas
+from seq2seq.settings.decode import STRATEGIES, DecodeSettings
 from seq2seq.settings.model import (
     BRIDGES,
     CELLS,
@@ -52,5 +52,4 @@ __all__ = [
     "decoder_hidden_size",
     "integer",
     "read",
-    "register_schemas",
 ]

@@ -24,7 +24,7 @@ from seq2seq.settings.rules import (
     read,
     setting,
 )
-from seq2seq.tokenizer import EOS
+from seq2seq.vocab import EOS
 
 SOURCES = ("tatoeba", "files")
 

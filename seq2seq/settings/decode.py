@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-
 from seq2seq.errors import SettingsError
 from seq2seq.settings.rules import Rule, Settings, either, integer, number, one_of, setting
 
@@ -45,8 +43,3 @@ class DecodeSettings(Settings):
                 f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "
                 f"use {key}=beam with {key}.beam_size >= {key}.n_best"
             )
-
-
-def register_schemas() -> None:
-    """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend: before Hydra composes them."""
-    ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)

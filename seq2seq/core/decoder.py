@@ -12,8 +12,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from seq2seq.attention import Attention
-from seq2seq.encoder import RNNS
+from seq2seq.core.attention import Attention
+from seq2seq.core.encoder import RNNS
 
 
 class DecoderState(NamedTuple):

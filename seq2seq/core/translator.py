@@ -7,26 +7,21 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.initialize import get_gh_backup, restore_gh_from_backup
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
-from seq2seq.data import Ragged
+from seq2seq.core.model import Seq2Seq
+from seq2seq.core.quantize import quantize_int8
+from seq2seq.core.search import Hypothesis, beam_search, greedy_search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
-from seq2seq.model import Seq2Seq
-from seq2seq.resources import CONF_DIR
-from seq2seq.search import Hypothesis, beam_search, greedy_search
-from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read, register_schemas
-from seq2seq.tokenizer import UNK, Tokenizer
+from seq2seq.ragged import Ragged
+from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read
+from seq2seq.vocab import UNK, Subwords
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +30,13 @@ log = logging.getLogger(__name__)
 CHARS_PER_SUBWORD = 32
 
 
-def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
-    """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
-    presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
-    if name not in presets:
-        raise SettingsError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
-    names = [f.name for f in fields(DecodeSettings)]
-    if unknown := sorted(set(settings) - set(names)):
-        raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
-    register_schemas()
-    callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            preset = compose(overrides=[f"+decode={name}"]).decode
-    finally:
-        restore_gh_from_backup(callers_hydra)
-    return OmegaConf.merge(preset, settings)
-
-
 @dataclass
 class TranslationModel:
     """Everything translating needs: the network, both tokenizers and the config it was trained with."""
 
     model: Seq2Seq
-    source_tokenizer: Tokenizer
-    target_tokenizer: Tokenizer
+    source_tokenizer: Subwords
+    target_tokenizer: Subwords
     config: dict[str, Any]
 
     @property
@@ -116,29 +92,6 @@ def check_finite(model: nn.Module) -> None:
             )
 
 
-# the layers torch's dynamic quantization has int8 CPU kernels for: every matrix product of a Seq2Seq but attention's
-# (quantize_int8 leaves the one-output ones float)
-QUANTIZED_LAYERS = (nn.GRU, nn.LSTM, nn.Linear)
-
-
-def quantize_int8(model: Seq2Seq) -> Seq2Seq:
-    """A copy of ``model`` whose recurrent and linear layers hold int8 weights, for faster CPU decoding.
-
-    Activations are quantized on the fly, with one scale per tensor: a sentence's scores (rarely its words) then
-    depend a little on its batch-mates. torch.ao's ``quantize_dynamic`` is the one API that quantizes GRU and LSTM.
-    A layer with one output (Bahdanau's energy) stays fp32: quantizing its input, one value per source position
-    and unit, costs more than its int8 product saves.
-    """
-    layers = {
-        name: torch.ao.quantization.default_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, QUANTIZED_LAYERS) and getattr(module, "out_features", None) != 1
-    }
-    with warnings.catch_warnings():  # torch's converter makes quantized tensors the way it deprecates: not ours to fix
-        warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8)
-
-
 class Translator:
     """A ``TranslationModel`` with a decoding configuration (the ``decode`` config group).
 
@@ -170,23 +123,6 @@ class Translator:
         self.source_tokenizer = translation_model.source_tokenizer
         self.target_tokenizer = translation_model.target_tokenizer
         self.max_source_tokens = translation_model.max_source_tokens
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        decode: str = "greedy",
-        device: str = "auto",
-        quantize: str | None = None,
-        **settings: Any,
-    ) -> Translator:
-        """A ``.ckpt`` or an exported model directory, ready to translate with the ``decode`` preset
-        (``conf/decode/NAME.yaml``) and any of its ``settings`` changed, e.g. ``decode="beam", beam_size=5``;
-        ``quantize="int8"`` for int8 decoding on the CPU.
-        """
-        from seq2seq.checkpoint import load_checkpoint  # checkpoint.py builds on this module
-
-        return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device, quantize), quantize)
 
     def translate(self, sentences: Sequence[str]) -> list[str]:
         """The best translation of each sentence (a list of strings), in input order; an empty sentence gets an

@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from seq2seq.cache import atomic_write
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.data.cache import atomic_write
 from seq2seq.errors import RunBusyError, SettingsError
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.

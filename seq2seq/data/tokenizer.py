@@ -10,12 +10,11 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from seq2seq.cache import atomic_write_bytes, content_key, locked
+from seq2seq.data.cache import atomic_write_bytes, content_key, locked
 from seq2seq.errors import CheckpointError, SettingsError
+from seq2seq.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
-
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
 class Tokenizer:

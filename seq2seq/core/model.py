@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seq2seq.decoder import Decoder, DecoderState
-from seq2seq.encoder import Encoder
-from seq2seq.handoff import Handoff
+from seq2seq.core.decoder import Decoder, DecoderState
+from seq2seq.core.encoder import Encoder
+from seq2seq.core.handoff import Handoff
 from seq2seq.settings import ModelSettings
 
 

@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import FORMAT_VERSION
-from seq2seq.datamodule import Batch
+from seq2seq.core.model import Seq2Seq
+from seq2seq.core.translator import TranslationModel, Translator
+from seq2seq.data.batches import Batch
+from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.metrics import corpus_scores
-from seq2seq.model import Seq2Seq
 from seq2seq.settings import ModelSettings, read
-from seq2seq.tokenizer import PAD, Tokenizer
-from seq2seq.translator import TranslationModel, Translator
+from seq2seq.vocab import PAD
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import IO, Any
 
-from seq2seq import corpus
+from seq2seq.data import corpus
 from seq2seq.errors import CorpusError, SettingsError
 
 log = logging.getLogger(__name__)

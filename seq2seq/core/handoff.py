@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seq2seq.encoder import EncoderOutput
+from seq2seq.core.encoder import EncoderOutput
 from seq2seq.settings import decoder_hidden_size
 
 

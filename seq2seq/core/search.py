@@ -18,8 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.core.model import Seq2Seq
+from seq2seq.vocab import BOS, EOS, PAD
 
 NEVER_EMITTED = (PAD, BOS)  # as in fairseq: the model can score them, but they are no part of a translation
 

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Timer
 from lightning.pytorch.trainer.states import TrainerFn
 
-from seq2seq.tokenizer import PAD
+from seq2seq.vocab import PAD
 
 log = logging.getLogger(__name__)
 

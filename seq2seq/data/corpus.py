@@ -1,6 +1,6 @@
 """Sentence pairs: find or download a Tatoeba archive, parse pair lines, and split them without leakage.
 
-Knows nothing about tensors or tokenizers; ``seq2seq/sources.py`` decides where pairs come from. The archive
+Knows nothing about tensors or tokenizers; ``seq2seq/data/sources.py`` decides where pairs come from. The archive
 is looked for in the mirror directory first, then in the cache, and only then downloaded; a download is
 verified before it is renamed into the cache.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from seq2seq.cache import atomic_write
+from seq2seq.data.cache import atomic_write
 from seq2seq.errors import CorpusError
 
 log = logging.getLogger(__name__)

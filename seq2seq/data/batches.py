@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seq2seq.data import EncodedSplit, prepare
-from seq2seq.sources import absolute_files
-from seq2seq.tokenizer import Tokenizer
+from seq2seq.data.prepare import EncodedSplit, prepare
+from seq2seq.data.sources import absolute_files
+from seq2seq.data.tokenizer import Tokenizer
 
 
 class Batch(NamedTuple):

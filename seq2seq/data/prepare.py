@@ -5,88 +5,30 @@ from __future__ import annotations
 import logging
 import pickle
 import random
-from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
-from seq2seq import sources
-from seq2seq.cache import atomic_write, content_key, locked
-from seq2seq.errors import CacheError, CorpusError
-from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer, cached_tokenizer
+from seq2seq.data import sources
+from seq2seq.data.cache import atomic_write, content_key, locked
+from seq2seq.data.tokenizer import Tokenizer, cached_tokenizer
+from seq2seq.errors import CacheError, CheckpointError, CorpusError, SettingsError
+from seq2seq.ragged import Ragged, RaggedBuilder
+from seq2seq.resources import resource_dir
+from seq2seq.settings import check_data
+from seq2seq.settings.model_file import plain_config
 
 log = logging.getLogger(__name__)
 
 SPLITS = sources.SPLITS
 ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of text and ids a big corpus would make
 CACHE_FORMAT = 3  # part of the encoded cache's key: bump when its layout or what it drops changes
-
-
-@dataclass
-class Ragged:
-    """Variable-length id sequences stored flat, so that saving, loading and padding are vectorised."""
-
-    flat: torch.Tensor  # (total,) int32
-    lengths: torch.Tensor  # (n,) int64
-
-    @classmethod
-    def from_lists(cls, sequences: Sequence[Sequence[int]]) -> Ragged:
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
-        flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
-        return cls(flat, lengths)
-
-    @property
-    def offsets(self) -> torch.Tensor:
-        return torch.cumsum(self.lengths, 0) - self.lengths
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def select(self, keep: torch.Tensor) -> Ragged:
-        return Ragged(self.flat[torch.repeat_interleave(keep, self.lengths)], self.lengths[keep])
-
-    def pad(self, indices: torch.Tensor, bos: bool = False, eos: bool = False) -> torch.Tensor:
-        """Gather ``indices`` into a ``(len(indices), max_len)`` int64 tensor padded with PAD."""
-        lengths = self.lengths[indices]
-        width = int(lengths.max()) if len(indices) else 0
-        positions = torch.arange(width)
-        mask = positions < lengths[:, None]
-        gather = (self.offsets[indices][:, None] + positions).clamp(max=max(len(self.flat) - 1, 0))
-        out = torch.where(mask, self.flat[gather].long(), PAD)
-        if eos:
-            out = torch.cat([out, torch.full((len(indices), 1), PAD)], 1)
-            out[torch.arange(len(indices)), lengths] = EOS
-        if bos:
-            out = torch.cat([torch.full((len(indices), 1), BOS), out], 1)
-        return out
-
-
-class RaggedBuilder:
-    """A Ragged grown chunk by chunk in arrays that reallocate in place, so a big split's ids are never held twice."""
-
-    def __init__(self) -> None:
-        self.flat: array | None = array("i")
-        self.lengths: array | None = array("q")
-
-    def extend(self, part: Ragged) -> None:
-        self.flat.frombytes(part.flat.numpy().tobytes())
-        self.lengths.frombytes(part.lengths.numpy().tobytes())
-
-    def build(self) -> Ragged:
-        """The ids, in tensors sharing the arrays' memory; the builder lets go of the arrays, so that nothing can
-        grow them under the tensors (which would leave the tensors reading freed memory)."""
-        flat, lengths, self.flat, self.lengths = self.flat, self.lengths, None, None
-        return Ragged(shared_tensor(flat, torch.int32), shared_tensor(lengths, torch.int64))
-
-
-def shared_tensor(values: array, dtype: torch.dtype) -> torch.Tensor:
-    """A tensor over ``values``' memory; torch refuses an empty buffer."""
-    return torch.frombuffer(values, dtype=dtype) if values else torch.zeros(0, dtype=dtype)
 
 
 @dataclass
@@ -311,3 +253,36 @@ def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenize
             }
             atomic_write(path, lambda tmp: save_encoded(encoded, tmp))
     return encoded, src_tok, tgt_tok
+
+
+# what decides the pairs of a checkpoint's split; where its corpus is found (url, mirror, cache) is the user's to say
+SPLIT_KEYS = ("source", "pair", "src_lang", "tgt_lang", "subset", "valid_fraction", "test_fraction", "split_seed",
+              "sha256", "train", "valid", "test", "src_column", "tgt_column")  # fmt: skip
+
+
+def corpus_split(trained: Any, split: str, paths: Any) -> list[tuple[str, str]]:
+    """The ``(source, reference)`` pairs of a loaded model's own ``valid`` or ``test`` split (``trained``: its
+    ``config`` and tokenizers), exactly as training scored them: the pairs training drops (a side of no subwords)
+    are dropped here too, by the same function.
+
+    A model file is not trusted to say where to look: only its ``SPLIT_KEYS`` are read, checked as a user's settings
+    are, and none may interpolate; the archive is found through the user's ``paths`` (mirror, cache) and the default
+    URL. Settings added since the checkpoint was trained take their defaults. Own files are read at the paths the
+    checkpoint names (absolute since training makes them so), and only the split asked for when it has its own file.
+    """
+    if split not in ("valid", "test"):
+        raise SettingsError(f"split={split!r} is not one of ('valid', 'test')")
+    data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
+    chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
+    defaults = OmegaConf.merge(
+        OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
+        OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),
+    )
+    defaults.pop("defaults")
+    data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
+    try:
+        check_data(data_cfg)
+    except SettingsError as error:
+        raise CheckpointError(f"the checkpoint's {error}") from error
+    pairs = load_split(data_cfg, split)
+    return kept_pairs(split, pairs, trained.source_tokenizer, trained.target_tokenizer, data_cfg.max_tokens)

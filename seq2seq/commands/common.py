@@ -17,7 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from seq2seq.errors import Interrupted, PathError, UserError
-from seq2seq.settings import register_schemas
+from seq2seq.settings.presets import register_schemas
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
 # the user's mistakes: ours, a path that does not exist, a required key (???) not given, a training that diverged

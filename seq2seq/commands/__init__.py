@@ -1,0 +1,1 @@
+"""The command-line entry points: thin shims over the library, sharing one decorator."""

@@ -1,0 +1,102 @@
+"""``python -m seq2seq.bench checkpoint=PATH``: decoding speed and BLEU, batched and one sentence at a time, in each
+of the config's ``precisions`` (fp32, and int8 as ``quantize=int8``) side by side.
+
+A benchmark prints figures; it asserts nothing. The searches timed are the config's ``searches`` (``decode``
+group presets: greedy, and beam as ``decode=beam``). Ours against JoeyNMT is a tool of the repository, not
+of the package: ``python bench/peer.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
+from seq2seq.core.translator import Translator, pick_device
+from seq2seq.data.prepare import corpus_split
+from seq2seq.metrics import corpus_scores
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import PRECISIONS, check_tool_settings
+
+
+class Measurement(NamedTuple):
+    search: str
+    batch_size: int
+    precision: str
+    sentences_per_second: float
+    bleu: float | None  # of all the sentences; None one at a time, which decodes only the first `single`
+
+
+def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
+    """Sentences/s and the translations; the warm-up batch keeps one-time set-up costs out of the figure."""
+    if warm_up:
+        translator.translate(sources[: translator.decode.batch_size])
+    started = time.perf_counter()
+    translations = translator.translate(sources)
+    return len(sources) / (time.perf_counter() - started), translations
+
+
+def table_row(measured: list[Measurement]) -> str:
+    """One search and batch size: each precision's speed and BLEU, then each one's speed over the first's."""
+    cells = [f"{measured[0].search:8s} {measured[0].batch_size:5d}"]
+    for m in measured:
+        cells.append(f"{m.sentences_per_second:11.1f} {'-' if m.bleu is None else f'{m.bleu:.2f}':>6s}")
+    cells += [f"{m.sentences_per_second / measured[0].sentences_per_second:10.2f}" for m in measured[1:]]
+    return "  ".join(cells)
+
+
+def table_header(precisions: list[str]) -> str:
+    cells = [f"{'search':8s} {'batch':>5s}", *(f"{p + ' sent/s':>11s} {p + ' BLEU':>6s}" for p in precisions)]
+    return "  ".join(cells + [f"{p + '/' + precisions[0]:>10s}" for p in precisions[1:]])
+
+
+def bench_decode(cfg: DictConfig) -> list[Measurement]:
+    """Every search, batch size and precision; the precisions alternate ``repeats`` times, so the machine's drift
+    touches each alike, and each keeps its fastest run (the one least disturbed by the rest of the machine)."""
+    check_tool_settings(cfg)
+    use_threads(cfg.threads)
+    devices = {precision: pick_device(cfg.device, PRECISIONS[precision]) for precision in cfg.precisions}
+    trained = load_checkpoint(cfg.checkpoint)
+    pairs = corpus_split(trained, cfg.split, cfg.paths)[: cfg.sentences]
+    sources, references = [source for source, _ in pairs], [reference for _, reference in pairs]
+    on = ", ".join(f"{precision} on {device}" for precision, device in devices.items())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {on}; {len(sources)} {cfg.split} sentences, "
+          f"{min(cfg.single, len(sources))} of them one at a time")  # fmt: skip
+    print(table_header(list(cfg.precisions)), flush=True)
+    measurements = []
+    for name, decode in cfg.searches.items():
+        for batch_size in [*cfg.batch_sizes, 1]:
+            subset = sources[: cfg.single] if batch_size == 1 else sources
+            settings = OmegaConf.merge(decode, {"batch_size": batch_size})
+            translators = {p: Translator(trained, settings, devices[p], PRECISIONS[p]) for p in cfg.precisions}
+            fastest: dict[str, tuple[float, list[str]]] = {}
+            for repeat in range(cfg.repeats):  # the precisions take turns; each keeps its fastest run
+                for precision, translator in translators.items():
+                    speed, translations = timed_translation(translator, subset, warm_up=repeat == 0)
+                    if precision not in fastest or speed > fastest[precision][0]:
+                        fastest[precision] = speed, translations
+            row = [
+                Measurement(name, batch_size, precision, speed,
+                            None if batch_size == 1 else corpus_scores(translations, references)["bleu"])
+                for precision, (speed, translations) in fastest.items()
+            ]  # fmt: skip
+            print(table_row(row), flush=True)
+            measurements += row
+    return measurements
+
+
+@with_schemas
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    bench_decode(cfg)
+
+
+if __name__ == "__main__":
+    main()

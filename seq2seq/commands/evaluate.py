@@ -1,0 +1,185 @@
+"""``python -m seq2seq.evaluate checkpoint=PATH``: BLEU and chrF (sacrebleu) on a split or a file."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from seq2seq.checkpoint import load_checkpoint, model_path
+from seq2seq.commands.common import (
+    log_to_stderr,
+    one_line_errors,
+    progress_bar,
+    stop_on_sigterm,
+    use_threads,
+    with_schemas,
+    writing,
+)
+from seq2seq.core.translator import TranslationModel, Translator, pick_device
+from seq2seq.data import sources
+from seq2seq.data.cache import atomic_write_bytes
+from seq2seq.data.prepare import corpus_split
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.errors import CorpusError, PathError
+from seq2seq.metrics import score
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
+from seq2seq.vocab import UNK
+
+log = logging.getLogger(__name__)
+
+DIRECTION_SAMPLE = 1000  # pairs whose unknown subwords tell a file's columns apart
+
+
+def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, list[tuple[str, str]]]:
+    """``(name, (source, reference) pairs)`` from ``input=FILE`` or from the checkpoint's corpus split.
+
+    A file is read in the model's direction: a TSV as source<TAB>reference (a model trained on your own files:
+    in its ``data.src_column`` and ``data.tgt_column``), or ``input=[SOURCE_FILE,REFERENCE_FILE]`` aligned;
+    ``.gz`` is read directly. The name is the file's (``test.tsv``), never a split's (``test``).
+    """
+    if not cfg.input:
+        return cfg.split, corpus_split(trained, cfg.split, cfg.paths)
+    files = sources.split_files(cfg.input, "input")
+    data = trained.config["data"]
+    languages = f"source ({data['src_lang']}), reference ({data['tgt_lang']})"
+    if isinstance(files, str):
+        columns = (data["src_column"], data["tgt_column"]) if data.get("source") == "files" else (0, 1)
+        log.info("input=%s: read as %s in TSV columns %d and %d (from 0)", files, languages, *columns)
+        pairs = sources.read_split(files, columns, "input")
+    else:
+        log.info("input=%s: read as %s, line by line", list(files), languages)
+        pairs = sources.read_split(files, (0, 1), "input")
+    check_direction(trained, pairs, cfg.input)
+    return Path(files if isinstance(files, str) else files[0]).name, pairs
+
+
+def unknowns(tokenizer: Tokenizer, texts: Sequence[str]) -> int:
+    return sum(ids.count(UNK) for ids in tokenizer.encode(texts))
+
+
+def check_direction(trained: TranslationModel, pairs: list[tuple[str, str]], given: Any) -> None:
+    """Refuse a file whose columns are the wrong way round: each tokenizer knows its own language's characters,
+    so swapped columns show far more unknown pieces than the same columns read the other way.
+    """
+    sample = pairs[:DIRECTION_SAMPLE]
+    if not sample:
+        return
+    source, reference = map(list, zip(*sample))
+    as_given = unknowns(trained.source_tokenizer, source) + unknowns(trained.target_tokenizer, reference)
+    swapped = unknowns(trained.source_tokenizer, reference) + unknowns(trained.target_tokenizer, source)
+    if as_given > 2 * (swapped + 1):  # by a wide margin: a stray unknown character does not decide
+        data = trained.config["data"]
+        raise CorpusError(
+            f"input={given}: the columns look swapped ({as_given} unknown subwords as given, {swapped} the other "
+            f"way round); give source ({data['src_lang']}) first, reference ({data['tgt_lang']}) second"
+        )
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The scores already in ``metrics.json``, or none; a damaged file is named, never overwritten."""
+    if not path.is_file():
+        return {}
+    try:
+        everything = json.loads(path.read_bytes())
+    except ValueError as error:  # also invalid UTF-8
+        raise PathError(f"{path}: not valid JSON ({error}); move it aside or delete it, then run again") from error
+    if not isinstance(everything, dict):
+        raise PathError(f"{path}: not a JSON object of scores; move it aside or delete it, then run again")
+    return everything
+
+
+@contextmanager
+def directory_locked(directory: Path) -> Iterator[None]:
+    """An inter-process lock on ``directory`` itself (``flock``): unlike a lock file, it leaves nothing behind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def record_metrics(path: Path, stem: str, metrics: dict[str, Any]) -> None:
+    """Add one evaluation's scores under a lock, so evaluations running at once into one folder all keep theirs."""
+    with directory_locked(path.parent):
+        everything = {**read_metrics(path), stem: metrics}
+        atomic_write_bytes(path, json.dumps(everything, indent=2).encode())
+
+
+def check_output_dir(cfg: DictConfig, model: Path) -> Path:
+    """Where results go, checked before any decoding, which a mistake here would waste: ``output_dir``, or the
+    exported directory itself, or the folder of the ``.ckpt``.
+    """
+    output_dir = Path(cfg.output_dir or (model if model.is_dir() else model.parent))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PathError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
+    read_metrics(output_dir / "metrics.json")
+    return output_dir
+
+
+def check_input(given: Any) -> None:
+    """``input=`` names files that are there, before the model loads."""
+    for file in [given] if isinstance(given, str) else list(given or []):
+        if Path(file).is_dir():
+            raise PathError(f"input={given} is a directory; give a file in the corpus format")
+        if not Path(file).exists():
+            raise PathError(f"input={given}: no such file {file}; give a TSV file or [SOURCE,REFERENCE] files")
+
+
+def results_stem(model: Path, name: str, cfg: DictConfig) -> str:
+    """What was scored, so that no evaluation replaces another's results: model, input, search, quantization."""
+    search = "greedy"
+    if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
+        search = f"beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
+    stem = f"{model.stem if model.is_file() else model.name}.{name}.{search}"
+    if cfg.quantize:  # nor overwrite the float model's results
+        stem += f".{cfg.quantize}"
+    return stem
+
+
+@with_schemas
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    stop_on_sigterm()
+    read(DecodeSettings, cfg.decode, "decode")
+    check_tool_settings(cfg)
+    check_input(cfg.input)
+    model = model_path(cfg.checkpoint)
+    output_dir = check_output_dir(cfg, model)
+    use_threads(cfg.threads)
+    trained = load_checkpoint(model)
+    name, pairs = evaluation_pairs(cfg, trained)
+    translator = Translator(trained, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
+    with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
+        metrics, hypotheses = score(translator, pairs, bar)
+    files = [] if not cfg.input else [cfg.input] if isinstance(cfg.input, str) else list(cfg.input)
+    scored = {"input": [str(Path(file).resolve()) for file in files]} if files else {"split": cfg.split}
+    metrics.update(quantize=cfg.quantize, checkpoint=str(model.resolve()), **scored)
+    stem = results_stem(model, name, cfg)
+    metrics_file = output_dir / "metrics.json"
+    with writing("output_dir", output_dir):
+        atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
+        record_metrics(metrics_file, stem, metrics)
+    print(
+        f"{name}: {metrics['sentences']} sentences, {metrics['seconds']:.1f} s, decode {metrics['decode']}\n"
+        f"BLEU {metrics['bleu']:.2f}  {metrics['bleu_signature']}\n"
+        f"chrF {metrics['chrf']:.2f}  {metrics['chrf_signature']}\n"
+        f"hypotheses in {output_dir / stem}.hyp, metrics in {metrics_file}"
+    )
+
+
+if __name__ == "__main__":
+    main()

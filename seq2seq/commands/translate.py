@@ -1,0 +1,196 @@
+"""``python -m seq2seq.translate checkpoint=PATH``: one line out per line in, streaming, logs on stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import hydra
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from seq2seq.checkpoint import load_checkpoint, model_files
+from seq2seq.commands.common import (
+    log_to_stderr,
+    one_line_errors,
+    progress_bar,
+    stop_on_sigterm,
+    use_threads,
+    with_schemas,
+    writing,
+)
+from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
+from seq2seq.data.cache import atomic_write
+from seq2seq.errors import PathError, SettingsError
+from seq2seq.heatmap import save_heatmap
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
+
+log = logging.getLogger(__name__)
+
+UTF8_MAX_BYTES = 4  # the longest character in UTF-8: a line cut to 4 bytes per character keeps the characters read
+
+
+def _readable_now(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int = sys.maxsize) -> Iterator[list[bytes]]:
+    """Lines in batches of up to ``batch_size``, yielding early whenever no more input is waiting.
+
+    Reads the file descriptor directly, so an interactive user or an open pipe gets each line
+    answered at once, while a file or a fast pipe is translated in full batches. Each line is held to its first
+    ``max_line_bytes``: the rest is read past, so no line (``/dev/zero``) can fill the memory.
+    """
+    fd, unfinished, kept, lines = stream.fileno(), [], 0, []  # unfinished: the kept chunks of a line not yet ended
+    while chunk := os.read(fd, 1 << 16):
+        *complete, rest = chunk.split(b"\n")  # only the new chunk is searched: a long line costs linear time
+        if complete:
+            complete[0] = b"".join([*unfinished, complete[0][: max_line_bytes - kept]])
+            unfinished, kept = [], 0
+            complete[1:] = [line[:max_line_bytes] for line in complete[1:]]
+        if kept < max_line_bytes:
+            unfinished.append(rest[: max_line_bytes - kept])
+            kept += len(unfinished[-1])
+        lines.extend(complete)
+        while len(lines) >= batch_size or (lines and not _readable_now(fd)):
+            yield lines[:batch_size]
+            lines = lines[batch_size:]
+    if last := b"".join(unfinished):
+        lines.append(last)
+    for start in range(0, len(lines), batch_size):
+        yield lines[start : start + batch_size]
+
+
+def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
+    """Untrusted bytes → text: invalid UTF-8 is replaced, with a warning naming the line (the ``Translator`` cuts
+    a line longer than the model reads)."""
+    texts = []
+    for number, line in enumerate(raw, first_number + 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number)
+            text = line.decode("utf-8", errors="replace")
+        texts.append(text.strip())
+    return texts
+
+
+def translate_stream(
+    translator: Translator, source: BinaryIO, sink: TextIO, plots: Path | None = None, progress: tqdm | None = None
+) -> int:
+    """Translate ``source`` line by line into ``sink``; returns the number of lines.
+
+    With ``plots``, also write an attention heatmap per non-empty input line, named by its line number;
+    ``progress``, a bar, advances by the lines translated.
+    """
+    count = 0
+    n_best = translator.decode.n_best
+    max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
+    for raw in line_batches(source, translator.decode.batch_size, max_chars * UTF8_MAX_BYTES):
+        lines = decode_lines(raw, count)
+        for number, translations in enumerate(translator.translate_n_best(lines, count + 1), count):
+            best = translations[0]
+            if plots and best.source:  # a line of no subwords is not translated, so has no attention
+                save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
+                             best.source, best.tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
+            if n_best == 1:
+                sink.write(translations[0].text + "\n")
+            else:
+                sink.writelines(f"{number}\t{t.score:.4f}\t{t.text}\n" for t in translations)
+        sink.flush()
+        count += len(raw)
+        if progress is not None:
+            progress.update(len(raw))
+    return count
+
+
+def translate_to_file(
+    translator: Translator, source: BinaryIO, output: Path, plots: Path | None, progress: tqdm | None = None
+) -> int:
+    """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``.
+
+    A link is written through (its target is replaced), and a file replaced keeps its permissions.
+    """
+    count = 0
+    target = output.resolve() if output.is_symlink() else output
+    mode = target.stat().st_mode & 0o7777 if target.is_file() else None
+
+    def write(partial: Path) -> None:
+        nonlocal count
+        if mode is not None:
+            partial.chmod(mode)
+        with partial.open("w", encoding="utf-8") as sink:
+            count = translate_stream(translator, source, sink, plots, progress)
+
+    with writing("output", output):
+        atomic_write(target, write)
+    return count
+
+
+def count_lines(path: Path) -> int:
+    """Lines as ``line_batches`` reads them: a last line without a newline counts too."""
+    with path.open("rb") as lines:
+        return sum(1 for _ in lines)
+
+
+def file_progress(cfg: DictConfig) -> tqdm:
+    """A bar for ``input=FILE`` (lines are counted only when it shows); none for standard input, often typed."""
+    bar = progress_bar(cfg.progress if cfg.input else "never", desc=cfg.input, unit="lines")
+    if not bar.disable:
+        bar.reset(total=count_lines(Path(cfg.input)))
+    return bar
+
+
+def check_files(cfg: DictConfig) -> None:
+    """Mistakes in ``input=`` and ``output=`` that would otherwise lose an input or show a traceback, before the
+    model loads: ``output=`` is none of the command's own inputs (the text, the model's files), whatever its spelling.
+    """
+    if cfg.input and not Path(cfg.input).exists():
+        raise PathError(f"input={cfg.input}: no such file; give a text file, one sentence per line")
+    if cfg.input and Path(cfg.input).is_dir():
+        raise PathError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+    if not cfg.output:
+        return
+    output = Path(cfg.output)
+    if output.is_dir():
+        raise PathError(f"output={cfg.output} is a directory; give a file (it is made or replaced)")
+    if not output.exists():
+        return
+    if cfg.input and Path(cfg.input).samefile(output):
+        raise PathError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+    if any(path.exists() and path.samefile(output) for path in model_files(cfg.checkpoint)):
+        raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
+
+
+@with_schemas
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    stop_on_sigterm()
+    read(DecodeSettings, cfg.decode, "decode")
+    check_tool_settings(cfg)
+    check_files(cfg)
+    use_threads(cfg.threads)
+    device = pick_device(cfg.device, cfg.quantize)
+    translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
+    if cfg.attention_plot and translator.model.decoder.attention is None:
+        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
+    plots = Path(cfg.attention_plot) if cfg.attention_plot else None
+    with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
+        if cfg.output:
+            count = translate_to_file(translator, source, Path(cfg.output), plots, bar)
+        else:
+            count = translate_stream(translator, source, sys.stdout, plots, bar)
+    log.info("translated %d lines", count)
+
+
+if __name__ == "__main__":
+    main()

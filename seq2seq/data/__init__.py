@@ -1,0 +1,1 @@
+"""The data wing: corpora, your own files, tokenizers, the encoded cache and the batches."""

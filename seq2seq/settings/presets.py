@@ -1,0 +1,44 @@
+"""Where the settings meet Hydra: the schemas registered before a command composes its config, and the ``decode``
+presets read for the Python API exactly as ``decode=NAME`` reads them. Kept apart so that the network, which imports
+the settings, never loads Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
+from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.errors import SettingsError
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings.decode import DecodeSettings
+
+
+def register_schemas() -> None:
+    """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend: before Hydra composes them."""
+    ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)
+
+
+def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
+    """``conf/decode/NAME.yaml`` with ``settings`` on top: what ``decode=NAME decode.KEY=VALUE`` gives a command."""
+    presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
+    if name not in presets:
+        raise SettingsError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
+    names = [f.name for f in fields(DecodeSettings)]
+    if unknown := sorted(set(settings) - set(names)):
+        raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
+    register_schemas()
+    callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            preset = compose(overrides=[f"+decode={name}"]).decode
+    finally:
+        restore_gh_from_backup(callers_hydra)
+    return OmegaConf.merge(preset, settings)

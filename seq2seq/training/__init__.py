@@ -1,0 +1,1 @@
+"""Training with Lightning: the task, resume, the monitors and what a run does."""
