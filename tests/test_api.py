@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from seq2seq import DecodeSettings, Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
-from seq2seq.errors import DecodeError, SettingsError
+from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings.presets import decode_preset
 
@@ -92,7 +92,7 @@ def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_
 def test_a_beam_setting_under_greedy_search_is_refused_naming_the_fix(checkpoint, setting, value, default):
     message = (f"decode.{setting}={value} is a beam search setting, but decode.strategy=greedy; use decode=beam "
                f"(or leave decode.{setting} at {default})")  # fmt: skip
-    with pytest.raises(DecodeError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
         Translator.load(checkpoint, **{setting: value})
 
 

@@ -92,9 +92,6 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except MissingMandatoryValue as error:  # OmegaConf's message is three lines of its internals
-            print(f"error: {error.full_key} is required: give {error.full_key}=... (see --help)", file=sys.stderr)
-            sys.exit(1)
         except USER_ERRORS as error:
             if os.environ.get(DEBUG) == "1":
                 raise
