@@ -30,15 +30,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
-from seq2seq.commands.bench import timed_translation
 from seq2seq.commands.common import log_to_stderr, one_line_errors
-from seq2seq.commands.train import hardware
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import load_splits, prepare
 from seq2seq.errors import SettingsError
-from seq2seq.metrics import corpus_scores
+from seq2seq.metrics import corpus_scores, timed_translation
 from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
 from seq2seq.settings import decoder_hidden_size
+from seq2seq.training.run import hardware
 
 log = logging.getLogger(__name__)
 

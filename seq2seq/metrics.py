@@ -50,3 +50,12 @@ def score(
     metrics = corpus_scores(hypotheses, [reference for _, reference in pairs])
     decode = {k: translator.decode[k] for k in ("strategy", "beam_size", "length_penalty", "max_length")}
     return {**metrics, "decode": decode, "seconds": round(seconds, 3)}, hypotheses
+
+
+def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
+    """Sentences/s and the translations; the warm-up batch keeps one-time set-up costs out of the figure."""
+    if warm_up:
+        translator.translate(sources[: translator.decode.batch_size])
+    started = time.perf_counter()
+    translations = translator.translate(sources)
+    return len(sources) / (time.perf_counter() - started), translations

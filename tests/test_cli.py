@@ -28,12 +28,12 @@ from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands import evaluate, export, translate
 from seq2seq.commands.common import SIGPIPE_EXIT_STATUS
-from seq2seq.commands.train import train
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data import cache
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.resources import CONF_DIR
+from seq2seq.training.run import train
 
 
 def train_config(*overrides: str):

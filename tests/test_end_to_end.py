@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.commands.train import train
 from seq2seq.errors import CheckpointError
 from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.training.run import train
 
 MIRROR = Path(os.environ.get("SEQ2SEQ_MIRROR", Path(__file__).resolve().parents[2] / "shared/data/fra-eng"))
 pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")

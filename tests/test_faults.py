@@ -284,7 +284,7 @@ STOPS = {
 
 
 def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
-    from seq2seq.commands.train import train
+    from seq2seq.training.run import train
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
@@ -378,14 +378,14 @@ def test_a_run_resumes_in_place_only_from_its_latest_checkpoint_and_an_earlier_o
 
 
 def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, monkeypatch):
-    from seq2seq.commands import train
+    from seq2seq.training import run
 
-    monkeypatch.setattr(train, "TranslationData", None)  # no data work may start
+    monkeypatch.setattr(run, "TranslationData", None)  # no data work may start
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", [f"paths.runs_dir={tmp_path}", "resume=last"])
     checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", OmegaConf.to_container(cfg, resolve=True), age=0)
     with training_lock(checkpoint.parent.parent), pytest.raises(RunBusyError) as raised:
-        train.train(cfg, tmp_path / "second")
+        run.train(cfg, tmp_path / "second")
     assert str(raised.value) == (
         f"{checkpoint.parent.parent} is being trained by another process; wait for it to end, or stop it (Ctrl-C) "
         "and resume then"

@@ -17,12 +17,12 @@ from test_data import data_cfg, synthetic_corpus, write_mirror
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.commands import bench, evaluate, probe, translate
-from seq2seq.commands import train as training
 from seq2seq.commands.common import one_line_errors
 from seq2seq.data.cache import atomic_write_bytes
 from seq2seq.data.prepare import prepare
 from seq2seq.errors import CacheError
 from seq2seq.resources import CONF_DIR
+from seq2seq.training import run as training
 
 
 class Payload:

@@ -30,6 +30,7 @@ from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import check_train_config
+from seq2seq.training import run
 from seq2seq.training.monitor import ProjectedTime, duration
 
 SOURCES = "Je suis content.\nIl fait froid.\nElle est grande.\n"
@@ -124,13 +125,13 @@ def test_train_threads_sets_torchs_cpu_threads_before_any_data_work(tmp_path, mo
     def no_data_work(*args, **kwargs):
         raise AssertionError("data work")
 
-    monkeypatch.setattr(train, "TranslationData", no_data_work)
+    monkeypatch.setattr(run, "TranslationData", no_data_work)
     torch.set_num_threads(2)
     with pytest.raises(AssertionError, match="data work"):
-        train.train(composed("train", "threads=1"), tmp_path / "run")
+        run.train(composed("train", "threads=1"), tmp_path / "run")
     assert torch.get_num_threads() == 1
     with pytest.raises(ValueError, match=r"^threads=0 is not one of \(None,\) or an integer >= 1$"):
-        train.train(composed("train", "threads=0"), tmp_path / "run")
+        run.train(composed("train", "threads=0"), tmp_path / "run")
 
 
 @pytest.mark.parametrize(
@@ -142,9 +143,9 @@ def test_train_threads_sets_torchs_cpu_threads_before_any_data_work(tmp_path, mo
     ],
 )  # fmt: skip
 def test_an_unknown_trainer_key_is_one_line_naming_it_before_any_data_work(tmp_path, monkeypatch, override, message):
-    monkeypatch.setattr(train, "TranslationData", None)  # any data work would fail with a TypeError
+    monkeypatch.setattr(run, "TranslationData", None)  # any data work would fail with a TypeError
     with pytest.raises(UserError) as raised:
-        train.train(composed("train", override), tmp_path / "run")
+        run.train(composed("train", override), tmp_path / "run")
     assert str(raised.value) == message
     assert list(tmp_path.iterdir()) == []
 
@@ -155,7 +156,7 @@ def test_a_logger_whose_package_is_missing_names_the_extra_to_install(tmp_path, 
 
     monkeypatch.setattr(TensorBoardLogger, "__init__", missing)
     with pytest.raises(UserError) as raised:
-        train.instantiated("logger", OmegaConf.load(Path(CONF_DIR) / "logger" / "tensorboard.yaml"), save_dir=tmp_path)
+        run.instantiated("logger", OmegaConf.load(Path(CONF_DIR) / "logger" / "tensorboard.yaml"), save_dir=tmp_path)
     install = 'pip install -e ".[tensorboard]"'
     assert str(raised.value) == f"logger: No module named 'tensorboard'; install it with {install}"
 
@@ -213,7 +214,7 @@ def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_rea
     )  # fmt: skip
     run_dir = tmp_path / "run"
     with caplog.at_level(logging.INFO):
-        train.train(cfg, run_dir)
+        run.train(cfg, run_dir)
     with (run_dir / "logs" / "metrics.csv").open() as log:
         rows = list(csv.DictReader(log))
     throughput = {"throughput/target_tokens_per_second", "throughput/train_seconds", "throughput/peak_memory_mb"}
@@ -236,7 +237,7 @@ def test_the_logger_group_and_the_users_loggers_and_callbacks_are_merged(tmp_pat
         "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
         "+trainer.logger=[{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: elsewhere}]",
     )
-    loggers, callbacks = train.loggers_and_callbacks(cfg, tmp_path)
+    loggers, callbacks = run.loggers_and_callbacks(cfg, tmp_path)
     assert [(type(one).__name__, one.save_dir) for one in loggers] == [
         ("CSVLogger", str(tmp_path)),
         ("CSVLogger", "elsewhere"),
@@ -245,9 +246,9 @@ def test_the_logger_group_and_the_users_loggers_and_callbacks_are_merged(tmp_pat
 
 
 def test_trainer_logger_false_logs_nothing_and_logger_null_only_the_users(tmp_path):
-    assert train.loggers_and_callbacks(composed("train", "+trainer.logger=false"), tmp_path) == (False, [])
+    assert run.loggers_and_callbacks(composed("train", "+trainer.logger=false"), tmp_path) == (False, [])
     cfg = composed("train", "~logger", "+trainer.logger={_target_: lightning.pytorch.loggers.CSVLogger, save_dir: x}")
-    [logger], _ = train.loggers_and_callbacks(cfg, tmp_path)
+    [logger], _ = run.loggers_and_callbacks(cfg, tmp_path)
     assert logger.save_dir == "x"
 
 
@@ -264,7 +265,7 @@ def test_a_logger_or_callback_that_cannot_be_made_is_one_line_before_any_data_wo
     cfg = composed("train", f"data.cache_dir={tmp_path / 'cache'}", "data.url=http://127.0.0.1:1/fra-eng.zip",
                    *overrides)  # fmt: skip
     with pytest.raises(SettingsError) as raised:
-        train.train(cfg, tmp_path / "run")
+        run.train(cfg, tmp_path / "run")
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -275,7 +276,7 @@ def test_logger_tensorboard_without_its_package_says_how_to_install_it(tmp_path,
     monkeypatch.setattr(tensorboard, "_TENSORBOARD_AVAILABLE", False)
     monkeypatch.setattr(tensorboard, "_TENSORBOARDX_AVAILABLE", False, raising=False)
     with pytest.raises(SettingsError) as raised:
-        train.loggers_and_callbacks(composed("train", "logger=tensorboard"), tmp_path)
+        run.loggers_and_callbacks(composed("train", "logger=tensorboard"), tmp_path)
     assert str(raised.value).startswith("logger: Neither `tensorboard` nor `tensorboardX` is available.")
     assert "pip install" in str(raised.value) and "\n" not in str(raised.value)
 
@@ -324,9 +325,9 @@ def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tm
     def stop(*args, **kwargs):
         raise KeyboardInterrupt  # the warning must come before the data work
 
-    monkeypatch.setattr(train, "TranslationData", stop)
+    monkeypatch.setattr(run, "TranslationData", stop)
     with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
-        train.train(cfg, tmp_path / "run")
+        run.train(cfg, tmp_path / "run")
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning == (
         f"recipe {cfg.name} is sized for a GPU and runs here on the CPU: expect hours (the projected time follows "

@@ -8,7 +8,6 @@ of the package: ``python bench/peer.py``.
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import hydra
@@ -19,7 +18,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import corpus_split
-from seq2seq.metrics import corpus_scores
+from seq2seq.metrics import corpus_scores, timed_translation
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import PRECISIONS, check_tool_settings
 
@@ -30,15 +29,6 @@ class Measurement(NamedTuple):
     precision: str
     sentences_per_second: float
     bleu: float | None  # of all the sentences; None one at a time, which decodes only the first `single`
-
-
-def timed_translation(translator: Translator, sources: list[str], warm_up: bool = True) -> tuple[float, list[str]]:
-    """Sentences/s and the translations; the warm-up batch keeps one-time set-up costs out of the figure."""
-    if warm_up:
-        translator.translate(sources[: translator.decode.batch_size])
-    started = time.perf_counter()
-    translations = translator.translate(sources)
-    return len(sources) / (time.perf_counter() - started), translations
 
 
 def table_row(measured: list[Measurement]) -> str:
