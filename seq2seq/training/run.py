@@ -11,6 +11,8 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning_utilities.core import rank_zero
 from omegaconf import DictConfig, OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
 from seq2seq.core.translator import Translator, pick_device
@@ -137,6 +140,18 @@ def quiet_library_notices() -> None:
     rank_zero.log.addFilter(lambda record: not record.getMessage().startswith("💡 Tip:"))  # Lightning's info logger
 
 
+@contextmanager
+def warnings_above_the_bar() -> Iterator[None]:
+    """Warnings and log lines go through tqdm's writer while training, so that in a terminal they print above the
+    progress bar instead of glued onto its line (tqdm's own answer: ``logging_redirect_tqdm``)."""
+    logging.captureWarnings(True)
+    try:
+        with logging_redirect_tqdm():
+            yield
+    finally:
+        logging.captureWarnings(False)
+
+
 def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] | bool, list[Callback]]:
     """The ``logger`` group's logger, and the loggers and callbacks a user adds as ``+trainer.logger=...`` or
     ``+trainer.callbacks=...`` (``trainer.logger=false`` logs nothing), made before any data work."""
@@ -231,7 +246,8 @@ def train_into(
         default_root_dir=run_dir,
         use_distributed_sampler=False,  # TokenBucketSampler shards batches across ranks itself
     )
-    trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    with warnings_above_the_bar():
+        trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
 
     best = checkpoints.best_model_path or latest.best_model_path
     if not best:  # stopped before the first validation: keep the weights anyway
