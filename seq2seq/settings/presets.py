@@ -18,11 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings.decode import DecodeSettings
+from seq2seq.settings.serve import Limits
 
 
 def register_schemas() -> None:
-    """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend: before Hydra composes them."""
+    """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend, and ``limits/schema``
+    (``Limits``) what ``conf/serve.yaml`` starts from: before Hydra composes them."""
     ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)
+    ConfigStore.instance().store(group="limits", name="schema", node=Limits)
 
 
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:

@@ -1,0 +1,33 @@
+"""``serve``'s own keys: where it listens, and what one request, and all waiting ones, may hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from seq2seq.settings.rules import TEXT, Rule, Settings, check_keys, integer, is_int, number, read, setting
+
+
+@dataclass  # not frozen: as the ``limits`` group's schema, Hydra's ``limits.KEY=VALUE`` must be able to set it
+class Limits(Settings):
+    """The ``limits`` group (``limits.KEY=VALUE``); its defaults are the schema ``conf/serve.yaml`` starts from."""
+
+    max_body_bytes: int = setting(integer(1), 1 << 20)
+    max_sentences: int = setting(integer(1), 64)  # per request
+    max_chars: int = setting(integer(1), 1000)  # per sentence
+    max_queued: int = setting(integer(1), 1024)  # sentences waiting for the decoder, over all requests
+    max_beam_size: int = setting(integer(1), 16)  # per request, on the native endpoint
+    batch_wait_ms: float = setting(number(0), 2.0)  # how long a batch waits for more once the decoder is free
+
+
+@dataclass(frozen=True)
+class ServeSettings(Settings):
+    host: str = setting(TEXT)
+    port: int = setting(Rule("an integer from 0 to 65535 (0: any free port)", lambda v: is_int(v) and 0 <= v <= 65535))
+
+
+def check_serve(cfg: DictConfig) -> Limits:
+    """``serve``'s own keys (the decode and tool keys are checked as the other commands check them)."""
+    check_keys(ServeSettings, cfg)
+    return read(Limits, cfg.limits, "limits")
