@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import MAX_TOKENS, SENTENCES
+from helpers.toy import train_reversal
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from toy import train_reversal
 
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.resources import CONF_DIR
@@ -12,9 +13,6 @@ from seq2seq.settings.presets import register_schemas
 from seq2seq.training.task import TranslationTask
 
 register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
-
-SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
-MAX_TOKENS = 8
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from toy import VOCAB, reversal_batch, tiny_model, train_reversal
+from helpers.toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import Encoder

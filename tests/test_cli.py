@@ -19,10 +19,10 @@ from types import ModuleType
 
 import pytest
 import safetensors.torch
-from conftest import MAX_TOKENS
+from helpers.corpus import synthetic_corpus
+from helpers.runs import MAX_TOKENS
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_data import synthetic_corpus
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.server
 import io
 import os
 import random
 import stat
-import threading
 import tracemalloc
 import unicodedata
 import zipfile
@@ -20,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers.corpus import LocalServer
 
 from seq2seq.data import corpus
 from seq2seq.data.corpus import ParseReport, find_archive, orient, parse_pairs, select_subset, split_pairs
@@ -55,38 +54,6 @@ def files_under(directory: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- a local HTTP server
-
-
-class LocalServer:
-    """Serves ``files`` (url path -> bytes) and records every request's path and User-Agent."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        self.lie_about_length = False  # announce the full length, send only half the bytes
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append((self.path, self.headers.get("User-Agent")))
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/zip")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if server.lie_about_length else body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, name: str = "fra-eng.zip") -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
 
 @pytest.fixture(autouse=True)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import random
 import re
-import zipfile
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
 from torch.utils.data import DataLoader
 
 from seq2seq.data import prepare as data_module
@@ -294,56 +292,6 @@ def test_encoded_split_select_keeps_the_chosen_rows(split):
 
 
 # --------------------------------------------------------------------------- corpus to splits
-
-
-def write_mirror(directory, pairs: list[tuple[str, str]]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("fra.txt", "".join(f"{e}\t{f}\tCC-BY attribution #{i}\n" for i, (e, f) in enumerate(pairs)))
-    (directory / "fra-eng.zip").write_bytes(buffer.getvalue())
-
-
-def synthetic_corpus(n: int = 400) -> list[tuple[str, str]]:
-    rng = random.Random(0)
-    words_en = ["cat", "dog", "house", "tree", "red", "big", "runs", "sees", "the", "a", "small", "eats"]
-    words_fr = ["chat", "chien", "maison", "arbre", "rouge", "grand", "court", "voit", "le", "un", "petit"]
-    pairs = []
-    for i in range(n):
-        eng = " ".join(rng.choice(words_en) for _ in range(rng.randint(1, 8))).capitalize() + f" {i}."
-        fra = " ".join(rng.choice(words_fr) for _ in range(rng.randint(1, 8))).capitalize() + f" {i}."
-        pairs.append((eng, fra))
-        if i % 10 == 0:  # another French translation of the same English sentence
-            pairs.append((eng, fra.replace(".", " !")))
-        if i % 15 == 0:  # and another English sentence for the same French one
-            pairs.append((eng.replace(".", " !"), fra))
-    return pairs
-
-
-def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
-    settings = dict(
-        source="tatoeba",
-        pair="fra-eng",
-        url="http://127.0.0.1:1/fra-eng.zip",
-        cache_dir=str(tmp_path / "cache"),
-        mirror=str(tmp_path / "mirror"),
-        sha256=None,
-        subset=None,
-        valid_fraction=0.1,
-        test_fraction=0.1,
-        split_seed=0,
-        src_lang=src_lang,
-        tgt_lang=tgt_lang,
-        vocab_size=60,
-        spm_model_type="unigram",
-        character_coverage=1.0,
-        joint_vocab=False,
-        max_tokens=30,
-        max_archive_bytes=1 << 27,
-        input_sentence_size=1_000_000,
-    )
-    settings.update(overrides)
-    return SimpleNamespace(**settings)
 
 
 def test_load_splits_gives_the_same_groups_in_both_directions(tmp_path):

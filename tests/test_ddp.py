@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from test_end_to_end import MIRROR, TINY, cli, config
+from helpers.runs import MIRROR, TINY, cli, config
 
 from seq2seq.data.prepare import load_splits
 

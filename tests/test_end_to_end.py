@@ -11,34 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers.runs import MIRROR, TINY, cli, config
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import CheckpointError
-from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.training.run import train
 
-MIRROR = Path(os.environ.get("SEQ2SEQ_MIRROR", Path(__file__).resolve().parents[2] / "shared/data/fra-eng"))
 pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
-
-TINY = [
-    "recipe=fra-eng-small",
-    "data.vocab_size=400",
-    "model.embedding_dim=64",
-    "model.encoder.hidden_size=64",
-    "trainer.max_steps=150",
-    "trainer.val_check_interval=75",
-    "trainer.limit_val_batches=4",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def config(cache: Path, *overrides: str):
-    register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +30,6 @@ def cache(tmp_path_factory):
 def run(tmp_path_factory, cache):
     run_dir = tmp_path_factory.mktemp("run")
     return run_dir, train(config(cache), run_dir)
-
-
-def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
-    if cache is not None:
-        env["SEQ2SEQ_CACHE"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 def test_training_writes_checkpoints_and_a_summary(run):

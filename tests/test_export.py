@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES
+from helpers.corpus import synthetic_corpus, write_mirror
+from helpers.runs import SENTENCES
 from hydra import compose, initialize_config_dir
-from test_data import synthetic_corpus, write_mirror
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export

@@ -19,12 +19,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
+from helpers.runs import MIRROR, TINY, small_config
+from helpers.toy import VOCAB, IdTokenizer, toy_batches
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_data import data_cfg, synthetic_corpus, write_mirror
-from test_end_to_end import MIRROR, TINY
 from torch.utils.data import DataLoader
-from toy import VOCAB, IdTokenizer, reversal_batch
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data.batches import Batch, TokenBucketSampler
@@ -52,12 +52,6 @@ def test_resume_at_skips_the_done_batches_of_that_epoch_once():
 # --------------------------------------------------------------------------- non-finite losses
 
 
-def small_config(**overrides) -> dict:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0"])
-    return OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
-
-
 class PoisonedTask(TranslationTask):
     """Its loss is NaN on the batches whose first index is in ``poisoned``."""
 
@@ -66,15 +60,6 @@ class PoisonedTask(TranslationTask):
     def loss(self, batch: Batch, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
         loss = super().loss(batch, label_smoothing, reduction)
         return loss * float("nan") if int(batch.indices[0]) in self.poisoned else loss
-
-
-def toy_batches(n: int) -> list[Batch]:
-    generator = torch.Generator().manual_seed(0)
-    batches = []
-    for i in range(n):
-        source, lengths, target = reversal_batch(16, generator)
-        batches.append(Batch(source, lengths, target, torch.full((16,), i)))
-    return batches
 
 
 def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers.corpus import LocalServer
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_corpus import LocalServer
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import evaluate as evaluate_module

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers.toy import train_reversal
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
-from toy import train_reversal
 
 from seq2seq.commands import probe as probe_command
 from seq2seq.commands.probe import format_rows, mixed_length_batch, probe, sentence_verdicts

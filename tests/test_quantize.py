@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-from conftest import SENTENCES
+from helpers.runs import SENTENCES
+from helpers.toy import KINDS, reversal_batch, tiny_model
 from hydra import compose, initialize_config_dir
-from test_search import KINDS
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_nn
-from toy import reversal_batch, tiny_model
 
 from seq2seq import DecodeSettings
 from seq2seq.api import Translator

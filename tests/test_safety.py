@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
 from hydra import compose, initialize_config_dir
-from test_data import data_cfg, synthetic_corpus, write_mirror
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.commands import bench, evaluate, probe, translate

@@ -1,14 +1,13 @@
 """Greedy and batched beam search: they learn, agree, ignore their batch-mates, and score what they return."""
 
-import itertools
 import math
 
 import pytest
 import torch
+from helpers.toy import KINDS, VOCAB, reversal_batch, tiny_model, train_reversal
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
-from toy import VOCAB, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.core.decoder import DecoderState
 from seq2seq.core.model import Seq2Seq
@@ -16,14 +15,6 @@ from seq2seq.core.search import beam_search, gnmt_penalty, greedy_search, length
 from seq2seq.errors import SettingsError
 from seq2seq.settings import DecodeSettings, read
 from seq2seq.vocab import BOS, EOS, PAD
-
-KINDS = [  # every cell and attention, with and without input feeding
-    dict(cell=cell, attention=attention, input_feeding=feeding)
-    for cell, attention, feeding in itertools.product(
-        ("gru", "lstm"), ("none", "bahdanau", "luong_dot", "luong_general"), (False, True)
-    )
-    if attention != "none" or not feeding
-]
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from test_faults import small_config, toy_batches
+from helpers.runs import small_config
+from helpers.toy import IdTokenizer, toy_batches
 from torch.utils.data import DataLoader
-from toy import IdTokenizer
 
 from seq2seq.training.task import TranslationTask
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import SENTENCES
+from helpers.runs import SENTENCES
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

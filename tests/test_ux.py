@@ -15,11 +15,11 @@ from types import ModuleType, SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from helpers.runs import MIRROR, TINY
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
-from test_end_to_end import MIRROR, TINY
 
 import seq2seq.__main__ as umbrella
 from seq2seq.api import Translator

@@ -1,16 +1,26 @@
 """A tiny learnable task (reverse a short sequence) for tests of learning and search."""
 
+import itertools
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from seq2seq.core.model import Seq2Seq
+from seq2seq.data.batches import Batch
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ModelSettings, read
 from seq2seq.vocab import BOS, EOS, PAD
 
 VOCAB = 16  # ids 4..15 are "words"
+
+KINDS = [  # every cell and attention, with and without input feeding
+    dict(cell=cell, attention=attention, input_feeding=feeding)
+    for cell, attention, feeding in itertools.product(
+        ("gru", "lstm"), ("none", "bahdanau", "luong_dot", "luong_general"), (False, True)
+    )
+    if attention != "none" or not feeding
+]
 
 
 class IdTokenizer:
@@ -83,3 +93,12 @@ def train_reversal(steps: int = 400, seed: int = 0, **model_kwargs) -> tuple[Seq
         optimizer.step()
         losses.append(loss.item())
     return model.eval(), losses
+
+
+def toy_batches(n: int) -> list[Batch]:
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for i in range(n):
+        source, lengths, target = reversal_batch(16, generator)
+        batches.append(Batch(source, lengths, target, torch.full((16,), i)))
+    return batches

@@ -1,0 +1,92 @@
+"""Synthetic corpora, mirrors of them, the data settings that read one, and a local HTTP server to download from."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import random
+import threading
+import zipfile
+from types import SimpleNamespace
+
+
+def write_mirror(directory, pairs: list[tuple[str, str]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("fra.txt", "".join(f"{e}\t{f}\tCC-BY attribution #{i}\n" for i, (e, f) in enumerate(pairs)))
+    (directory / "fra-eng.zip").write_bytes(buffer.getvalue())
+
+
+def synthetic_corpus(n: int = 400) -> list[tuple[str, str]]:
+    rng = random.Random(0)
+    words_en = ["cat", "dog", "house", "tree", "red", "big", "runs", "sees", "the", "a", "small", "eats"]
+    words_fr = ["chat", "chien", "maison", "arbre", "rouge", "grand", "court", "voit", "le", "un", "petit"]
+    pairs = []
+    for i in range(n):
+        eng = " ".join(rng.choice(words_en) for _ in range(rng.randint(1, 8))).capitalize() + f" {i}."
+        fra = " ".join(rng.choice(words_fr) for _ in range(rng.randint(1, 8))).capitalize() + f" {i}."
+        pairs.append((eng, fra))
+        if i % 10 == 0:  # another French translation of the same English sentence
+            pairs.append((eng, fra.replace(".", " !")))
+        if i % 15 == 0:  # and another English sentence for the same French one
+            pairs.append((eng.replace(".", " !"), fra))
+    return pairs
+
+
+def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
+    settings = dict(
+        source="tatoeba",
+        pair="fra-eng",
+        url="http://127.0.0.1:1/fra-eng.zip",
+        cache_dir=str(tmp_path / "cache"),
+        mirror=str(tmp_path / "mirror"),
+        sha256=None,
+        subset=None,
+        valid_fraction=0.1,
+        test_fraction=0.1,
+        split_seed=0,
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        vocab_size=60,
+        spm_model_type="unigram",
+        character_coverage=1.0,
+        joint_vocab=False,
+        max_tokens=30,
+        max_archive_bytes=1 << 27,
+        input_sentence_size=1_000_000,
+    )
+    settings.update(overrides)
+    return SimpleNamespace(**settings)
+
+
+class LocalServer:
+    """Serves ``files`` (url path -> bytes) and records every request's path and User-Agent."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self.lie_about_length = False  # announce the full length, send only half the bytes
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("User-Agent")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if server.lie_about_length else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str = "fra-eng.zip") -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"

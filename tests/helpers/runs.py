@@ -1,0 +1,57 @@
+"""The tiny real-corpus run (a slice of the fra-eng mirror, a few steps), the commands as a user starts them, and a
+small composed training config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from seq2seq.resources import CONF_DIR, register_recipes
+
+ROOT = Path(__file__).resolve().parents[2]
+# the read-only mirror: where SEQ2SEQ_MIRROR says, else ../shared/data/fra-eng beside the project
+MIRROR = Path(os.environ.get("SEQ2SEQ_MIRROR", ROOT.parent / "shared/data/fra-eng"))
+HAS_MIRROR = (MIRROR / "fra-eng.zip").is_file()
+
+# sentences to train a real tokenizer on, and the length they are cut to (the session's ``checkpoint`` fixture)
+SENTENCES = ["Je suis content.", "Il fait froid.", "Nous sommes en retard.", "Elle est grande."] * 5
+MAX_TOKENS = 8
+
+
+TINY = [
+    "recipe=fra-eng-small",
+    "data.vocab_size=400",
+    "model.embedding_dim=64",
+    "model.encoder.hidden_size=64",
+    "trainer.max_steps=150",
+    "trainer.val_check_interval=75",
+    "trainer.limit_val_batches=4",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def config(cache: Path, *overrides: str):
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
+    return cfg
+
+
+def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    if cache is not None:
+        env["SEQ2SEQ_CACHE"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def small_config(**overrides) -> dict:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0"])
+    return OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
