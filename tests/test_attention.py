@@ -71,6 +71,7 @@ def test_teacher_forcing_equals_stepping_one_token_at_a_time(variant):
         assert final.attention.shape == (6, target.size(1) - 1, source.size(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS[:4], ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
 def test_beam_search_carries_attention_state_with_the_beams(variant):
     net, _ = train_reversal(steps=30, **variant)
@@ -90,6 +91,7 @@ def test_beam_search_carries_attention_state_with_the_beams(variant):
             assert math.isclose(hypothesis.score, expected, abs_tol=1e-4)
 
 
+@pytest.mark.slow
 def test_attention_learns_the_toy_task():
     net, losses = train_reversal(steps=150, attention="luong_general", input_feeding=True)
     assert sum(losses[-10:]) < 0.3 * sum(losses[:10])

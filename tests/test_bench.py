@@ -95,6 +95,7 @@ def test_joeynmt_training_speed_adds_the_unfinished_epoch_from_timestamps():
         joeynmt_training_speed(LOG.split("Tokens per Sec")[0])
 
 
+@pytest.mark.slow
 def test_run_measures_each_childs_own_peak_memory(tmp_path):
     env = {"PATH": "/usr/bin:/bin"}
     grow = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.3)"

@@ -15,12 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import safetensors.torch
 from helpers.corpus import synthetic_corpus
-from helpers.runs import MAX_TOKENS
+from helpers.runs import MAX_TOKENS, fails_with_one_line
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -39,18 +38,6 @@ from seq2seq.training.run import train
 def train_config(*overrides: str):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides=list(overrides))
-
-
-def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
-    """Run a tool's ``main`` in this process, as its command line would with these overrides; its one error line."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
-    with pytest.raises(SystemExit) as exit:
-        tool.main(cfg)
-    out, err = capsys.readouterr()
-    assert exit.value.code == 1 and out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err.removeprefix("error: ").rstrip("\n")
 
 
 # --------------------------------------------------------------------------- translate: input and output files
@@ -381,6 +368,7 @@ def test_train_setting_mistakes_fail_before_any_data_work(tmp_path, monkeypatch,
     assert list(tmp_path.iterdir()) == [], "nothing was downloaded, cached or written"
 
 
+@pytest.mark.slow
 def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
     source = tmp_path / "many.txt"
     source.write_text("Je suis content.\n" * 3000)  # 30 subwords or more per line: more than a pipe holds

@@ -692,6 +692,7 @@ def test_sha256_mismatch_is_rejected_everywhere(tmp_path, server):
 # --------------------------------------------------------------------------- the real archive
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_ARCHIVE.is_file(), reason=f"no mirror at {REAL_ARCHIVE}")
 def test_real_mirror_parses_completely_and_splits_without_leakage(tmp_path):
     found = find_archive(UNREACHABLE, tmp_path / "cache", mirror=REAL_MIRROR, sha256=REAL_SHA256)

@@ -10,7 +10,10 @@ from helpers.runs import MIRROR, TINY, cli, config
 
 from seq2seq.data.prepare import load_splits
 
-pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}"),
+]
 
 STEPS, EVERY = 40, 20
 DDP = [

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import MIRROR, TINY, cli, config
+from helpers.runs import MIRROR, TINY, cli, config, fails_with_one_line
+from omegaconf import open_dict
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands import translate
 from seq2seq.errors import CheckpointError
+from seq2seq.training.resume import stop_signals_as_interrupt
 from seq2seq.training.run import train
 
 pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
@@ -32,6 +35,7 @@ def run(tmp_path_factory, cache):
     return run_dir, train(config(cache), run_dir)
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_and_a_summary(run):
     run_dir, summary = run
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -43,6 +47,7 @@ def test_training_writes_checkpoints_and_a_summary(run):
     assert (run_dir / "logs" / "metrics.csv").read_text().count("val/bleu") == 1
 
 
+@pytest.mark.slow
 def test_training_keeps_each_validations_checkpoint_and_averaging_them_gives_a_model_that_translates(run, tmp_path):
     run_dir, _ = run
     kept = sorted(path.name for path in (run_dir / "checkpoints").glob("step*.ckpt"))
@@ -54,6 +59,7 @@ def test_training_keeps_each_validations_checkpoint_and_averaging_them_gives_a_m
     assert translated.returncode == 0 and translated.stdout.count("\n") == 2, translated.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     _, summary = run
     moved = tmp_path / "elsewhere.ckpt"
@@ -65,6 +71,7 @@ def test_checkpoint_is_self_contained_and_translates(run, tmp_path):
     assert outputs == Translator(load_checkpoint(summary["best_checkpoint"]), decode).translate(sentences)
 
 
+@pytest.mark.slow
 def test_same_seed_same_validation_bleu(run, cache, tmp_path):
     _, summary = run
     again = train(config(cache), tmp_path)
@@ -74,6 +81,7 @@ def test_same_seed_same_validation_bleu(run, cache, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow
 def test_translate_cli_one_line_out_per_line_in(run):
     _, summary = run
     result = cli(
@@ -88,6 +96,7 @@ def test_translate_cli_one_line_out_per_line_in(run):
     assert len(lines) == 4 and lines[3] == "" and lines[1] == "" and lines[0] and lines[2]
 
 
+@pytest.mark.slow
 def test_translate_cli_n_best(run):
     _, summary = run
     result = cli("seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", "decode=beam", "decode.n_best=3",
@@ -98,6 +107,7 @@ def test_translate_cli_n_best(run):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     _, summary = run
     result = cli("seq2seq.evaluate", f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", cache=cache)
@@ -116,6 +126,7 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     assert all((tmp_path / f"{stem}.hyp").is_file() for stem in scored)
 
 
+@pytest.mark.slow
 def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp_path):
     """Validation and ``evaluate`` decode through one path: same truncation, batching and search, same scores."""
     whole_split = (
@@ -139,17 +150,17 @@ def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp
 
 
 @pytest.mark.parametrize("content", [None, b"", b"not a checkpoint", b"PK\x03\x04truncated"])
-def test_bad_checkpoints_fail_with_one_line(tmp_path, content):
+def test_bad_checkpoints_fail_with_one_line(tmp_path, capsys, content):
+    """In this process; the command line's path to the same one line: test_a_checkpoint_from_another_format_version."""
     path = tmp_path / "model.ckpt"
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=str(path)):
         load_checkpoint(path)
-    result = cli("seq2seq.translate", f"checkpoint={path}", stdin="Bonjour.\n")
-    assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
+    assert str(path) in fails_with_one_line(capsys, translate, f"checkpoint={path}")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_format_version_fails_with_one_line(run, tmp_path):
     _, summary = run
     checkpoint = torch.load(summary["best_checkpoint"], weights_only=True)
@@ -161,19 +172,7 @@ def test_a_checkpoint_from_another_format_version_fails_with_one_line(run, tmp_p
         assert result.stderr.strip().count("\n") == 0 and "retrain it with this version" in result.stderr
 
 
-def test_missing_corpus_fails_with_one_line_naming_url_and_variable(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
-    env["SEQ2SEQ_CACHE"] = str(tmp_path)
-    # an unreachable URL stands in for "no network", so the test never leaves this machine
-    result = subprocess.run(
-        [sys.executable, "-m", "seq2seq.train", "recipe=fra-eng-small", "data.url=http://127.0.0.1:9/fra-eng.zip"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert "http://127.0.0.1:9/fra-eng.zip" in last and "SEQ2SEQ_MIRROR" in last
-
-
+@pytest.mark.slow
 def test_probe_cli_on_a_checkpoint_shows_the_facts(run, cache):
     _, summary = run
     result = cli("seq2seq.probe", f"checkpoint={summary['best_checkpoint']}", "sentences=6", cache=cache)
@@ -185,6 +184,7 @@ def test_probe_cli_on_a_checkpoint_shows_the_facts(run, cache):
     assert float(rows[("False", "h_n", "sum")][4]) > 0  # unpacked h_n has read the pads
 
 
+@pytest.mark.slow
 def test_sweep_then_compare(cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = cli(
@@ -213,6 +213,7 @@ def attention_run(tmp_path_factory, cache):
     return train(config(cache, *overrides), run_dir)
 
 
+@pytest.mark.slow
 def test_attention_lstm_input_feeding_beam_translation_and_heatmaps(attention_run, tmp_path):
     plots = tmp_path / "plots"
     result = cli(
@@ -225,6 +226,7 @@ def test_attention_lstm_input_feeding_beam_translation_and_heatmaps(attention_ru
     assert (plots / "000001.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_attention_plot_needs_an_attention_model(run, tmp_path):
     _, summary = run
     result = cli("seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", f"attention_plot={tmp_path}",
@@ -232,8 +234,9 @@ def test_attention_plot_needs_an_attention_model(run, tmp_path):
     assert result.returncode == 1 and "attention_plot needs a model trained with attention" in result.stderr
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop):
+@pytest.mark.slow
+def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path):
+    """Ctrl-C, through the command line (SIGTERM: test_sigterm_while_training_saves_a_checkpoint_as_ctrl_c_does)."""
     runs = tmp_path / "runs"
     settings = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
         f"data.cache_dir={cache}",
@@ -247,7 +250,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
     deadline = time.monotonic() + 240
     while not list(runs.glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
         time.sleep(0.5)
-    process.send_signal(stop)
+    process.send_signal(signal.SIGINT)
     try:
         _, stderr = process.communicate(timeout=120)
     finally:
@@ -262,12 +265,37 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path, stop
     assert [s["steps"] for s in summaries] == [step + 5]
 
 
+@pytest.mark.slow
+def test_sigterm_while_training_saves_a_checkpoint_as_ctrl_c_does(cache, tmp_path, capsys):
+    """A scheduler's SIGTERM reaches Lightning's own SIGTERM handlers and ours; it saves as Ctrl-C does."""
+    def interrupted_config(*overrides: str):  # the same callback in both parts: a resumed run keeps its settings
+        cfg = config(cache, *overrides)
+        with open_dict(cfg):
+            cfg.trainer.callbacks = [{"_target_": "helpers.runs.SignalAt", "step": 5, "signum": int(signal.SIGTERM)}]
+        return cfg
+
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    cfg = interrupted_config("trainer.max_steps=100000")
+    with stop_signals_as_interrupt(), pytest.raises(SystemExit) as exit:
+        train(cfg, tmp_path / "run")
+    assert exit.value.code == 1
+    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    stderr = capsys.readouterr().err
+    assert f"interrupted at step 5: saved {interrupted}" in stderr and "resume with: python -m seq2seq.train" in stderr
+    assert torch.load(interrupted, weights_only=True)["global_step"] == 5
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers, "the handlers are put back"
+    summary = train(interrupted_config(f"resume={interrupted}", "trainer.max_steps=10"), tmp_path / "resumed")
+    assert summary["steps"] == 10
+
+
+@pytest.mark.slow
 def test_a_run_that_stops_before_its_first_validation_still_saves_and_scores(cache, tmp_path):
     summary = train(config(cache, "trainer.max_steps=10", "trainer.val_check_interval=1.0"), tmp_path)
     assert summary["steps"] == 10 and summary["validation_bleu_curve"] == [] and summary["valid_bleu"] is None
     assert Path(summary["best_checkpoint"]).name == "last.ckpt" and Path(summary["best_checkpoint"]).is_file()
 
 
+@pytest.mark.slow
 def test_translate_survives_bad_lines_one_output_line_each(run):
     _, summary = run
     lines = [

@@ -90,6 +90,7 @@ def command(module: str, *overrides: str, stdin: str = "") -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_the_export_command_writes_a_directory_that_translate_reads(checkpoint, tmp_path):
     output = tmp_path / "exported"
     exported = command("seq2seq.export", f"checkpoint={checkpoint}", f"output={output}")

@@ -23,13 +23,14 @@ from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
 from helpers.runs import MIRROR, TINY, small_config
 from helpers.toy import VOCAB, IdTokenizer, toy_batches
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, RunBusyError, SettingsError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
@@ -74,6 +75,7 @@ def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
     return task
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_skips_exactly_that_step(caplog):
     batches = toy_batches(6)
     with caplog.at_level(logging.WARNING, logger="seq2seq.task"):
@@ -86,6 +88,7 @@ def test_a_non_finite_loss_skips_exactly_that_step(caplog):
         assert torch.isfinite(a).all() and torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_with_a_clear_message():
     with pytest.raises(FloatingPointError, match=f"not finite for {MAX_NONFINITE_IN_A_ROW} steps in a row"):
         fit(toy_batches(MAX_NONFINITE_IN_A_ROW + 2), poisoned=set(range(100)))
@@ -118,6 +121,7 @@ def crosses_file_systems(rename):
     return fake
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["killed-mid-write", "disk-full", "temporary-file-on-another-file-system"])
 def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, fault):
     task = fit(toy_batches(3), poisoned=set())
@@ -159,6 +163,7 @@ print(digest.hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_two_runs_building_one_empty_cache_at_once_both_succeed(tmp_path):
     write_mirror(tmp_path / "mirror", synthetic_corpus(3000))
     settings = json.dumps(vars(data_cfg(tmp_path, "fra", "eng", vocab_size=200)))
@@ -208,9 +213,13 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
-@pytest.mark.parametrize("threads", [1, None], ids=["one-thread", "default-threads"])
-@pytest.mark.parametrize("settings", [MID_EPOCH, END_OF_EPOCH], ids=["mid-epoch", "end-of-epoch"])
+@pytest.mark.parametrize(  # each thread setting once: a run's weights do not depend on which save it resumes from
+    ("settings", "threads"),
+    [(MID_EPOCH, 1), (END_OF_EPOCH, None)],
+    ids=["mid-epoch-one-thread", "end-of-epoch-default-threads"],
+)
 def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_path, kill_cache, settings, threads):
     overrides = [*settings.overrides(), f"data.cache_dir={kill_cache}"]
     env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
@@ -271,6 +280,7 @@ STOPS = {
 def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
     from seq2seq.training.run import train
 
+    register_recipes()  # as the command does; alone, this module imports nothing that registers them
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
     return train(cfg, run_dir)
@@ -281,6 +291,7 @@ def uninterrupted(tmp_path_factory, kill_cache) -> dict:
     return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
 @pytest.mark.parametrize("stop", STOPS)
 def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_uninterrupted_run(
@@ -391,6 +402,7 @@ with initialize_config_dir(CONF_DIR, version_base="1.3"):
 """
 
 
+@pytest.mark.slow
 def test_two_runs_started_in_the_same_second_get_their_own_run_directories():
     command = [sys.executable, "-c", RUN_DIR_AT_ONE_SECOND]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -399,18 +411,33 @@ def test_two_runs_started_in_the_same_second_get_their_own_run_directories():
     assert run_dirs[0] != run_dirs[1]
 
 
-@pytest.mark.parametrize("mistake", [["model.context=last"], []], ids=["config-mistake", "missing-data"])
-def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake):
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        (["model.context=last"], "model.context='last' is not one of ('h_n', 'last_output', 'naive_last', 'zero')"),
+        ([], "http://127.0.0.1:1/fra-eng.zip"),  # no corpus: the line names the URL and the variable to set
+    ],
+    ids=["config-mistake", "missing-data"],
+)
+def test_a_failed_launch_leaves_no_run_directory(tmp_path, mistake, message):
+    """The command line's path for a launch that fails; the config mistakes themselves are checked in-process below."""
     env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq.train", *mistake, f"data.cache_dir={tmp_path / 'cache'}",
          "data.url=http://127.0.0.1:1/fra-eng.zip", f"paths.runs_dir={tmp_path / 'runs'}"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("error: ")
+    last = result.stderr.splitlines()[-1]
+    assert result.returncode == 1 and last.startswith("error: ") and message in last, result.stderr[-2000:]
     assert list((tmp_path / "runs").glob("*/*")) == []
+    if mistake:  # before any data work: nothing downloaded or cached
+        assert "fra-eng.zip" not in result.stderr and not (tmp_path / "cache").exists()
+    else:
+        assert "SEQ2SEQ_MIRROR" in last
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
 def test_sigterm_while_the_data_is_prepared_leaves_no_run_directory(tmp_path):
     command = [sys.executable, "-m", "seq2seq.train", *TINY, f"data.cache_dir={tmp_path / 'cache'}",
@@ -438,14 +465,18 @@ def test_sigterm_while_the_data_is_prepared_leaves_no_run_directory(tmp_path):
         ("model.contxt=h_n", "Key 'contxt' is not in struct"),
     ],
 )
-def test_config_mistakes_fail_before_any_data_work(tmp_path, override, message):
+def test_config_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, override, message):
+    """In this process, as ``python -m seq2seq.train`` composes and checks (its one-line error and the run directory
+    it leaves: test_a_failed_launch_leaves_no_run_directory)."""
+    from seq2seq.training.run import train
+
     extra = ["model.bridge=concat"] if "hidden_size" in override else []
-    env = {k: v for k, v in os.environ.items() if k != "SEQ2SEQ_MIRROR"}  # any data work would fail loudly
-    result = subprocess.run(
-        [sys.executable, "-m", "seq2seq.train", override, *extra, f"data.cache_dir={tmp_path}",
-         "data.url=http://127.0.0.1:1/fra-eng.zip", f"paths.runs_dir={tmp_path / 'runs'}"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert message in result.stderr and "fra-eng.zip" not in result.stderr
+    monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
+    overrides = [override, *extra, f"data.cache_dir={tmp_path}", "data.url=http://127.0.0.1:1/fra-eng.zip"]
+    with pytest.raises((SettingsError, ConfigCompositionException)) as raised:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, f"paths.runs_dir={tmp_path / 'runs'}"])
+        train(cfg, tmp_path / "runs" / "run")
+    error = f"{raised.value} {raised.value.__cause__ or ''}"
+    assert message in error and "fra-eng.zip" not in error
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "runs"]), "nothing was downloaded or cached"

@@ -170,6 +170,7 @@ def test_a_fifo_as_the_training_file_is_refused_in_one_line_without_opening_it(t
     )
 
 
+@pytest.mark.slow
 def test_a_recipe_not_in_recipes_is_refused_in_one_line_naming_them_though_hydra_would_load_it_by_path(tmp_path):
     (tmp_path / "elsewhere.yaml").write_text("name: elsewhere\n")
     climbed = "../" * len(Path(CONF_DIR).parts) + str(tmp_path / "elsewhere").lstrip("/")  # from conf/recipe/
@@ -594,6 +595,7 @@ def train_cli(tmp_path: Path, *args: str) -> dict:
     return json.loads(summary.read_text())
 
 
+@pytest.mark.slow
 def test_training_on_own_aligned_files_learns_to_reverse_words(tmp_path):
     corpus = tmp_path / "corpus"
     train = write_aligned(corpus, "train", reversal_pairs(3000, 1))
@@ -611,6 +613,7 @@ def test_training_on_own_aligned_files_learns_to_reverse_words(tmp_path):
     assert corpus_split(trained, "test", paths) == reversal_pairs(100, 3)  # found again from the checkpoint
 
 
+@pytest.mark.slow
 def test_training_on_a_tatoeba_pair_downloaded_from_a_local_server(tmp_path):
     pairs = [(f"{a} {b}.", f"{b.upper()} {a.upper()}.") for a in WORDS for b in WORDS]
     server = LocalServer()

@@ -84,6 +84,7 @@ def test_every_bridge_reports_its_shape(rows):
     assert text.count("\n") == len(rows) + 1 and "max|Δ| backward" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bridge", ["concat", "project"])
 def test_packed_h_n_and_last_output_train_bit_identically(bridge):
     first, first_losses = train_reversal(steps=15, context="h_n", bridge=bridge)

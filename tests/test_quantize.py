@@ -90,6 +90,7 @@ def test_int8_keeps_only_one_output_layers_in_float_so_bahdanau_scores_skip_quan
     assert type(int8.decoder.attention.query_layer) is quantized_nn.Linear
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [*KINDS, dict(packed=False)], ids=str)
 def test_every_architecture_scores_in_int8_as_in_float_and_searches(kind):
     torch.manual_seed(0)
@@ -105,6 +106,7 @@ def test_every_architecture_scores_in_int8_as_in_float_and_searches(kind):
     assert len(greedy_search(int8, source, lengths, max_length=6)) == len(lengths)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_int8_agrees_with_float_on_the_learned_reversal_task(reversal_model, int8_reversal, search):
     source, lengths, _ = reversal_batch(200, torch.Generator().manual_seed(7))
@@ -189,6 +191,7 @@ def test_evaluate_keeps_int8_results_apart_from_the_float_ones(checkpoint, tmp_p
     assert all((tmp_path / f"{stem}.hyp").is_file() for stem in metrics)
 
 
+@pytest.mark.slow
 def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypatch, capsys):
     pairs = [(sentence, "I am here.") for sentence in SENTENCES]
     monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: pairs)

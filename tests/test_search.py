@@ -26,6 +26,7 @@ def expected_reversals(source, lengths):
     return [source[i, :n].flip(0).tolist() for i, n in enumerate(lengths.tolist())]
 
 
+@pytest.mark.slow
 def test_training_loss_falls_and_the_task_is_learned(reversal_model, batch):
     _, losses = train_reversal(steps=60)
     assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
@@ -35,6 +36,7 @@ def test_training_loss_falls_and_the_task_is_learned(reversal_model, batch):
     assert correct >= 0.9 * len(hypotheses)
 
 
+@pytest.mark.slow
 def test_beam_of_one_is_greedy(reversal_model, batch):
     source, lengths, _ = batch
     greedy = greedy_search(reversal_model, source, lengths, max_length=12)
@@ -43,6 +45,7 @@ def test_beam_of_one_is_greedy(reversal_model, batch):
     assert [hyps[0].score for hyps in beam] == pytest.approx([h.score for h in greedy], abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_output_does_not_depend_on_batch_size_or_batch_mates(reversal_model, batch, search):
     source, lengths, _ = batch
@@ -59,6 +62,7 @@ def test_output_does_not_depend_on_batch_size_or_batch_mates(reversal_model, bat
     assert [together[i] for i in shuffled.tolist()] == decode(source[shuffled], lengths[shuffled])
 
 
+@pytest.mark.slow
 def test_n_best_lists_are_sorted_distinct_and_scored_by_the_model(reversal_model, batch):
     source, lengths, _ = batch
     results = beam_search(reversal_model, source, lengths, beam_size=5, n_best=5, max_length=12)
@@ -74,6 +78,7 @@ def test_n_best_lists_are_sorted_distinct_and_scored_by_the_model(reversal_model
     assert math.isclose(best.score, teacher_forced, rel_tol=1e-4, abs_tol=1e-4)
 
 
+@pytest.mark.slow
 def test_beam_finds_at_least_as_likely_outputs_as_greedy():
     model, _ = train_reversal(steps=40, seed=3)  # an undertrained model, where search matters
     source, lengths, _ = reversal_batch(30, torch.Generator().manual_seed(9))
@@ -83,6 +88,7 @@ def test_beam_finds_at_least_as_likely_outputs_as_greedy():
     assert any(b[0].score > g[0].score + 1e-3 for b, g in zip(beam, greedy))
 
 
+@pytest.mark.slow
 def test_length_limits_and_min_length(reversal_model, batch):
     source, lengths, _ = batch
     assert length_limits(torch.tensor([4, 10]), 1.5).tolist() == [11, 20]
@@ -136,6 +142,7 @@ def test_greedy_scores_each_output_by_the_log_probability_of_its_tokens_and_eos(
     assert all(h.score < 0 for h in found)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)
 def test_n_best_entries_are_distinct_and_scored_as_exactly_the_tokens_returned(kind):
     model = untrained(**kind)
@@ -245,6 +252,7 @@ def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
             assert [h.score for h in hypotheses] == pytest.approx([score for score, _ in expected], abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [KINDS[0], KINDS[2]], ids=kind_id)
 @pytest.mark.parametrize("sync_every", [3, 100])
 def test_checking_for_finished_sentences_only_every_few_steps_changes_no_output(kind, sync_every):

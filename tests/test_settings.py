@@ -235,6 +235,7 @@ def test_the_settings_import_nothing_of_the_network():
         assert not {name.split(".")[0] if name.startswith("torch") else name for name in imported} & NETWORK, path
 
 
+@pytest.mark.slow
 def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
     code = ("import seq2seq.commands.common; from hydra.core.config_store import ConfigStore; "
             "print(ConfigStore.instance().repo)")

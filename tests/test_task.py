@@ -28,6 +28,7 @@ class ToyData(L.LightningDataModule):
         return DataLoader(self.batches[:1], batch_size=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("val_check_interval", "check_val_every_n_epoch", "validations"),
     [(4, None, 12), (15, None, 3), (1.0, 1, 8)],
@@ -54,6 +55,7 @@ def test_the_lr_schedule_steps_once_per_validation_and_holds_while_bleu_rises(
     assert scheduler.get_last_lr() == [task.config["optim"]["lr"]], "BLEU rose at every validation"
 
 
+@pytest.mark.slow
 def test_validation_decodes_in_full_precision_like_evaluate_under_mixed_precision(monkeypatch):
     task = TranslationTask(small_config(), IdTokenizer(), IdTokenizer(), validation=[("x", "x")] * BATCHES_PER_EPOCH)
     autocast = {"loss": [], "decoding": []}

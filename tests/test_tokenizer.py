@@ -155,6 +155,7 @@ def test_cached_model_is_what_training_produces(tmp_path, sentences):
     assert cached.encode(sentences) == fresh.encode(sentences)
 
 
+@pytest.mark.slow
 def test_another_process_reuses_the_cached_model(tmp_path, sentences):
     """The cache key must not depend on per-process state such as Python's hash randomisation."""
     first = cached_tokenizer(tmp_path, sentences, vocab_size=VOCAB_SIZE)

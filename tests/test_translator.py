@@ -48,6 +48,7 @@ def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
     return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["model.encoder.packed=false", "model.context=naive_last"])
 @pytest.mark.parametrize("decode", ["greedy", "beam"])
 def test_a_model_that_reads_its_batchs_pads_translates_a_sentence_in_any_batch_as_alone(

@@ -78,6 +78,7 @@ def test_translate_from_standard_input_shows_no_bar_even_when_asked(checkpoint, 
     assert out.count("\n") == 3 and not BAR.search(err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("progress", ["always", "auto"])
 def test_evaluate_shows_a_bar_of_sentences_on_stderr_only_when_asked_or_a_terminal(checkpoint, tmp_path, capsys,
                                                                                    progress):  # fmt: skip
@@ -93,6 +94,7 @@ def test_evaluate_shows_a_bar_of_sentences_on_stderr_only_when_asked_or_a_termin
         assert not BAR.search(err)
 
 
+@pytest.mark.slow
 def test_scoring_advances_the_bar_every_eight_batches_with_the_same_translations(checkpoint):
     updates = []
     bar = SimpleNamespace(update=updates.append)
@@ -114,6 +116,7 @@ def test_threads_sets_torchs_cpu_threads(checkpoint, tmp_path, capsys, torch_thr
     assert torch.get_num_threads() == 1
 
 
+@pytest.mark.slow
 def test_threads_default_leaves_torchs_choice(checkpoint, tmp_path, torch_threads):
     torch.set_num_threads(2)
     bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=1",
@@ -161,6 +164,7 @@ def test_a_logger_whose_package_is_missing_names_the_extra_to_install(tmp_path, 
     assert str(raised.value) == f"logger: No module named 'tensorboard'; install it with {install}"
 
 
+@pytest.mark.slow
 def test_seq2seq_alone_lists_the_commands_without_loading_torch_or_hydra():
     listed = subprocess.run([sys.executable, "-c", "import seq2seq.__main__ as m, sys; m.main(); print(sorted("
                              "name for name in ('torch', 'hydra', 'lightning') if name in sys.modules))"],
@@ -204,6 +208,7 @@ def test_a_bad_threads_or_progress_setting_is_one_line_before_the_checkpoint_is_
 # --------------------------------------------------------------------------- training: loggers, callbacks, messages
 
 
+@pytest.mark.slow
 def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_reaches_the_logger(tmp_path, caplog):
     own_logger = tmp_path / "own"
     cfg = composed(
@@ -293,6 +298,7 @@ NOTICES = ("litlogger", "LeafSpec", "transfer_batch_to_device", "weights_only", 
            "exists and is not empty")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_summary_on_stdout(tmp_path):
     overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
     command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
@@ -350,6 +356,7 @@ def test_a_cpu_sized_recipe_does_not_warn(recipe):
 ENDS = r"step 6: \d\.\d\d\d s per step; {} more steps to the end would take \d+ s \(validation not counted\)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("limits", "expected"),
     [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # builds a wheel and installs it
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 from seq2seq.resources import CONF_DIR, register_recipes
@@ -55,3 +58,27 @@ def small_config(**overrides) -> dict:
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0"])
     return OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
+
+
+class SignalAt(Callback):
+    """Send this process ``signum`` when training reaches ``step``: a user's Ctrl-C or a scheduler's SIGTERM, on cue
+    (``+trainer.callbacks``)."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
+    """Run a tool's ``main`` in this process, as its command line would with these overrides; its one error line."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    with pytest.raises(SystemExit) as exit:
+        tool.main(cfg)
+    out, err = capsys.readouterr()
+    assert exit.value.code == 1 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err.removeprefix("error: ").rstrip("\n")
