@@ -248,3 +248,20 @@ def check_train_config(cfg: DictConfig) -> None:
     longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
     integer(longest, " (data.max_tokens + 2)").check("data.batch_tokens", cfg.data.batch_tokens)
     Seq2Seq.from_config(cfg.model, 8, 8)
+
+
+SERVE = {
+    "host": TEXT,
+    "port": Rule("an integer from 0 to 65535 (0: any free port)", lambda v: _is_int(v) and 0 <= v <= 65535),
+    "limits.max_body_bytes": integer(1),
+    "limits.max_sentences": integer(1),
+    "limits.max_chars": integer(1),
+    "limits.max_queued": integer(1),
+    "limits.max_beam_size": integer(1),
+    "limits.batch_wait_ms": number(0),
+}
+
+
+def check_serve(cfg: DictConfig) -> None:
+    """``serve``'s own keys (the decode and tool keys are checked as the other commands check them)."""
+    _check(cfg, SERVE)

@@ -1,0 +1,45 @@
+"""``python -m seq2seq.serve checkpoint=PATH``: the HTTP translation server (``seq2seq.serving``) on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import hydra
+import uvicorn
+from omegaconf import DictConfig
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm, use_threads
+from seq2seq.resources import CONF_DIR
+from seq2seq.serving import Limits, create_app
+from seq2seq.settings import check_decode, check_serve, check_tool_settings
+from seq2seq.translator import Translator, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def drained(signum: int, frame: Any) -> None:
+    """uvicorn raises the signal that stopped it again once every request is answered: then the server is done."""
+    log.info("%s: every request in flight answered; exiting", signal.Signals(signum).name)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    stop_on_sigterm()  # while the model loads; uvicorn drains from then on
+    check_decode(cfg.decode)
+    check_tool_settings(cfg)
+    check_serve(cfg)
+    use_threads(cfg.threads)
+    model = load_checkpoint(cfg.checkpoint)
+    translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
+    app = create_app(model, translator, Limits(**cfg.limits))
+    signal.signal(signal.SIGTERM, drained)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()
