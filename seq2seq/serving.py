@@ -201,7 +201,7 @@ async def parameters(request: Request, limit: int, form: bool = True) -> dict[st
         if kind == "application/json":
             values = json.loads(body.decode("utf-8"))
             if not isinstance(values, dict):
-                raise Refused(400, "the JSON body is not an object; send {\"q\": ..., ...}")
+                raise Refused(400, 'the JSON body is not an object; send {"q": ..., ...}')
             return values
         if form and kind == "application/x-www-form-urlencoded":
             fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")

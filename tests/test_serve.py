@@ -2,19 +2,30 @@
 a batch, and every refusal is one JSON line with its status; live, the real client, SIGTERM's drain and the page."""
 
 import asyncio
+import itertools
+import json
 import logging
+import re
+import shutil
 import signal
+import subprocess
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import SENTENCES, save_tiny_checkpoint
 from fastapi.testclient import TestClient
+from hydra import compose, initialize_config_dir
 from serve_load import load, start_server
 
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.resources import CONF_DIR
 from seq2seq.serving import Limits, create_app
+from seq2seq.settings import check_serve
 from seq2seq.translator import Translator, decode_preset
 
 PAIR = {"source": "fr", "target": "en"}
@@ -238,7 +249,7 @@ def test_the_page_and_everything_it_loads_are_served_by_the_server(server):
     assert page.headers["content-type"].startswith("text/html") and 'name="viewport"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert asset in page.text and client.get(asset).status_code == 200
-    assert "http" not in page.text.replace('http-equiv', '')  # no CDN
+    assert "http" not in page.text  # no CDN: every address is the server's own
 
 
 @pytest.mark.slow
@@ -287,3 +298,105 @@ def test_a_short_load_gets_every_answer_right_and_stops_by_itself(checkpoint):
         assert server.stop() == 0
     assert (report.errors, report.differ) == (0, 0)
     assert len(report.latencies) > 8 and report.rss_kib
+
+
+class DevTools:
+    """A page of a headless Chromium, driven over the DevTools protocol (the page test's browser)."""
+
+    def __init__(self, websocket_url: str):
+        from websockets.sync.client import connect
+
+        self.socket = connect(websocket_url, max_size=None)
+        self.ids = itertools.count(1)
+
+    def send(self, method: str, **params) -> dict:
+        number = next(self.ids)
+        self.socket.send(json.dumps({"id": number, "method": method, "params": params}))
+        while (message := json.loads(self.socket.recv(timeout=60))).get("id") != number:
+            pass  # an event, not our answer
+        assert "error" not in message, message
+        return message["result"]
+
+    def evaluate(self, expression: str):
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            assert time.monotonic() < deadline, f"the page never had {expression}"
+            time.sleep(0.1)
+        return value
+
+
+@contextmanager
+def chromium_page(tmp_path: Path) -> Iterator[DevTools]:
+    """A blank page of Debian's headless chromium; the test skips, saying why, where there is none."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it): no page test")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"]
+    log = tmp_path / "chromium.log"  # a file, not a pipe: a full pipe would stop the browser
+    with log.open("w") as stderr:
+        browser = subprocess.Popen([binary, *flags, f"--user-data-dir={tmp_path / 'profile'}", "about:blank"],
+                                   stderr=stderr)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"ws://[\d.]+:(\d+)/", log.read_text())):
+            assert browser.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        port = match[1]
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list").json()
+        [page] = [target for target in targets if target["type"] == "page"]
+        yield DevTools(page["webSocketDebuggerUrl"])
+    finally:
+        browser.kill()
+        browser.wait()
+
+
+@pytest.mark.slow
+def test_the_page_translates_typed_french_on_a_phone_screen_and_draws_its_attention(attention_checkpoint, tmp_path):
+    expected = Translator.load(attention_checkpoint).translate([TEXTS[0]])[0]
+    server = start_server(attention_checkpoint)
+    try:
+        with chromium_page(tmp_path) as page:
+            page.send("Emulation.setDeviceMetricsOverride", width=375, height=667, deviceScaleFactor=2, mobile=True)
+            page.send("Page.navigate", url=server.url + "/")
+            page.wait_for("document.getElementById('pair')?.textContent === 'fr → en'")
+            page.evaluate("document.getElementById('source').focus()")
+            page.send("Input.insertText", text=TEXTS[0])
+            for kind in ("rawKeyDown", "keyUp"):  # Ctrl+Enter: the keyboard's translate
+                page.send("Input.dispatchKeyEvent", type=kind, modifiers=2, key="Enter", code="Enter",
+                          windowsVirtualKeyCode=13)  # fmt: skip
+            translation = page.wait_for("document.getElementById('translation').textContent")
+            drawn = page.evaluate(NON_WHITE_PIXELS)
+            width = page.evaluate("document.documentElement.scrollWidth")
+    finally:
+        assert server.stop() == 0
+    assert translation == expected
+    assert drawn > 0
+    assert width <= 375  # nothing wider than the phone's screen
+
+
+NON_WHITE_PIXELS = """(() => {
+  const canvas = document.getElementById("heatmap");
+  if (!canvas.width) return 0;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < pixels.length; i += 4) count += pixels[i] < 250;
+  return count;
+})()"""
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("port=70000", "port=70000 is not an integer from 0 to 65535 (0: any free port)"),
+        ("limits.max_queued=0", "limits.max_queued=0 is not an integer >= 1"),
+        ("limits.batch_wait_ms=-1", "limits.batch_wait_ms=-1 is not a number >= 0"),
+    ],
+)
+def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(checkpoint, override, error):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
+    with pytest.raises(ValueError, match=re.escape(error)):
+        check_serve(cfg)
