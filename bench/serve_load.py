@@ -4,12 +4,14 @@
 
 Starts the server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
 throughput, p50/p99 latency, errors, answers that differ, and the server's peak RSS (sampled), then stops the server
-with SIGTERM. The tests import ``start_server`` and ``load``.
+with SIGTERM. With ``clients=1`` it also times each sentence translated alone in this process right after the
+server's answer, so that a busy machine slows both alike. The tests import ``start_server`` and ``load``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 import statistics
@@ -124,6 +126,33 @@ async def load(
 OWN = ("checkpoint", "input", "clients", "seconds")  # this script's keys; the rest are the server's
 
 
+def alone(
+    url: str, texts: list[str], checkpoint: str, seconds: float, pair: tuple[str, str], threads: int | None
+) -> list[str]:
+    """One client, one sentence at a time: the server's latency against ``Translator`` alone on the same sentence,
+    in turn, with the server's ``threads``."""
+    from seq2seq.cli import use_threads
+    from seq2seq.translator import Translator
+
+    use_threads(threads)
+    translator = Translator.load(checkpoint, device="cpu")
+    served, local = [], []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url) as http:
+        for text in itertools.cycle(texts):
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter()
+            http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]}).raise_for_status()
+            middle = time.perf_counter()
+            translator.translate([text])
+            served.append(1000 * (middle - start))
+            local.append(1000 * (time.perf_counter() - middle))
+    p50, alone_p50 = statistics.median(served), statistics.median(local)
+    return [f"one client, {len(served)} sentences in turn: served p50 {p50:.1f} ms, the Translator alone p50 "
+            f"{alone_p50:.1f} ms ({100 * (p50 / alone_p50 - 1):+.0f}%)"]  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     own = dict(arg.split("=", 1) for arg in argv if arg.split("=", 1)[0] in OWN)
     overrides = [arg for arg in argv if arg.split("=", 1)[0] not in OWN]
@@ -136,10 +165,15 @@ def main(argv: list[str]) -> None:
     server = start_server(own["checkpoint"], *overrides)
     try:
         source, target = [language["code"] for language in httpx.get(server.url + "/languages").json()]
-        report = asyncio.run(load(server.url, expected, clients, seconds, (source, target), server.process.pid))
+        if clients == 1:
+            threads = next((int(arg.split("=")[1]) for arg in overrides if arg.startswith("threads=")), None)
+            lines = alone(server.url, texts, own["checkpoint"], seconds, (source, target), threads)
+        else:
+            report = asyncio.run(load(server.url, expected, clients, seconds, (source, target), server.process.pid))
+            lines = report.lines()
     finally:
         status = server.stop()
-    print(*report.lines(), f"server exit status after SIGTERM: {status}", sep="\n")
+    print(*lines, f"server exit status after SIGTERM: {status}", sep="\n")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class Batcher:
         self.waiting: deque[Job] = deque()
         self.queued = 0  # sentences in ``waiting``
         self.arrived = asyncio.Event()
+        self.concurrent = False  # whether the last batch held more than one request: then others are likely coming
 
     @lru_cache(maxsize=16)  # noqa: B019 (one batcher per server, alive as long as it)
     def translator(self, decode: tuple[tuple[str, Any], ...]) -> Translator:
@@ -146,7 +147,10 @@ class Batcher:
         return attention_weights(translator.model, best.source, best.tokens)
 
     async def _gather(self) -> None:
-        """Wait up to ``batch_wait_ms`` for a fuller batch, unless one is already full."""
+        """Wait up to ``batch_wait_ms`` for a fuller batch, unless one is already full, or the last batch was a lone
+        request's: a lone user's next request would only wait."""
+        if not self.concurrent:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.batch_wait_ms / 1000
         while self.queued < self.base.decode.batch_size and (left := deadline - loop.time()) > 0:
@@ -163,6 +167,7 @@ class Batcher:
                 await self.arrived.wait()
                 await self._gather()
             jobs = self._take()
+            self.concurrent = len(jobs) > 1
             try:
                 results = await asyncio.to_thread(self._decode, jobs)
             except Exception as error:  # each waiting request answers it (500), and the decoder goes on
@@ -173,6 +178,33 @@ class Batcher:
             for job, result in zip(jobs, results):
                 if not job.done.done():  # not a client that went away
                     job.done.set_result(result)
+
+
+class RequestLog:
+    """One log line per request: what it asked, its size, how it was answered and how long it took (never its
+    text). Plain ASGI: Starlette's ``BaseHTTPMiddleware`` would add a task per request, a lone user's wait."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            size = dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1")
+            sentences = scope.setdefault("state", {}).get("sentences", 0)
+            log.info("%s %s %d %d sentences %s bytes %.1f ms", scope["method"], scope["path"], status, sentences,
+                     size, 1000 * (time.perf_counter() - start))  # fmt: skip
 
 
 def language(code: str) -> tuple[str, str]:
@@ -284,6 +316,7 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         worker.cancel()
 
     app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestLog)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.exception_handler(Refused)
@@ -298,16 +331,6 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": f"the server failed to translate ({type(error).__name__}); see its log"}, 500)
-
-    @app.middleware("http")
-    async def log_request(request: Request, call_next: Any) -> Any:
-        """One line per request: what it asked, its size, how it was answered and how long it took (no text)."""
-        start = time.perf_counter()
-        response = await call_next(request)
-        log.info("%s %s %d %d sentences %s bytes %.1f ms", request.method, request.url.path, response.status_code,
-                 getattr(request.state, "sentences", 0),
-                 request.headers.get("content-length", "0"), 1000 * (time.perf_counter() - start))  # fmt: skip
-        return response
 
     async def translated(request: Request, texts: list[str], decode: tuple, attention: bool) -> Result:
         request.state.sentences = len(texts)
