@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -170,60 +171,61 @@ def test_native_endpoint_gives_the_attention_of_the_best_translation(attention_c
     assert all(sum(row) == pytest.approx(1, abs=1e-3) for row in attention["weights"])
 
 
-async def concurrently(app, requests: list[dict]) -> list[httpx.Response]:
-    """``requests`` sent at once to ``app`` in this process, its lifespan (the batcher) running."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            return await asyncio.gather(*(client.post(path, json=body) for path, body in requests))
-
-
-def test_concurrent_requests_are_decoded_in_one_batch_grouped_by_decode_settings(checkpoint, monkeypatch):
-    client, translator = serving(checkpoint)
-    batches = []
+@pytest.fixture
+def decoder(monkeypatch) -> SimpleNamespace:
+    """The Translator's decoding, each call held until ``release`` is set; ``calls``: each one's strategy and size."""
+    held = SimpleNamespace(calls=[], decoding=threading.Event(), release=threading.Event())
     original = Translator.translate_n_best
 
-    def spy(self, sentences, first_line=1):
-        batches.append((self.decode.strategy, len(sentences)))
+    def translate_n_best(self, sentences, first_line=1):
+        held.calls.append((self.decode.strategy, len(sentences)))
+        held.decoding.set()
+        held.release.wait(10)
         return original(self, sentences, first_line)
 
-    monkeypatch.setattr(Translator, "translate_n_best", spy)
+    monkeypatch.setattr(Translator, "translate_n_best", translate_n_best)
+    return held
+
+
+async def behind_a_held_batch(app, decoder: SimpleNamespace, requests: list[tuple[str, dict]]) -> list:
+    """``requests`` sent at once, in this process, while the decoder holds a first one; then let go: their answers."""
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://s") as http:
+        first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
+        await asyncio.to_thread(decoder.decoding.wait, 10)
+        sent = [asyncio.create_task(http.post(path, json=body)) for path, body in requests]
+        await asyncio.sleep(0.1)  # all of them arrive
+        decoder.release.set()
+        assert (await first).status_code == 200
+        return await asyncio.gather(*sent)
+
+
+def test_requests_that_arrive_while_a_batch_decodes_are_decoded_together_grouped_by_settings(checkpoint, decoder):
+    client, translator = serving(checkpoint)
     greedy = [("/translate", {"q": text, **PAIR}) for text in SENTENCES[:8]]
     beam = [("/v1/translate", {"q": text, "decode": {"strategy": "beam", "beam_size": 2}}) for text in SENTENCES[:4]]
-    answers = asyncio.run(concurrently(client.app, greedy + beam))
-    assert sorted(batches) == [("beam", 4), ("greedy", 8)]
-    expected = original(translator, SENTENCES[:8])
-    assert [a.json()["translatedText"] for a in answers[:8]] == [found[0].text for found in expected]
+    answers = asyncio.run(behind_a_held_batch(client.app, decoder, greedy + beam))
+    assert decoder.calls == [("greedy", 1), ("greedy", 8), ("beam", 4)]
+    expected = translator.translate(SENTENCES[:8])
+    assert [a.json()["translatedText"] for a in answers[:8]] == expected
 
 
-def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, monkeypatch):
-    client, _ = serving(checkpoint, max_queued=2, batch_wait_ms=0)
-    decoding, release = threading.Event(), threading.Event()
-    original = Translator.translate_n_best
+def test_a_lone_users_requests_do_not_wait_for_company(checkpoint):
+    client, _ = serving(checkpoint, batch_wait_ms=5000)
+    with client:
+        start = time.monotonic()
+        for text in TEXTS:
+            assert client.post("/translate", json={"q": text, **PAIR}).status_code == 200
+    assert time.monotonic() - start < 5  # each would otherwise wait 5 s
 
-    def blocked(self, sentences, first_line=1):
-        decoding.set()
-        release.wait(10)
-        return original(self, sentences, first_line)
 
-    monkeypatch.setattr(Translator, "translate_n_best", blocked)
-
-    async def flood() -> list[httpx.Response]:
-        async with client.app.router.lifespan_context(client.app):
-            transport = httpx.ASGITransport(app=client.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as http:
-                first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
-                await asyncio.to_thread(decoding.wait, 10)  # the decoder holds the first request
-                waiting = [asyncio.create_task(http.post("/translate", json={"q": "b", **PAIR})) for _ in range(2)]
-                await asyncio.sleep(0.05)
-                refused = await http.post("/translate", json={"q": "c", **PAIR})
-                release.set()
-                return [refused, await first, *(await asyncio.gather(*waiting))]
-
-    refused, *answered = asyncio.run(flood())
+def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
+    client, _ = serving(checkpoint, max_queued=2)
+    requests = [("/translate", {"q": text, **PAIR}) for text in ("b", "c", "d")]
+    *answered, refused = asyncio.run(behind_a_held_batch(client.app, decoder, requests))
     assert refusal(refused, 503) == "the server is busy (2 sentences waiting); retry in a moment"
     assert refused.headers["Retry-After"] == "1"
-    assert [answer.status_code for answer in answered] == [200, 200, 200]
+    assert [answer.status_code for answer in answered] == [200, 200]
 
 
 def test_health_is_live_and_ready_only_while_the_decoder_runs(checkpoint):
