@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 
 import torch
 from fastapi import FastAPI, Request
+from hydra.core.config_store import ConfigStore
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from omegaconf import OmegaConf
@@ -51,9 +52,10 @@ LANGUAGES = {
 REQUEST_DECODE_KEYS = ("strategy", "beam_size", "length_penalty", "n_best")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Limits:
-    """What one request, and all waiting ones, may hold (``conf/serve.yaml``'s ``limits``)."""
+    """What one request, and all waiting ones, may hold: the ``limits`` config group's schema (``serve``'s
+    ``limits.KEY=VALUE``), so the command line and the Python API share one typed source."""
 
     max_body_bytes: int = 1 << 20
     max_sentences: int = 64  # per request
@@ -61,6 +63,9 @@ class Limits:
     max_queued: int = 1024  # sentences waiting for the decoder, over all requests
     max_beam_size: int = 16  # per request, on the native endpoint
     batch_wait_ms: float = 2.0  # how long a batch waits for more requests once the decoder is free
+
+
+ConfigStore.instance().store(group="limits", name="schema", node=Limits)  # conf/serve.yaml's defaults
 
 
 class Refused(Exception):

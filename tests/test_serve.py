@@ -255,7 +255,7 @@ def test_the_page_and_everything_it_loads_are_served_by_the_server(server):
 
 
 @pytest.mark.slow
-def test_the_libretranslate_client_translates_a_string_and_a_list_and_sigterm_drains(checkpoint):
+def test_the_libretranslate_client_translates_and_lists_the_pair_on_a_live_server(checkpoint):
     from libretranslatepy import LibreTranslateAPI
 
     expected = Translator.load(checkpoint).translate(TEXTS)
@@ -272,20 +272,36 @@ def test_the_libretranslate_client_translates_a_string_and_a_list_and_sigterm_dr
 
 @pytest.mark.slow
 def test_sigterm_with_32_requests_in_flight_answers_all_then_exits_0(checkpoint):
-    expected = Translator.load(checkpoint).translate(SENTENCES)
-    server = start_server(checkpoint, "limits.batch_wait_ms=3000")  # the first request waits: all are in flight
+    texts = SENTENCES[:16] * 2
+    expected = Translator.load(checkpoint).translate(texts)
+    server = start_server(checkpoint)
+    host, port = server.url.removeprefix("http://").split(":")
 
-    async def in_flight() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            posts = [http.post("/translate", json={"q": text, **PAIR}) for text in SENTENCES[:16] * 2]
-            sent = [asyncio.create_task(post) for post in posts]
-            await asyncio.sleep(1)
-            server.process.send_signal(signal.SIGTERM)
-            return await asyncio.gather(*sent)
+    async def answer_after_sigterm(text: str, signalled: asyncio.Event) -> tuple[int, dict]:
+        """A request whose body is half sent at SIGTERM (so it is in flight), and finished after."""
+        body = json.dumps({"q": text, **PAIR}).encode()
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /translate HTTP/1.1\r\nHost: serve\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:5]))  # fmt: skip
+        await writer.drain()
+        await signalled.wait()
+        writer.write(body[5:])
+        head, payload = (await asyncio.wait_for(reader.read(), 30)).split(b"\r\n\r\n", 1)  # closed once answered
+        writer.close()
+        return int(head.split()[1]), json.loads(payload)
+
+    async def in_flight() -> list[tuple[int, dict]]:
+        signalled = asyncio.Event()
+        sent = [asyncio.create_task(answer_after_sigterm(text, signalled)) for text in texts]
+        await asyncio.sleep(1)  # every request's head has arrived
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # the server is draining
+        signalled.set()
+        return await asyncio.gather(*sent)
 
     answers = asyncio.run(in_flight())
     assert server.process.wait(30) == 0
-    assert [a.json()["translatedText"] for a in answers] == (expected[:16] * 2)
+    assert answers == [(200, {"translatedText": translation}) for translation in expected]
     assert any("SIGTERM: every request in flight answered; exiting" in line for line in server.log)
 
 
