@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import hydra
-import uvicorn
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import log_to_stderr, one_line_errors, stop_on_sigterm, use_threads
+from seq2seq.errors import UserError
 from seq2seq.resources import CONF_DIR
-from seq2seq.serving import Limits, create_app
-from seq2seq.settings import check_decode, check_serve, check_tool_settings
+from seq2seq.settings import Limits, check_decode, check_serve, check_tool_settings
 from seq2seq.translator import Translator, pick_device
 
 log = logging.getLogger(__name__)
+
+
+def server_parts() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``serving.create_app`` and ``uvicorn.run``: the serve extra, or one line saying how to install it."""
+    try:
+        import uvicorn
+
+        from seq2seq.serving import create_app
+    except ImportError as error:
+        raise UserError(f'serving needs {error.name}, not installed here: pip install "seq2seq[serve]"') from error
+    return create_app, uvicorn.run
 
 
 def drained(signum: int, frame: Any) -> None:
@@ -33,12 +44,13 @@ def main(cfg: DictConfig) -> None:
     check_decode(cfg.decode)
     check_tool_settings(cfg)
     check_serve(cfg)
+    create_app, run = server_parts()
     use_threads(cfg.threads)
     model = load_checkpoint(cfg.checkpoint)
     translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     app = create_app(model, translator, Limits(**cfg.limits))
     signal.signal(signal.SIGTERM, drained)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+    run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

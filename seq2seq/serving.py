@@ -23,7 +23,6 @@ from urllib.parse import parse_qs
 
 import torch
 from fastapi import FastAPI, Request
-from hydra.core.config_store import ConfigStore
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from omegaconf import OmegaConf
@@ -32,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from seq2seq.errors import UserError
 from seq2seq.heatmap import attention_weights
-from seq2seq.settings import check_decode
+from seq2seq.settings import Limits, check_decode
 from seq2seq.tokenizer import EOS
 from seq2seq.translator import DecodeSettings, Translation, TranslationModel, Translator
 
@@ -50,22 +49,6 @@ LANGUAGES = {
 # the search keys a request may set: the rest (lengths, batching) are the server's, so no request can make the
 # decoder run unbounded
 REQUEST_DECODE_KEYS = ("strategy", "beam_size", "length_penalty", "n_best")
-
-
-@dataclass
-class Limits:
-    """What one request, and all waiting ones, may hold: the ``limits`` config group's schema (``serve``'s
-    ``limits.KEY=VALUE``), so the command line and the Python API share one typed source."""
-
-    max_body_bytes: int = 1 << 20
-    max_sentences: int = 64  # per request
-    max_chars: int = 1000  # per sentence
-    max_queued: int = 1024  # sentences waiting for the decoder, over all requests
-    max_beam_size: int = 16  # per request, on the native endpoint
-    batch_wait_ms: float = 2.0  # how long a batch waits for more requests once the decoder is free
-
-
-ConfigStore.instance().store(group="limits", name="schema", node=Limits)  # conf/serve.yaml's defaults
 
 
 class Refused(Exception):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seq2seq.attention import KINDS
@@ -248,6 +249,22 @@ def check_train_config(cfg: DictConfig) -> None:
     longest = cfg.data.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
     integer(longest, " (data.max_tokens + 2)").check("data.batch_tokens", cfg.data.batch_tokens)
     Seq2Seq.from_config(cfg.model, 8, 8)
+
+
+@dataclass
+class Limits:
+    """What one request, and all waiting ones, may hold: the ``limits`` config group's schema (``serve``'s
+    ``limits.KEY=VALUE``), so the command line and the Python API share one typed source."""
+
+    max_body_bytes: int = 1 << 20
+    max_sentences: int = 64  # per request
+    max_chars: int = 1000  # per sentence
+    max_queued: int = 1024  # sentences waiting for the decoder, over all requests
+    max_beam_size: int = 16  # per request, on the native endpoint
+    batch_wait_ms: float = 2.0  # how long a batch waits for more requests once the decoder is free
+
+
+ConfigStore.instance().store(group="limits", name="schema", node=Limits)  # conf/serve.yaml's defaults
 
 
 SERVE = {

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from hydra import compose, initialize_config_dir
 from serve_load import load, start_server
 
 from seq2seq.checkpoint import load_checkpoint
+from seq2seq.errors import UserError
 from seq2seq.resources import CONF_DIR
-from seq2seq.serving import Limits, create_app
-from seq2seq.settings import check_serve
+from seq2seq.serve import server_parts
+from seq2seq.serving import create_app
+from seq2seq.settings import Limits, check_serve
 from seq2seq.translator import Translator, decode_preset
 
 PAIR = {"source": "fr", "target": "en"}
@@ -410,7 +413,7 @@ NON_WHITE_PIXELS = """(() => {
     [
         ("port=70000", "port=70000 is not an integer from 0 to 65535 (0: any free port)"),
         ("limits.max_queued=0", "limits.max_queued=0 is not an integer >= 1"),
-        ("limits.batch_wait_ms=-1", "limits.batch_wait_ms=-1 is not a number >= 0"),
+        ("limits.batch_wait_ms=-1", "limits.batch_wait_ms=-1.0 is not a number >= 0"),
     ],
 )
 def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(checkpoint, override, error):
@@ -418,3 +421,10 @@ def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(chec
         cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
     with pytest.raises(ValueError, match=re.escape(error)):
         check_serve(cfg)
+
+
+def test_serving_without_the_serve_extra_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(UserError) as raised:
+        server_parts()
+    assert str(raised.value) == 'serving needs uvicorn, not installed here: pip install "seq2seq[serve]"'
