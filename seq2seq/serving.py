@@ -269,7 +269,7 @@ def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> t
 def check_pair(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     """The model's source code, once ``source`` and ``target`` name its pair (either code; ``auto``: the source)."""
     data = config["data"]
-    pair = {side: {data[key], language(data[key])[0]} for side, key in (("source", "src_lang"), ("target", "tgt_lang"))}
+    pair = {side: (data[key], language(data[key])[0]) for side, key in (("source", "src_lang"), ("target", "tgt_lang"))}
     source, target = values.get("source"), values.get("target")
     if values.get("format", "text") != "text":
         raise Refused(400, f"format={values['format']} is not translated here; send plain text with format=text")

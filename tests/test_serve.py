@@ -85,6 +85,7 @@ def test_languages_names_the_models_pair_as_libretranslate_does(server):
     [
         ({"json": {"q": "a", "source": "de", "target": "en"}}, 400,
          "source=de target=en: this model translates fr to en only; send source=fr target=en"),
+        ({"json": {"q": "a", "source": ["fr"], "target": "en"}}, 400, "source=['fr'] target=en: this model translates"),
         ({"json": {"q": "a", **PAIR, "format": "html"}}, 400, "format=html is not translated here"),
         ({"json": {"source": "fr", "target": "en"}}, 400, "q is required"),
         ({"json": {"q": [1], **PAIR}}, 400, "q is required: the text to translate, a string or a list of strings"),
