@@ -14,6 +14,7 @@ COMMANDS = {
     "bench": "decoding speed of a checkpoint, greedy and beam, batched and one sentence at a time",
     "export": "a checkpoint as a directory that loads without pickle: safetensors, JSON, sentencepiece",
     "average": "the mean of a run's last N checkpoints (or of given ones), as an exported model",
+    "serve": "an HTTP translation server: LibreTranslate's API, n-best and attention, a page to try it",
 }
 
 

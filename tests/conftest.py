@@ -22,10 +22,9 @@ def reversal_model():
     return model
 
 
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
-    overrides = ["model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}"]
+def save_tiny_checkpoint(path: Path, *overrides: str) -> Path:
+    """An untrained tiny model with real tokenizers (``overrides`` of the train config), saved as training saves it."""
+    overrides = ["model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}", *overrides]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
@@ -33,6 +32,11 @@ def checkpoint(tmp_path_factory) -> Path:
     task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
     saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
     task.on_save_checkpoint(saved)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
     torch.save(saved, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")

@@ -17,7 +17,7 @@ FLOORS = {
         "seq2seq.plotting"),
     1: ("seq2seq.core", "seq2seq.data"),
     2: ("seq2seq.checkpoint", "seq2seq.metrics", "seq2seq.heatmap"),
-    3: ("seq2seq.api", "seq2seq.training"),
+    3: ("seq2seq.api", "seq2seq.serving", "seq2seq.training"),
     4: ("seq2seq.commands",),
 }  # fmt: skip
 SHIMS_AND_FACE = 5  # seq2seq/train.py and the other python -m shims, seq2seq/__init__.py, seq2seq/__main__.py

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 import seq2seq.__main__ as umbrella
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.commands import average, bench, compare, evaluate, export, probe, train, translate
+from seq2seq.commands import average, bench, compare, evaluate, export, probe, serve, train, translate
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
@@ -409,6 +409,7 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
         (bench, "decoding speed", "python -m seq2seq.bench checkpoint=PATH"),
         (export, "a checkpoint as a portable model directory", "python -m seq2seq.export checkpoint="),
         (average, "the mean of a run's last checkpoints", "python -m seq2seq.average run="),
+        (serve, "an HTTP translation server", "python -m seq2seq.serve checkpoint=PATH"),
     ],
 )
 def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, monkeypatch, tool: ModuleType,
@@ -438,6 +439,6 @@ def test_optional_extras_are_not_core_dependencies():
     core = " ".join(project["dependencies"])
     extras = project["optional-dependencies"]
     for extra, package in (("plot", "matplotlib"), ("sweep", "hydra-joblib-launcher"), ("tensorboard", "tensorboard"),
-                           ("wandb", "wandb")):  # fmt: skip
+                           ("wandb", "wandb"), ("serve", "fastapi")):  # fmt: skip
         assert package not in core and extras[extra][0].startswith(package)
-    assert extras["dev"][0] == "seq2seq[plot,sweep]"  # the tests plot and sweep
+    assert extras["dev"][0] == "seq2seq[plot,sweep,serve]"  # the tests plot, sweep and serve

@@ -49,3 +49,10 @@ def test_a_wheel_installed_outside_the_checkout_translates(installed, checkpoint
     )  # fmt: skip
     assert recipe.returncode == 0, recipe.stderr
     assert "name: fra-eng-small" in recipe.stdout  # recipes/ travelled inside the wheel
+
+
+def test_a_wheel_carries_the_serve_page(installed, tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    listing = "from seq2seq.serving import STATIC; print(sorted(path.name for path in STATIC.iterdir()))"
+    result = subprocess.run([installed, "-c", listing], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "['app.js', 'index.html', 'style.css']", result.stderr

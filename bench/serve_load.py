@@ -1,0 +1,180 @@
+"""Load on ``seq2seq.serve``: N concurrent clients for S seconds on loopback, each sending one sentence per request.
+
+    python bench/serve_load.py checkpoint=PATH input=FILE [clients=32] [seconds=60] [key=value for serve ...]
+
+Starts the server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
+throughput, p50/p99 latency, errors, answers that differ, and the server's peak RSS (sampled), then stops the server
+with SIGTERM. With ``clients=1`` it also times each sentence translated alone in this process right after the
+server's answer, so that a busy machine slows both alike. The tests import ``start_server`` and ``load``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+LISTENING = re.compile(r"Uvicorn running on (http://\S+)")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    log: list[str] = field(default_factory=list)  # its standard error, read on by a thread so it never blocks
+
+    def stop(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+def start_server(checkpoint: str | Path, *overrides: str, timeout: float = 120) -> Server:
+    """``python -m seq2seq.serve`` on a free loopback port, once it listens."""
+    command = [sys.executable, "-m", "seq2seq.serve", f"checkpoint={checkpoint}", "port=0", *overrides]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if LISTENING.search(line):
+                listening.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not listening.wait(0.1):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the server did not start:\n" + "".join(lines))
+    url = next(match[1] for line in lines if (match := LISTENING.search(line)))
+    return Server(process, url, lines)
+
+
+@dataclass
+class Report:
+    latencies: list[float] = field(default_factory=list)  # seconds, of the requests answered 200
+    errors: int = 0  # answers not 200, and requests that got no answer
+    differ: int = 0  # answers 200 that are not the expected translation
+    seconds: float = 0.0
+    rss_kib: list[int] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        ms = sorted(1000 * s for s in self.latencies) or [0.0]
+        rss = self.rss_kib or [0]
+        return [
+            f"requests answered: {len(self.latencies)} in {self.seconds:.1f} s "
+            f"({len(self.latencies) / self.seconds:.1f} sentences/s)",
+            f"errors: {self.errors}   answers differing from translate: {self.differ}",
+            f"latency p50 {statistics.median(ms):.1f} ms, p99 {ms[int(0.99 * (len(ms) - 1))]:.1f} ms",
+            f"server RSS: first {rss[0] / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB, last {rss[-1] / 1024:.0f} MiB",
+        ]
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
+
+
+async def load(
+    url: str, expected: dict[str, str], clients: int, seconds: float, pair: tuple[str, str], pid: int | None = None
+) -> Report:
+    """``clients`` concurrent clients sending the sentences of ``expected`` round-robin to LibreTranslate's
+    ``/translate`` for ``seconds``; stops by itself."""
+    report, texts = Report(), list(expected)
+    next_text = iter(range(sys.maxsize))
+    deadline = time.monotonic() + seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while time.monotonic() < deadline:
+            text = texts[next(next_text) % len(texts)]
+            start = time.perf_counter()
+            try:
+                answer = await http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]})
+            except httpx.HTTPError:
+                report.errors += 1
+                continue
+            if answer.status_code != 200:
+                report.errors += 1
+                continue
+            report.latencies.append(time.perf_counter() - start)
+            report.differ += answer.json()["translatedText"] != expected[text]
+
+    async def sample() -> None:
+        while pid is not None and time.monotonic() < deadline:
+            report.rss_kib.append(rss_kib(pid))
+            await asyncio.sleep(0.5)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        start = time.perf_counter()
+        await asyncio.gather(sample(), *(client(http) for _ in range(clients)))
+        report.seconds = time.perf_counter() - start
+    return report
+
+
+OWN = ("checkpoint", "input", "clients", "seconds")  # this script's keys; the rest are the server's
+
+
+def alone(
+    url: str, texts: list[str], checkpoint: str, seconds: float, pair: tuple[str, str], threads: int | None
+) -> list[str]:
+    """One client, one sentence at a time: the server's latency against ``Translator`` alone on the same sentence,
+    in turn, with the server's ``threads``."""
+    from seq2seq.api import Translator
+    from seq2seq.commands.common import use_threads
+
+    use_threads(threads)
+    translator = Translator.load(checkpoint, device="cpu")
+    served, local = [], []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url) as http:
+        for text in itertools.cycle(texts):
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter()
+            http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]}).raise_for_status()
+            middle = time.perf_counter()
+            translator.translate([text])
+            served.append(1000 * (middle - start))
+            local.append(1000 * (time.perf_counter() - middle))
+    p50, alone_p50 = statistics.median(served), statistics.median(local)
+    return [f"one client, {len(served)} sentences in turn: served p50 {p50:.1f} ms, the Translator alone p50 "
+            f"{alone_p50:.1f} ms ({100 * (p50 / alone_p50 - 1):+.0f}%)"]  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    own = dict(arg.split("=", 1) for arg in argv if arg.split("=", 1)[0] in OWN)
+    overrides = [arg for arg in argv if arg.split("=", 1)[0] not in OWN]
+    texts = [line.strip() for line in Path(own["input"]).read_text(encoding="utf-8").splitlines()]
+    translate = [sys.executable, "-m", "seq2seq.translate", f"checkpoint={own['checkpoint']}",
+                 *(arg for arg in overrides if not arg.startswith("limits."))]  # fmt: skip
+    translations = subprocess.run(translate, input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
+    expected = dict(zip(texts, translations.stdout.splitlines()))
+    clients, seconds = int(own.get("clients", 32)), float(own.get("seconds", 60))
+    server = start_server(own["checkpoint"], *overrides)
+    try:
+        source, target = [language["code"] for language in httpx.get(server.url + "/languages").json()]
+        if clients == 1:
+            threads = next((int(arg.split("=")[1]) for arg in overrides if arg.startswith("threads=")), None)
+            lines = alone(server.url, texts, own["checkpoint"], seconds, (source, target), threads)
+        else:
+            report = asyncio.run(load(server.url, expected, clients, seconds, (source, target), server.process.pid))
+            lines = report.lines()
+    finally:
+        status = server.stop()
+    print(*lines, f"server exit status after SIGTERM: {status}", sep="\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,59 @@
+"""``python -m seq2seq.serve checkpoint=PATH``: the HTTP translation server (``seq2seq.serving``) on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm, use_threads, with_schemas
+from seq2seq.core.translator import Translator, pick_device
+from seq2seq.errors import UserError
+from seq2seq.resources import CONF_DIR
+from seq2seq.settings import DecodeSettings, check_tool_settings, read
+from seq2seq.settings.serve import check_serve
+
+log = logging.getLogger(__name__)
+
+
+def server_parts() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``serving.create_app`` and ``uvicorn.run``: the serve extra, or one line saying how to install it."""
+    try:
+        import uvicorn
+
+        from seq2seq.serving import create_app
+    except ImportError as error:
+        raise UserError(f'serving needs {error.name}, not installed here: pip install -e ".[serve]"') from error
+    return create_app, uvicorn.run
+
+
+def drained(signum: int, frame: Any) -> None:
+    """uvicorn raises the signal that stopped it again once every request is answered: then the server is done."""
+    log.info("%s: every request in flight answered; exiting", signal.Signals(signum).name)
+
+
+@with_schemas
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    log_to_stderr()
+    stop_on_sigterm()  # while the model loads; uvicorn drains from then on
+    read(DecodeSettings, cfg.decode, "decode")
+    check_tool_settings(cfg)
+    limits = check_serve(cfg)
+    create_app, run = server_parts()
+    use_threads(cfg.threads)
+    model = load_checkpoint(cfg.checkpoint)
+    translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
+    app = create_app(model, translator, limits)
+    signal.signal(signal.SIGTERM, drained)
+    run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""An HTTP translation server: LibreTranslate's API for the clients that speak it, a native endpoint with what the
+Python API gives (n-best, scores, decode settings, attention), and a page to try it.
+
+Concurrent requests are gathered into one ``Translator`` call (``Batcher``), so throughput under load approaches
+batched decoding. FastAPI routes and uvicorn serves; the batcher is hand-written because LitServe batches whole
+requests in worker processes, where a request here holds a list of sentences (docs/serving.md says more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qs
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from starlette.exceptions import HTTPException
+
+from seq2seq.core.translator import Translation, TranslationModel, Translator
+from seq2seq.errors import UserError
+from seq2seq.heatmap import attention_weights
+from seq2seq.settings import DecodeSettings, read
+from seq2seq.settings.serve import Limits
+from seq2seq.vocab import EOS
+
+log = logging.getLogger(__name__)
+
+STATIC = files("seq2seq") / "static"
+
+# ISO 639-3 (the corpus's codes) to the ISO 639-1 codes and names LibreTranslate's clients send and show
+LANGUAGES = {
+    "ara": ("ar", "Arabic"), "deu": ("de", "German"), "eng": ("en", "English"), "fra": ("fr", "French"),
+    "ita": ("it", "Italian"), "jpn": ("ja", "Japanese"), "nld": ("nl", "Dutch"), "por": ("pt", "Portuguese"),
+    "rus": ("ru", "Russian"), "spa": ("es", "Spanish"), "tur": ("tr", "Turkish"), "ukr": ("uk", "Ukrainian"),
+}  # fmt: skip
+
+# the search keys a request may set: the rest (lengths, batching) are the server's, so no request can make the
+# decoder run unbounded
+REQUEST_DECODE_KEYS = ("strategy", "beam_size", "length_penalty", "n_best")
+
+
+class Refused(Exception):
+    """A request answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Job:
+    """One request's sentences, waiting for the decoder."""
+
+    sentences: list[str]
+    decode: tuple[tuple[str, Any], ...]  # requests with equal settings share a batch
+    attention: bool
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class Result:
+    translations: list[list[Translation]]
+    attention: list[torch.Tensor | None]
+
+
+class Batcher:
+    """Gathers waiting requests of the same decode settings into one ``Translator`` call, in a worker thread (so
+    the server keeps answering), one batch at a time: while a batch decodes, the next one gathers.
+    """
+
+    def __init__(self, model: TranslationModel, base: Translator, limits: Limits):
+        self.model, self.base, self.limits = model, base, limits
+        self.waiting: deque[Job] = deque()
+        self.queued = 0  # sentences in ``waiting``
+        self.arrived = asyncio.Event()
+        self.concurrent = False  # whether the last batch held more than one request: then others are likely coming
+
+    @lru_cache(maxsize=16)  # noqa: B019 (one batcher per server, alive as long as it)
+    def translator(self, decode: tuple[tuple[str, Any], ...]) -> Translator:
+        """The base translator with a request's search settings: the same (possibly quantized) model."""
+        if not decode:
+            return self.base
+        settings = OmegaConf.merge(self.base.decode, dict(decode))
+        return Translator(replace(self.model, model=self.base.model), settings)
+
+    async def translate(self, job: Job) -> Result:
+        if self.queued + len(job.sentences) > self.limits.max_queued:
+            raise Refused(503, f"the server is busy ({self.queued} sentences waiting); retry in a moment")
+        self.waiting.append(job)
+        self.queued += len(job.sentences)
+        self.arrived.set()
+        return await job.done
+
+    def _take(self) -> list[Job]:
+        """The first waiting job and the later ones of its settings, up to ``decode.batch_size`` sentences."""
+        first = self.waiting.popleft()
+        taken, size, kept = [first], len(first.sentences), deque()
+        while self.waiting:
+            job = self.waiting.popleft()
+            if job.decode == first.decode and size + len(job.sentences) <= self.base.decode.batch_size:
+                taken.append(job)
+                size += len(job.sentences)
+            else:
+                kept.append(job)
+        self.waiting = kept
+        self.queued -= size
+        return taken
+
+    def _decode(self, jobs: list[Job]) -> list[Result]:
+        translator = self.translator(jobs[0].decode)
+        found = translator.translate_n_best([text for job in jobs for text in job.sentences])
+        results = []
+        for job in jobs:
+            mine, found = found[: len(job.sentences)], found[len(job.sentences) :]
+            attention = [self._attention(translator, best[0]) if job.attention else None for best in mine]
+            results.append(Result(mine, attention))
+        return results
+
+    @staticmethod
+    def _attention(translator: Translator, best: Translation) -> torch.Tensor | None:
+        if translator.model.decoder.attention is None or not best.source:
+            return None
+        return attention_weights(translator.model, best.source, best.tokens)
+
+    async def _gather(self) -> None:
+        """Wait up to ``batch_wait_ms`` for a fuller batch, unless one is already full, or the last batch was a lone
+        request's: a lone user's next request would only wait."""
+        if not self.concurrent:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.batch_wait_ms / 1000
+        while self.queued < self.base.decode.batch_size and (left := deadline - loop.time()) > 0:
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    async def run(self) -> None:
+        while True:
+            if not self.waiting:
+                self.arrived.clear()
+                await self.arrived.wait()
+                await self._gather()
+            jobs = self._take()
+            self.concurrent = len(jobs) > 1
+            try:
+                results = await asyncio.to_thread(self._decode, jobs)
+            except Exception as error:  # each waiting request answers it (500), and the decoder goes on
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_exception(error)
+                continue
+            for job, result in zip(jobs, results):
+                if not job.done.done():  # not a client that went away
+                    job.done.set_result(result)
+
+
+class RequestLog:
+    """One log line per request: what it asked, its size, how it was answered and how long it took (never its
+    text). Plain ASGI: Starlette's ``BaseHTTPMiddleware`` would add a task per request, a lone user's wait."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            size = dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1")
+            sentences = scope.setdefault("state", {}).get("sentences", 0)
+            log.info("%s %s %d %d sentences %s bytes %.1f ms", scope["method"], scope["path"], status, sentences,
+                     size, 1000 * (time.perf_counter() - start))  # fmt: skip
+
+
+def language(code: str) -> tuple[str, str]:
+    """A corpus's language code as LibreTranslate's (ISO 639-1) and its name; an unknown one as itself."""
+    return LANGUAGES.get(code, (code, code))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is longer than ``limit``, whatever its ``Content-Length`` says."""
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"the body is {declared} bytes, over the server's {limit}; send less per request")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Refused(413, f"the body is over the server's {limit} bytes; send less per request")
+    return bytes(body)
+
+
+async def parameters(request: Request, limit: int, form: bool = True) -> dict[str, Any]:
+    """A JSON object body, or (as LibreTranslate takes) a form-encoded one: a repeated form field is a list."""
+    body = await read_body(request, limit)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "application/json":
+            values = json.loads(body.decode("utf-8"))
+            if not isinstance(values, dict):
+                raise Refused(400, 'the JSON body is not an object; send {"q": ..., ...}')
+            return values
+        if form and kind == "application/x-www-form-urlencoded":
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+            return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
+    except UnicodeDecodeError as error:
+        raise Refused(400, f"the body is not UTF-8 (byte {error.start}); encode the text as UTF-8") from error
+    except json.JSONDecodeError as error:
+        raise Refused(400, f"the body is not JSON ({error.msg}, character {error.pos}); send a JSON object") from error
+    accepted = "application/json" + (" or application/x-www-form-urlencoded" if form else "")
+    raise Refused(400, f"Content-Type {kind or 'none'} is not accepted; send {accepted}")
+
+
+def sentences(values: Mapping[str, Any], limits: Limits) -> tuple[list[str], bool]:
+    """``q`` as a list of stripped sentences (as ``translate`` reads lines), and whether it was one string."""
+    q = values.get("q")
+    single = isinstance(q, str)
+    if not single and not (isinstance(q, list) and all(isinstance(text, str) for text in q)):
+        raise Refused(400, "q is required: the text to translate, a string or a list of strings")
+    texts = [q] if single else q
+    if len(texts) > limits.max_sentences:
+        raise Refused(413, f"q holds {len(texts)} sentences, over the server's {limits.max_sentences}; split it")
+    if (longest := max(map(len, texts), default=0)) > limits.max_chars:
+        raise Refused(413, f"a sentence of q holds {longest} characters, over the server's {limits.max_chars}; "
+                           "split it")  # fmt: skip
+    return [text.strip() for text in texts], single
+
+
+def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> tuple[tuple[str, Any], ...]:
+    """A request's ``decode`` object, checked by the command line's rules (``DecodeSettings``' rules) on top of the
+    server's settings; as a key that groups requests by their settings."""
+    if values is None:
+        return ()
+    if not isinstance(values, dict) or not set(values) <= set(REQUEST_DECODE_KEYS):
+        raise Refused(400, f"decode is an object of {', '.join(REQUEST_DECODE_KEYS)}; the rest are the server's")
+    try:
+        merged = OmegaConf.merge(base, values)
+        read(DecodeSettings, merged, "decode")
+    except (OmegaConfBaseException, ValueError, UserError) as error:
+        raise Refused(400, str(error).splitlines()[0]) from error
+    if merged.beam_size > limits.max_beam_size:
+        raise Refused(400, f"decode.beam_size={merged.beam_size} is over the server's {limits.max_beam_size}")
+    return tuple(sorted(values.items()))
+
+
+def check_pair(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """The model's source code, once ``source`` and ``target`` name its pair (either code; ``auto``: the source)."""
+    data = config["data"]
+    pair = {side: (data[key], language(data[key])[0]) for side, key in (("source", "src_lang"), ("target", "tgt_lang"))}
+    source, target = values.get("source"), values.get("target")
+    if values.get("format", "text") != "text":
+        raise Refused(400, f"format={values['format']} is not translated here; send plain text with format=text")
+    if (source not in pair["source"] and source != "auto") or target not in pair["target"]:
+        code, to = language(data["src_lang"])[0], language(data["tgt_lang"])[0]
+        raise Refused(400, f"source={source} target={target}: this model translates {code} to {to} only; "
+                           f"send source={code} target={to}")  # fmt: skip
+    return language(data["src_lang"])[0]
+
+
+def attention_json(model: TranslationModel, best: Translation, weights: torch.Tensor | None) -> dict[str, Any] | None:
+    if weights is None:
+        return None
+    return {
+        "source": model.source_tokenizer.id_to_piece(best.source),
+        "target": model.target_tokenizer.id_to_piece([*best.tokens, EOS]),
+        "weights": [[round(w, 4) for w in row] for row in weights.tolist()],
+    }
+
+
+def create_app(model: TranslationModel, base: Translator, limits: Limits) -> FastAPI:
+    """The server's routes around ``base`` (a ``Translator`` of ``model``), whose decode settings are the default."""
+    batcher = Batcher(model, base, limits)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(batcher.run())
+        state["ready"] = True
+        yield  # uvicorn answers every request in flight before it gets here (SIGTERM's drain)
+        state["ready"] = False
+        worker.cancel()
+
+    app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(RequestLog)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, error: Refused) -> JSONResponse:
+        headers = {"Retry-After": "1"} if error.status == 503 else None
+        return JSONResponse({"error": str(error)}, error.status, headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {error.detail}"}, error.status_code)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"the server failed to translate ({type(error).__name__}); see its log"}, 500)
+
+    async def translated(request: Request, texts: list[str], decode: tuple, attention: bool) -> Result:
+        request.state.sentences = len(texts)
+        return await batcher.translate(Job(texts, decode, attention))
+
+    @app.get("/")
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Live: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """Ready: the model is loaded and the decoder runs (not while starting or draining)."""
+        if not state["ready"]:
+            return JSONResponse({"error": "not ready: the server is starting or draining"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/languages")
+    async def languages() -> list[dict[str, Any]]:
+        """LibreTranslate's shape: each language the model reads, with those it translates into."""
+        data = model.config["data"]
+        (source, source_name), (target, target_name) = language(data["src_lang"]), language(data["tgt_lang"])
+        return [
+            {"code": source, "name": source_name, "targets": [target]},
+            {"code": target, "name": target_name, "targets": []},
+        ]
+
+    @app.post("/translate")
+    async def libretranslate(request: Request) -> dict[str, Any]:
+        """LibreTranslate's ``/translate``: ``translatedText`` in the shape of ``q``."""
+        values = await parameters(request, limits.max_body_bytes)
+        source = check_pair(values, model.config)
+        texts, single = sentences(values, limits)
+        result = await translated(request, texts, (), attention=False)
+        best = [found[0].text for found in result.translations]
+        answer: dict[str, Any] = {"translatedText": best[0] if single else best}
+        if values.get("source") == "auto":
+            answer["detectedLanguage"] = {"confidence": 100.0, "language": source}
+        return answer
+
+    @app.post("/v1/translate")
+    async def native(request: Request) -> dict[str, Any]:
+        """Per sentence, the n-best translations with their scores, and with ``attention``, the best one's weights."""
+        values = await parameters(request, limits.max_body_bytes, form=False)
+        texts, _ = sentences(values, limits)
+        decode = request_decode(values.get("decode"), limits, base.decode)
+        if not isinstance(attention := values.get("attention", False), bool):
+            raise Refused(400, f"attention={attention!r} is not true or false")
+        result = await translated(request, texts, decode, attention)
+        return {
+            "translations": [
+                {
+                    "n_best": [{"text": t.text, "score": round(t.score, 4)} for t in found],
+                    "attention": attention_json(model, found[0], weights) if attention else None,
+                }
+                for found, weights in zip(result.translations, result.attention)
+            ]
+        }
+
+    return app

@@ -1,0 +1,432 @@
+"""``seq2seq.serve``: LibreTranslate's API and the native one answer as the Translator does, concurrent requests share
+a batch, and every refusal is one JSON line with its status; live, the real client, SIGTERM's drain and the page."""
+
+import asyncio
+import itertools
+import json
+import logging
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from conftest import SENTENCES, save_tiny_checkpoint
+from fastapi.testclient import TestClient
+from hydra import compose, initialize_config_dir
+from serve_load import load, start_server
+
+from seq2seq.api import Translator
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.commands.serve import server_parts
+from seq2seq.errors import UserError
+from seq2seq.resources import CONF_DIR
+from seq2seq.serving import create_app
+from seq2seq.settings.presets import decode_preset
+from seq2seq.settings.serve import Limits, check_serve
+
+PAIR = {"source": "fr", "target": "en"}
+TEXTS = ["Je suis content.", "Il fait froid.", "Nous sommes en retard."]
+
+
+@pytest.fixture(scope="module")
+def attention_checkpoint(tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("attention") / "tiny.ckpt", "model.attention=bahdanau")
+
+
+def serving(checkpoint: Path, decode: str = "greedy", **limits) -> tuple[TestClient, Translator]:
+    model = load_checkpoint(checkpoint)
+    translator = Translator(model, decode_preset(decode))
+    return TestClient(create_app(model, translator, Limits(**limits))), translator
+
+
+@pytest.fixture
+def server(checkpoint):
+    client, translator = serving(checkpoint)
+    with client:  # runs the lifespan: the batcher
+        yield client, translator
+
+
+def refusal(answer: httpx.Response, status: int) -> str:
+    """The error of a refusal, checked to be one JSON line ``{"error": ...}`` with ``status``."""
+    assert answer.status_code == status, answer.text
+    assert "\n" not in answer.text and list(answer.json()) == ["error"]
+    return answer.json()["error"]
+
+
+def test_translate_answers_in_the_shape_of_q_what_the_translator_gives(server):
+    client, translator = server
+    expected = translator.translate(TEXTS)
+    assert client.post("/translate", json={"q": TEXTS[0], **PAIR}).json() == {"translatedText": expected[0]}
+    assert client.post("/translate", json={"q": TEXTS, **PAIR}).json() == {"translatedText": expected}
+    form = client.post("/translate", data={"q": TEXTS[1], **PAIR, "format": "text", "api_key": ""})
+    assert form.json() == {"translatedText": expected[1]}
+    auto = client.post("/translate", json={"q": TEXTS[0], "source": "auto", "target": "eng"}).json()
+    assert auto == {"translatedText": expected[0], "detectedLanguage": {"confidence": 100.0, "language": "fr"}}
+
+
+def test_languages_names_the_models_pair_as_libretranslate_does(server):
+    client, _ = server
+    assert client.get("/languages").json() == [
+        {"code": "fr", "name": "French", "targets": ["en"]},
+        {"code": "en", "name": "English", "targets": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "error"),
+    [
+        ({"json": {"q": "a", "source": "de", "target": "en"}}, 400,
+         "source=de target=en: this model translates fr to en only; send source=fr target=en"),
+        ({"json": {"q": "a", "source": ["fr"], "target": "en"}}, 400, "source=['fr'] target=en: this model translates"),
+        ({"json": {"q": "a", **PAIR, "format": "html"}}, 400, "format=html is not translated here"),
+        ({"json": {"source": "fr", "target": "en"}}, 400, "q is required"),
+        ({"json": {"q": [1], **PAIR}}, 400, "q is required: the text to translate, a string or a list of strings"),
+        ({"json": {"q": ["a"] * 65, **PAIR}}, 413, "q holds 65 sentences, over the server's 64"),
+        ({"json": {"q": "a" * 1001, **PAIR}}, 413, "a sentence of q holds 1001 characters, over the server's 1000"),
+        ({"content": b"x" * (10 << 20), "headers": {"Content-Type": "application/json"}}, 413,
+         "the body is 10485760 bytes, over the server's 1048576"),
+        ({"content": b'{"q": ', "headers": {"Content-Type": "application/json"}}, 400, "the body is not JSON"),
+        ({"content": b"[1]", "headers": {"Content-Type": "application/json"}}, 400, "the JSON body is not an object"),
+        ({"content": b"q=a", "headers": {"Content-Type": "text/plain"}}, 400,
+         "Content-Type text/plain is not accepted; send application/json or application/x-www-form-urlencoded"),
+        ({"content": b'{"q": "\xe9t\xe9"}', "headers": {"Content-Type": "application/json"}}, 400,
+         "the body is not UTF-8 (byte 7)"),
+        ({"content": b"q=%E9t%E9&source=fr", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 400,
+         "the body is not UTF-8"),
+    ],
+)  # fmt: skip
+def test_each_bad_translate_request_gets_one_json_error_line_naming_the_fix(server, request_, status, error):
+    client, _ = server
+    assert refusal(client.post("/translate", **request_), status).startswith(error)
+
+
+def test_a_body_longer_than_its_content_length_claims_is_refused_once_past_the_limit(checkpoint):
+    client, _ = serving(checkpoint, max_body_bytes=100)
+
+    def chunks():
+        yield b'{"q": "'
+        yield b"a" * 200
+
+    with client:
+        error = refusal(client.post("/translate", content=chunks(), headers={"Content-Type": "application/json"}), 413)
+    assert error == "the body is over the server's 100 bytes; send less per request"
+
+
+def test_unknown_routes_and_methods_answer_one_json_error_line(server):
+    client, _ = server
+    assert refusal(client.get("/nowhere"), 404) == "GET /nowhere: Not Found"
+    assert refusal(client.get("/translate"), 405) == "GET /translate: Method Not Allowed"
+
+
+def test_native_endpoint_gives_the_n_best_with_scores_of_the_requests_decode_settings(server, checkpoint):
+    client, _ = server
+    beam = Translator(load_checkpoint(checkpoint), decode_preset("beam", n_best=3))
+    expected = beam.translate_n_best(TEXTS[:2])
+    decode = {"strategy": "beam", "beam_size": 5, "length_penalty": 1.0, "n_best": 3}
+    answer = client.post("/v1/translate", json={"q": TEXTS[:2], "decode": decode}).json()
+    assert [[t["text"] for t in found["n_best"]] for found in answer["translations"]] == [
+        [t.text for t in found] for found in expected
+    ]
+    assert [[t["score"] for t in found["n_best"]] for found in answer["translations"]] == [
+        [round(t.score, 4) for t in found] for found in expected
+    ]
+    assert all(found["attention"] is None for found in answer["translations"])
+
+
+@pytest.mark.parametrize(
+    ("decode", "error"),
+    [
+        ({"n_best": 2}, "decode.n_best=2 is more than decode.strategy=greedy finds; use decode=beam"),
+        ({"strategy": "sampling"}, "decode.strategy='sampling' is not one of ('greedy', 'beam')"),
+        ({"beam_size": 5}, "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy"),
+        ({"strategy": "beam", "beam_size": 17}, "decode.beam_size=17 is over the server's 16"),
+        ({"max_length": 10000}, "decode is an object of strategy, beam_size, length_penalty, n_best"),
+        ({"beam_size": "five"}, "Value 'five' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_native_decode_settings_are_checked_by_the_command_lines_rules(server, decode, error):
+    client, _ = server
+    assert refusal(client.post("/v1/translate", json={"q": "a", "decode": decode}), 400).startswith(error)
+
+
+def test_native_endpoint_takes_json_only(server):
+    client, _ = server
+    error = refusal(client.post("/v1/translate", data={"q": "a"}), 400)
+    assert error == "Content-Type application/x-www-form-urlencoded is not accepted; send application/json"
+
+
+def test_native_endpoint_gives_the_attention_of_the_best_translation(attention_checkpoint):
+    client, translator = serving(attention_checkpoint)
+    with client:
+        found = client.post("/v1/translate", json={"q": TEXTS[0], "attention": True}).json()["translations"][0]
+    best = translator.translate_n_best([TEXTS[0]])[0][0]
+    attention = found["attention"]
+    assert attention["source"] == translator.source_tokenizer.id_to_piece(best.source)
+    assert attention["target"][-1] == "</s>" and len(attention["target"]) == len(best.tokens) + 1
+    assert [len(row) for row in attention["weights"]] == [len(best.source)] * len(attention["target"])
+    assert all(sum(row) == pytest.approx(1, abs=1e-3) for row in attention["weights"])
+
+
+@pytest.fixture
+def decoder(monkeypatch) -> SimpleNamespace:
+    """The Translator's decoding, each call held until ``release`` is set; ``calls``: each one's strategy and size."""
+    held = SimpleNamespace(calls=[], decoding=threading.Event(), release=threading.Event())
+    original = Translator.translate_n_best
+
+    def translate_n_best(self, sentences, first_line=1):
+        held.calls.append((self.decode.strategy, len(sentences)))
+        held.decoding.set()
+        held.release.wait(10)
+        return original(self, sentences, first_line)
+
+    monkeypatch.setattr(Translator, "translate_n_best", translate_n_best)
+    return held
+
+
+async def behind_a_held_batch(app, decoder: SimpleNamespace, requests: list[tuple[str, dict]]) -> list:
+    """``requests`` sent at once, in this process, while the decoder holds a first one; then let go: their answers."""
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://s") as http:
+        first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
+        await asyncio.to_thread(decoder.decoding.wait, 10)
+        sent = [asyncio.create_task(http.post(path, json=body)) for path, body in requests]
+        await asyncio.sleep(0.1)  # all of them arrive
+        decoder.release.set()
+        assert (await first).status_code == 200
+        return await asyncio.gather(*sent)
+
+
+def test_requests_that_arrive_while_a_batch_decodes_are_decoded_together_grouped_by_settings(checkpoint, decoder):
+    client, translator = serving(checkpoint)
+    greedy = [("/translate", {"q": text, **PAIR}) for text in SENTENCES[:8]]
+    beam = [("/v1/translate", {"q": text, "decode": {"strategy": "beam", "beam_size": 2}}) for text in SENTENCES[:4]]
+    answers = asyncio.run(behind_a_held_batch(client.app, decoder, greedy + beam))
+    assert decoder.calls == [("greedy", 1), ("greedy", 8), ("beam", 4)]
+    expected = translator.translate(SENTENCES[:8])
+    assert [a.json()["translatedText"] for a in answers[:8]] == expected
+
+
+def test_a_lone_users_requests_do_not_wait_for_company(checkpoint):
+    client, _ = serving(checkpoint, batch_wait_ms=5000)
+    with client:
+        start = time.monotonic()
+        for text in TEXTS:
+            assert client.post("/translate", json={"q": text, **PAIR}).status_code == 200
+    assert time.monotonic() - start < 5  # each would otherwise wait 5 s
+
+
+def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
+    client, _ = serving(checkpoint, max_queued=2)
+    requests = [("/translate", {"q": text, **PAIR}) for text in ("b", "c", "d")]
+    *answered, refused = asyncio.run(behind_a_held_batch(client.app, decoder, requests))
+    assert refusal(refused, 503) == "the server is busy (2 sentences waiting); retry in a moment"
+    assert refused.headers["Retry-After"] == "1"
+    assert [answer.status_code for answer in answered] == [200, 200]
+
+
+def test_health_is_live_and_ready_only_while_the_decoder_runs(checkpoint):
+    client, _ = serving(checkpoint)
+    assert client.get("/health").json() == {"status": "ok"}
+    assert refusal(client.get("/ready"), 503) == "not ready: the server is starting or draining"
+    with client:
+        assert client.get("/ready").json() == {"status": "ready"}
+
+
+def test_each_request_is_logged_in_one_line_with_its_size_and_latency_but_not_its_text(server, caplog):
+    client, _ = server
+    with caplog.at_level(logging.INFO, logger="seq2seq.serving"):
+        client.post("/translate", json={"q": TEXTS[:2], **PAIR})
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.serving"]
+    assert line.startswith("POST /translate 200 2 sentences ") and line.endswith(" ms")
+    assert not any(word in line for word in ("Je", "froid"))
+
+
+def test_the_page_and_everything_it_loads_are_served_by_the_server(server):
+    client, _ = server
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html") and 'name="viewport"' in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert asset in page.text and client.get(asset).status_code == 200
+    assert "http" not in page.text  # no CDN: every address is the server's own
+
+
+@pytest.mark.slow
+def test_the_libretranslate_client_translates_and_lists_the_pair_on_a_live_server(checkpoint):
+    from libretranslatepy import LibreTranslateAPI
+
+    expected = Translator.load(checkpoint).translate(TEXTS)
+    server = start_server(checkpoint)
+    try:
+        client = LibreTranslateAPI(server.url + "/")
+        assert client.translate(TEXTS[0], "fr", "en") == expected[0]
+        assert client.languages()[0]["code"] == "fr"
+        listed = httpx.post(server.url + "/translate", json={"q": TEXTS, **PAIR}).json()  # a list is sent as JSON
+        assert listed == {"translatedText": expected}
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_sigterm_with_32_requests_in_flight_answers_all_then_exits_0(checkpoint):
+    texts = SENTENCES[:16] * 2
+    expected = Translator.load(checkpoint).translate(texts)
+    server = start_server(checkpoint)
+    host, port = server.url.removeprefix("http://").split(":")
+
+    async def answer_after_sigterm(text: str, signalled: asyncio.Event) -> tuple[int, dict]:
+        """A request whose body is half sent at SIGTERM (so it is in flight), and finished after."""
+        body = json.dumps({"q": text, **PAIR}).encode()
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /translate HTTP/1.1\r\nHost: serve\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:5]))  # fmt: skip
+        await writer.drain()
+        await signalled.wait()
+        writer.write(body[5:])
+        head, payload = (await asyncio.wait_for(reader.read(), 30)).split(b"\r\n\r\n", 1)  # closed once answered
+        writer.close()
+        return int(head.split()[1]), json.loads(payload)
+
+    async def in_flight() -> list[tuple[int, dict]]:
+        signalled = asyncio.Event()
+        sent = [asyncio.create_task(answer_after_sigterm(text, signalled)) for text in texts]
+        await asyncio.sleep(1)  # every request's head has arrived
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # the server is draining
+        signalled.set()
+        return await asyncio.gather(*sent)
+
+    answers = asyncio.run(in_flight())
+    assert server.process.wait(30) == 0
+    assert answers == [(200, {"translatedText": translation}) for translation in expected]
+    assert any("SIGTERM: every request in flight answered; exiting" in line for line in server.log)
+
+
+@pytest.mark.slow
+def test_a_short_load_gets_every_answer_right_and_stops_by_itself(checkpoint):
+    translations = Translator.load(checkpoint).translate(SENTENCES)
+    server = start_server(checkpoint)
+    try:
+        report = asyncio.run(load(server.url, dict(zip(SENTENCES, translations)), 8, 2.0, ("fr", "en"),
+                                  server.process.pid))  # fmt: skip
+    finally:
+        assert server.stop() == 0
+    assert (report.errors, report.differ) == (0, 0)
+    assert len(report.latencies) > 8 and report.rss_kib
+
+
+class DevTools:
+    """A page of a headless Chromium, driven over the DevTools protocol (the page test's browser)."""
+
+    def __init__(self, websocket_url: str):
+        from websockets.sync.client import connect
+
+        self.socket = connect(websocket_url, max_size=None)
+        self.ids = itertools.count(1)
+
+    def send(self, method: str, **params) -> dict:
+        number = next(self.ids)
+        self.socket.send(json.dumps({"id": number, "method": method, "params": params}))
+        while (message := json.loads(self.socket.recv(timeout=60))).get("id") != number:
+            pass  # an event, not our answer
+        assert "error" not in message, message
+        return message["result"]
+
+    def evaluate(self, expression: str):
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            assert time.monotonic() < deadline, f"the page never had {expression}"
+            time.sleep(0.1)
+        return value
+
+
+@contextmanager
+def chromium_page(tmp_path: Path) -> Iterator[DevTools]:
+    """A blank page of Debian's headless chromium; the test skips, saying why, where there is none."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it): no page test")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"]
+    log = tmp_path / "chromium.log"  # a file, not a pipe: a full pipe would stop the browser
+    with log.open("w") as stderr:
+        browser = subprocess.Popen([binary, *flags, f"--user-data-dir={tmp_path / 'profile'}", "about:blank"],
+                                   stderr=stderr)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"ws://[\d.]+:(\d+)/", log.read_text())):
+            assert browser.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        port = match[1]
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list").json()
+        [page] = [target for target in targets if target["type"] == "page"]
+        yield DevTools(page["webSocketDebuggerUrl"])
+    finally:
+        browser.kill()
+        browser.wait()
+
+
+@pytest.mark.slow
+def test_the_page_translates_typed_french_on_a_phone_screen_and_draws_its_attention(attention_checkpoint, tmp_path):
+    expected = Translator.load(attention_checkpoint).translate([TEXTS[0]])[0]
+    server = start_server(attention_checkpoint)
+    try:
+        with chromium_page(tmp_path) as page:
+            page.send("Emulation.setDeviceMetricsOverride", width=375, height=667, deviceScaleFactor=2, mobile=True)
+            page.send("Page.navigate", url=server.url + "/")
+            page.wait_for("document.getElementById('pair')?.textContent === 'fr → en'")
+            page.evaluate("document.getElementById('source').focus()")
+            page.send("Input.insertText", text=TEXTS[0])
+            for kind in ("rawKeyDown", "keyUp"):  # Ctrl+Enter: the keyboard's translate
+                page.send("Input.dispatchKeyEvent", type=kind, modifiers=2, key="Enter", code="Enter",
+                          windowsVirtualKeyCode=13)  # fmt: skip
+            translation = page.wait_for("document.getElementById('translation').textContent")
+            drawn = page.evaluate(NON_WHITE_PIXELS)
+            width = page.evaluate("document.documentElement.scrollWidth")
+    finally:
+        assert server.stop() == 0
+    assert translation == expected
+    assert drawn > 0
+    assert width <= 375  # nothing wider than the phone's screen
+
+
+NON_WHITE_PIXELS = """(() => {
+  const canvas = document.getElementById("heatmap");
+  if (!canvas.width) return 0;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < pixels.length; i += 4) count += pixels[i] < 250;
+  return count;
+})()"""
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("port=70000", "port=70000 is not an integer from 0 to 65535 (0: any free port)"),
+        ("limits.max_queued=0", "limits.max_queued=0 is not an integer >= 1"),
+        ("limits.batch_wait_ms=-1", "limits.batch_wait_ms=-1.0 is not a number >= 0"),
+    ],
+)
+def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(checkpoint, override, error):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
+    with pytest.raises(ValueError, match=re.escape(error)):
+        check_serve(cfg)
+
+
+def test_serving_without_the_serve_extra_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(UserError) as raised:
+        server_parts()
+    assert str(raised.value) == 'serving needs uvicorn, not installed here: pip install -e ".[serve]"'
