@@ -27,7 +27,8 @@ from serve_load import load, start_server
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.serve import server_parts
-from seq2seq.errors import UserError
+from seq2seq.core import translator as core
+from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR
 from seq2seq.serving import create_app
 from seq2seq.settings.presets import decode_preset
@@ -180,7 +181,7 @@ def test_native_endpoint_gives_the_attention_of_the_best_translation(attention_c
 def decoder(monkeypatch) -> SimpleNamespace:
     """The Translator's decoding, each call held until ``release`` is set; ``calls``: each one's strategy and size."""
     held = SimpleNamespace(calls=[], decoding=threading.Event(), release=threading.Event())
-    original = Translator.translate_n_best
+    original = core.Translator.translate_n_best  # the base class: the server makes core Translators per setting
 
     def translate_n_best(self, sentences, first_line=1):
         held.calls.append((self.decode.strategy, len(sentences)))
@@ -188,7 +189,7 @@ def decoder(monkeypatch) -> SimpleNamespace:
         held.release.wait(10)
         return original(self, sentences, first_line)
 
-    monkeypatch.setattr(Translator, "translate_n_best", translate_n_best)
+    monkeypatch.setattr(core.Translator, "translate_n_best", translate_n_best)
     return held
 
 
@@ -421,7 +422,7 @@ NON_WHITE_PIXELS = """(() => {
 def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(checkpoint, override, error):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
-    with pytest.raises(ValueError, match=re.escape(error)):
+    with pytest.raises(SettingsError, match=re.escape(error)):
         check_serve(cfg)
 
 
