@@ -289,10 +289,11 @@ def test_sigterm_while_training_saves_a_checkpoint_as_ctrl_c_does(cache, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_run_that_stops_before_its_first_validation_still_saves_and_scores(cache, tmp_path):
+def test_a_run_that_stops_before_its_first_scheduled_validation_validates_at_its_last_step(cache, tmp_path):
     summary = train(config(cache, "trainer.max_steps=10", "trainer.val_check_interval=1.0"), tmp_path)
-    assert summary["steps"] == 10 and summary["validation_bleu_curve"] == [] and summary["valid_bleu"] is None
-    assert Path(summary["best_checkpoint"]).name == "last.ckpt" and Path(summary["best_checkpoint"]).is_file()
+    assert summary["steps"] == 10 and [step for step, _ in summary["validation_bleu_curve"]] == [10]
+    assert Path(summary["best_checkpoint"]).name == "best.ckpt" and Path(summary["best_checkpoint"]).is_file()
+    assert summary["valid_bleu"] is not None and summary["test"]["greedy"]["sentences"] > 0
 
 
 @pytest.mark.slow

@@ -87,9 +87,9 @@ def test_evaluate_shows_a_bar_of_sentences_on_stderr_only_when_asked_or_a_termin
     evaluate.main(composed("evaluate", f"checkpoint={checkpoint}", f"input={pairs}", f"progress={progress}",
                            f"output_dir={tmp_path}", "decode.batch_size=4"))  # fmt: skip
     out, err = capsys.readouterr()
-    assert out.startswith("pairs: 90 sentences") and not BAR.search(out)
+    assert out.startswith("pairs.txt: 90 sentences") and not BAR.search(out)
     if progress == "always":
-        assert "pairs: 100%|" in err and "90/90" in err and "sentences/s" in err
+        assert "pairs.txt: 100%|" in err and "90/90" in err and "sentences/s" in err
     else:
         assert not BAR.search(err)
 

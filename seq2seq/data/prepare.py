@@ -279,7 +279,8 @@ def corpus_split(trained: Any, split: str, paths: Any) -> list[tuple[str, str]]:
         OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),
     )
     defaults.pop("defaults")
-    data_cfg = OmegaConf.merge(defaults, chosen, {"mirror": paths.mirror, "cache_dir": paths.cache_dir})
+    where = {"cache_dir": paths.cache_dir} | ({"mirror": paths.mirror} if chosen["source"] == "tatoeba" else {})
+    data_cfg = OmegaConf.merge(defaults, chosen, where)
     try:
         check_data(data_cfg)
     except SettingsError as error:
