@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -20,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
+from tqdm import tqdm
 
 import seq2seq.__main__ as umbrella
 from seq2seq.api import Translator
@@ -296,6 +298,20 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
 
 NOTICES = ("litlogger", "LeafSpec", "transfer_batch_to_device", "weights_only", "could not find the monitored key",
            "exists and is not empty")  # fmt: skip
+
+
+def test_in_a_terminal_warnings_and_log_lines_print_above_the_training_bar_not_onto_it(monkeypatch):
+    written = []
+    monkeypatch.setattr(tqdm, "write", lambda text, *args, **kwargs: written.append(text))
+    console = logging.StreamHandler(sys.stderr)  # Hydra's console handler, as a training run has it
+    logging.getLogger().addHandler(console)
+    try:
+        with run.warnings_above_the_bar():
+            warnings.warn("a library's notice", UserWarning, stacklevel=1)
+            logging.getLogger("seq2seq").warning("validation at step 3")
+    finally:
+        logging.getLogger().removeHandler(console)
+    assert [text.splitlines()[0].rsplit(": ", 1)[-1] for text in written] == ["a library's notice", "validation at step 3"]
 
 
 @pytest.mark.slow
