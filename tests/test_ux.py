@@ -311,7 +311,8 @@ def test_in_a_terminal_warnings_and_log_lines_print_above_the_training_bar_not_o
             logging.getLogger("seq2seq").warning("validation at step 3")
     finally:
         logging.getLogger().removeHandler(console)
-    assert [text.splitlines()[0].rsplit(": ", 1)[-1] for text in written] == ["a library's notice", "validation at step 3"]
+    messages = [text.splitlines()[0].rsplit(": ", 1)[-1] for text in written]
+    assert messages == ["a library's notice", "validation at step 3"]
 
 
 @pytest.mark.slow
