@@ -78,7 +78,7 @@ def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
 @pytest.mark.slow
 def test_a_non_finite_loss_skips_exactly_that_step(caplog):
     batches = toy_batches(6)
-    with caplog.at_level(logging.WARNING, logger="seq2seq.task"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq.training.task"):
         skipped = fit(batches, poisoned={2, 4})
     assert sum("the loss is not finite; skipping this batch" in r.message for r in caplog.records) == 2
     adam = skipped.trainer.optimizers[0]
