@@ -15,6 +15,13 @@ from seq2seq.training.task import TranslationTask
 register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the trained ``reversal_model`` (itself or through another fixture) trains: it is slow."""
+    for item in items:
+        if "reversal_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def reversal_model():
     """A small model that has learned to reverse sequences (trained once per test session)."""

@@ -78,7 +78,7 @@ def fit(batches: list[Batch], poisoned: set[int]) -> PoisonedTask:
 @pytest.mark.slow
 def test_a_non_finite_loss_skips_exactly_that_step(caplog):
     batches = toy_batches(6)
-    with caplog.at_level(logging.WARNING, logger="seq2seq.task"):
+    with caplog.at_level(logging.WARNING, logger="seq2seq.training.task"):
         skipped = fit(batches, poisoned={2, 4})
     assert sum("the loss is not finite; skipping this batch" in r.message for r in caplog.records) == 2
     adam = skipped.trainer.optimizers[0]
@@ -396,7 +396,7 @@ from omegaconf import OmegaConf
 import seq2seq.commands.train  # registers the run directory's resolvers
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings.presets import register_schemas
-register_schemas()  # as the command does before Hydra composes
+register_schemas()  # as the command does before composing
 with initialize_config_dir(CONF_DIR, version_base="1.3"):
     OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
     print(compose("train", ["recipe=fra-eng-small", "paths.runs_dir=runs"], return_hydra_config=True).hydra.run.dir)

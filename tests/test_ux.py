@@ -135,7 +135,7 @@ def test_train_threads_sets_torchs_cpu_threads_before_any_data_work(tmp_path, mo
     with pytest.raises(AssertionError, match="data work"):
         run.train(composed("train", "threads=1"), tmp_path / "run")
     assert torch.get_num_threads() == 1
-    with pytest.raises(ValueError, match=r"^threads=0 is not one of \(None,\) or an integer >= 1$"):
+    with pytest.raises(SettingsError, match=r"^threads=0 is not one of \(None,\) or an integer >= 1$"):
         run.train(composed("train", "threads=0"), tmp_path / "run")
 
 
@@ -389,9 +389,9 @@ ENDS = r"step 6: \d\.\d\d\d s per step; {} more steps to the end would take \d+ 
 def test_the_projected_time_follows_the_first_steps(caplog, limits, expected):
     trainer = L.Trainer(**limits, callbacks=[ProjectedTime(steps=5)], limit_val_batches=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="seq2seq.monitor"):
+    with caplog.at_level(logging.INFO, logger="seq2seq.training.monitor"):
         trainer.fit(BoringModel())
-    [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.monitor"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.training.monitor"]
     assert re.fullmatch(expected, line), line
 
 
