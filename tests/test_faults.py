@@ -295,10 +295,19 @@ def uninterrupted(tmp_path_factory, kill_cache) -> dict:
 @pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
 @pytest.mark.parametrize("stop", STOPS)
 def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_uninterrupted_run(
-    tmp_path, kill_cache, uninterrupted, stop
+    tmp_path, kill_cache, uninterrupted, stop, monkeypatch
 ):
     first, rest = STOPS[stop]
+    if stop == "max_time":  # steps of 0.1 s at least, so that the clock stops the run within its first 30 steps
+        step = TranslationTask.training_step
+
+        def slow_step(self, batch, batch_idx):
+            time.sleep(0.1)
+            return step(self, batch, batch_idx)
+
+        monkeypatch.setattr(TranslationTask, "training_step", slow_step)
     stopped = train_in_process(kill_cache, tmp_path / "first", *first)
+    monkeypatch.undo()
     assert 0 < stopped["steps"] < 30
     resumed = train_in_process(kill_cache, tmp_path / "resumed", f"resume={tmp_path / 'first'}", *rest)
     assert resumed["steps"] == uninterrupted["steps"] == 30
