@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import SENTENCES, save_tiny_checkpoint
 from fastapi.testclient import TestClient
+from helpers.runs import SENTENCES, save_tiny_checkpoint
 from hydra import compose, initialize_config_dir
 from serve_load import load, start_server
 

@@ -10,11 +10,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.training.task import TranslationTask
 
 ROOT = Path(__file__).resolve().parents[2]
 # the read-only mirror: where SEQ2SEQ_MIRROR says, else ../shared/data/fra-eng beside the project
@@ -82,3 +85,17 @@ def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
     assert exit.value.code == 1 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err.removeprefix("error: ").rstrip("\n")
+
+
+def save_tiny_checkpoint(path: Path, *overrides: str) -> Path:
+    """An untrained tiny model with real tokenizers (``overrides`` of the train config), saved as training saves it."""
+    overrides = ["model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}", *overrides]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
+    torch.manual_seed(0)
+    task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
+    saved = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(saved)
+    torch.save(saved, path)
+    return path
