@@ -265,6 +265,11 @@ def test_evaluations_of_two_checkpoints_and_of_a_file_named_like_a_split_keep_ap
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         split_stem = evaluate.results_stem(tmp_path / "a.ckpt", "test", compose("evaluate", ["checkpoint=x"]))
     assert split_stem == "a.test.greedy" not in metrics
+    bare = tmp_path / "test"  # a file named exactly like the split
+    shutil.copy(test_file, bare)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        evaluate.main(compose("evaluate", [f"checkpoint={tmp_path / 'a'}.ckpt", f"input={bare}"]))
+    assert "a.test.input.greedy" in json.loads((tmp_path / "metrics.json").read_text())
 
 
 def test_an_exported_directorys_results_go_into_it(checkpoint, tmp_path):

@@ -45,7 +45,8 @@ def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, l
 
     A file is read in the model's direction: a TSV as source<TAB>reference (a model trained on your own files:
     in its ``data.src_column`` and ``data.tgt_column``), or ``input=[SOURCE_FILE,REFERENCE_FILE]`` aligned;
-    ``.gz`` is read directly. The name is the file's (``test.tsv``), never a split's (``test``).
+    ``.gz`` is read directly. The name is the file's (``test.tsv``), never a split's: a file named ``test`` or
+    ``valid`` is ``test.input``.
     """
     if not cfg.input:
         return cfg.split, corpus_split(trained, cfg.split, cfg.paths)
@@ -60,7 +61,8 @@ def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, l
         log.info("input=%s: read as %s, line by line", list(files), languages)
         pairs = sources.read_split(files, (0, 1), "input")
     check_direction(trained, pairs, cfg.input)
-    return Path(files if isinstance(files, str) else files[0]).name, pairs
+    name = Path(files if isinstance(files, str) else files[0]).name
+    return (f"{name}.input" if name in sources.SPLITS else name), pairs
 
 
 def unknowns(tokenizer: Tokenizer, texts: Sequence[str]) -> int:
