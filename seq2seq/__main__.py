@@ -9,6 +9,7 @@ COMMANDS = {
     "train": "prepare the data, train, keep the best checkpoint, score it on the test split",
     "evaluate": "BLEU and chrF (sacrebleu) of a checkpoint on its test or valid split, or on a file",
     "translate": "translate standard input or a file, one output line per input line",
+    "score": "the log-probability of given translations (source<TAB>target lines), one line per pair",
     "probe": "show which of the GRU's returns holds the true final states, on real sentences",
     "compare": "one table and one plot from every run of a sweep",
     "bench": "decoding speed of a checkpoint, greedy and beam, batched and one sentence at a time",

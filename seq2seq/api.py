@@ -6,10 +6,11 @@ does not do; so ``Translator.load`` lives one floor up, here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_models
 from seq2seq.core import translator
 from seq2seq.core.translator import Translation, pick_device
 from seq2seq.settings import DecodeSettings
@@ -24,7 +25,7 @@ class Translator(translator.Translator):
     @classmethod
     def load(
         cls,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         decode: str = "greedy",
         device: str = "auto",
         quantize: str | None = None,
@@ -32,6 +33,6 @@ class Translator(translator.Translator):
     ) -> Translator:
         """A ``.ckpt`` or an exported model directory, ready to translate with the ``decode`` preset
         (``conf/decode/NAME.yaml``) and any of its ``settings`` changed, e.g. ``decode="beam", beam_size=5``;
-        ``quantize="int8"`` for int8 decoding on the CPU.
+        ``quantize="int8"`` for int8 decoding on the CPU. A list of paths is an ensemble (``load_models``).
         """
-        return cls(load_checkpoint(path), decode_preset(decode, **settings), pick_device(device, quantize), quantize)
+        return cls(load_models(path), decode_preset(decode, **settings), pick_device(device, quantize), quantize)

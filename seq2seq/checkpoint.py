@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer
@@ -89,10 +91,20 @@ def model_path(checkpoint: str | Path) -> Path:
     return path
 
 
-def model_files(checkpoint: str | Path) -> list[Path]:
-    """The files a command reads a model from, which no output of it may replace."""
-    path = model_path(checkpoint)
-    return [path / name for name in EXPORT_FILES.values()] if path.is_dir() else [path]
+def members(checkpoint: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The models ``checkpoint=`` names (``model_path``): one, or an ensemble's, ``[A,B,...]``."""
+    paths = [model_path(path) for path in ([checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else checkpoint)]
+    if not paths:
+        raise CheckpointError("checkpoint=[] names no model; give checkpoint=PATH or checkpoint=[A,B,...]")
+    return paths
+
+
+def model_files(checkpoint: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The files a command reads its model (or ensemble) from, which no output of it may replace."""
+    files = []
+    for path in members(checkpoint):
+        files += [path / name for name in EXPORT_FILES.values()] if path.is_dir() else [path]
+    return files
 
 
 def read_export(directory: Path) -> dict[str, Any]:
@@ -164,6 +176,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     """Load a trained model ready to translate (in eval mode), from a ``.ckpt`` or an exported directory, or fail
     with one clear line.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"checkpoint={path}: this command reads one model; ensembles ([A,B,...]) are for "
+                              "translate, evaluate, score and serve")  # fmt: skip
     path = model_path(path)
     raw = read_export(path) if path.is_dir() else read_checkpoint(path)
     hparams = raw["hyper_parameters"]
@@ -180,6 +195,29 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
         ) from error
     loaded = tokenizers(raw, path)
     return TranslationModel(model.to(device).eval(), loaded["source"], loaded["target"], config)
+
+
+def load_models(checkpoint: str | Path | Sequence[str | Path], device: str | torch.device = "cpu") -> TranslationModel:
+    """One model (``load_checkpoint``), or several decoding as one (``checkpoint=[A,B,...]``: an ``Ensemble``).
+
+    An ensemble's members must share both tokenizers, byte for byte; its sources are cut to the fewest subwords one
+    of them reads; its config (languages, corpus) is the first's. A list of one is that model.
+    """
+    paths = members(checkpoint)
+    models = [load_checkpoint(path, device) for path in paths]
+    first = models[0]
+    if len(models) == 1:
+        return first
+    for path, model in zip(paths[1:], models[1:]):
+        for side in ("source", "target"):
+            if getattr(model, f"{side}_tokenizer").model_proto != getattr(first, f"{side}_tokenizer").model_proto:
+                raise CheckpointError(
+                    f"checkpoint={paths[0]} and {path} have different {side} tokenizers: an ensemble's models "
+                    "must share both; give models trained on the same prepared data"
+                )
+    data = {**first.config["data"], "max_tokens": min(model.max_source_tokens for model in models)}
+    ensemble = Ensemble([model.model for model in models])
+    return TranslationModel(ensemble, first.source_tokenizer, first.target_tokenizer, {**first.config, "data": data})
 
 
 def write_export(trained: TranslationModel, output: Path) -> None:

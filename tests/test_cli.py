@@ -263,7 +263,7 @@ def test_evaluations_of_two_checkpoints_and_of_a_file_named_like_a_split_keep_ap
     assert metrics["b.test.tsv.greedy"]["input"] == [str(test_file)]
     assert (tmp_path / "a.test.tsv.greedy.hyp").is_file() and (tmp_path / "b.test.tsv.greedy.hyp").is_file()
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        split_stem = evaluate.results_stem(tmp_path / "a.ckpt", "test", compose("evaluate", ["checkpoint=x"]))
+        split_stem = evaluate.results_stem([tmp_path / "a.ckpt"], "test", compose("evaluate", ["checkpoint=x"]))
     assert split_stem == "a.test.greedy" not in metrics
     bare = tmp_path / "test"  # a file named exactly like the split
     shutil.copy(test_file, bare)

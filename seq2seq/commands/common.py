@@ -10,12 +10,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
+from seq2seq.data.cache import atomic_write
 from seq2seq.errors import Interrupted, PathError, UserError
 from seq2seq.settings.presets import register_schemas
 
@@ -60,6 +62,26 @@ def writing(key: str, path: Any) -> Iterator[None]:
         raise PathError(f"{key}={path}: cannot write there ({error.strerror}); give another place") from error
 
 
+def write_whole(output: Path, write: Callable[[TextIO], int]) -> int:
+    """``write(sink)`` (returning a count) into ``output`` through a temporary file renamed at the end: never half a
+    file at ``output``. A link is written through (its target is replaced), and a file replaced keeps its permissions.
+    """
+    count = 0
+    target = output.resolve() if output.is_symlink() else output
+    mode = target.stat().st_mode & 0o7777 if target.is_file() else None
+
+    def write_partial(partial: Path) -> None:
+        nonlocal count
+        if mode is not None:
+            partial.chmod(mode)
+        with partial.open("w", encoding="utf-8") as sink:
+            count = write(sink)
+
+    with writing("output", output):
+        atomic_write(target, write_partial)
+    return count
+
+
 def stop_on_sigterm() -> None:
     """Make SIGTERM interrupt as Ctrl-C does, so that the same ``finally`` clauses remove what is half written."""
 
@@ -67,6 +89,8 @@ def stop_on_sigterm() -> None:
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
 def with_schemas(main: Callable[..., Any]) -> Callable[..., Any]:
     """Register the settings' schemas in Hydra's ConfigStore when the command starts, before Hydra composes its
     config (``@with_schemas`` above ``@hydra.main``), rather than as a side effect of importing the library.

@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import load_checkpoint, model_path
+from seq2seq.checkpoint import load_models, members
 from seq2seq.commands.common import (
     log_to_stderr,
     one_line_errors,
@@ -139,12 +139,14 @@ def check_input(given: Any) -> None:
             raise PathError(f"input={given}: no such file {file}; give a TSV file or [SOURCE,REFERENCE] files")
 
 
-def results_stem(model: Path, name: str, cfg: DictConfig) -> str:
-    """What was scored, so that no evaluation replaces another's results: model, input, search, quantization."""
+def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:
+    """What was scored, so that no evaluation replaces another's results: model (an ensemble's joined by +), input,
+    search, quantization."""
     search = "greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         search = f"beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
-    stem = f"{model.stem if model.is_file() else model.name}.{name}.{search}"
+    model = "+".join(model.stem if model.is_file() else model.name for model in models)
+    stem = f"{model}.{name}.{search}"
     if cfg.quantize:  # nor overwrite the float model's results
         stem += f".{cfg.quantize}"
     return stem
@@ -159,18 +161,19 @@ def main(cfg: DictConfig) -> None:
     read(DecodeSettings, cfg.decode, "decode")
     check_tool_settings(cfg)
     check_input(cfg.input)
-    model = model_path(cfg.checkpoint)
-    output_dir = check_output_dir(cfg, model)
+    models = members(cfg.checkpoint)  # an ensemble's results go beside its first model's
+    output_dir = check_output_dir(cfg, models[0])
     use_threads(cfg.threads)
-    trained = load_checkpoint(model)
+    trained = load_models(models)
     name, pairs = evaluation_pairs(cfg, trained)
     translator = Translator(trained, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
         metrics, hypotheses = score(translator, pairs, bar)
     files = [] if not cfg.input else [cfg.input] if isinstance(cfg.input, str) else list(cfg.input)
     scored = {"input": [str(Path(file).resolve()) for file in files]} if files else {"split": cfg.split}
-    metrics.update(quantize=cfg.quantize, checkpoint=str(model.resolve()), **scored)
-    stem = results_stem(model, name, cfg)
+    checkpoints = [str(model.resolve()) for model in models]
+    metrics.update(quantize=cfg.quantize, checkpoint=checkpoints[0] if len(models) == 1 else checkpoints, **scored)
+    stem = results_stem(models, name, cfg)
     metrics_file = output_dir / "metrics.json"
     with writing("output_dir", output_dir):
         atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())

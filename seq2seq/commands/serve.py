@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm, use_threads, with_schemas
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.errors import UserError
@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> None:
     limits = check_serve(cfg)
     create_app, run = server_parts()
     use_threads(cfg.threads)
-    model = load_checkpoint(cfg.checkpoint)
+    model = load_models(cfg.checkpoint)
     translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     app = create_app(model, translator, limits)
     signal.signal(signal.SIGTERM, drained)

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from seq2seq.checkpoint import load_checkpoint, model_files
+from seq2seq.checkpoint import load_models, model_files
 from seq2seq.commands.common import (
     log_to_stderr,
     one_line_errors,
@@ -23,10 +23,10 @@ from seq2seq.commands.common import (
     stop_on_sigterm,
     use_threads,
     with_schemas,
-    writing,
+    write_whole,
 )
+from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
-from seq2seq.data.cache import atomic_write
 from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
@@ -114,24 +114,8 @@ def translate_stream(
 def translate_to_file(
     translator: Translator, source: BinaryIO, output: Path, plots: Path | None, progress: tqdm | None = None
 ) -> int:
-    """Like ``translate_stream``, through a temporary file renamed at the end: never half a file at ``output``.
-
-    A link is written through (its target is replaced), and a file replaced keeps its permissions.
-    """
-    count = 0
-    target = output.resolve() if output.is_symlink() else output
-    mode = target.stat().st_mode & 0o7777 if target.is_file() else None
-
-    def write(partial: Path) -> None:
-        nonlocal count
-        if mode is not None:
-            partial.chmod(mode)
-        with partial.open("w", encoding="utf-8") as sink:
-            count = translate_stream(translator, source, sink, plots, progress)
-
-    with writing("output", output):
-        atomic_write(target, write)
-    return count
+    """Like ``translate_stream``, into ``output`` whole or not at all (``write_whole``)."""
+    return write_whole(output, lambda sink: translate_stream(translator, source, sink, plots, progress))
 
 
 def count_lines(path: Path) -> int:
@@ -140,22 +124,25 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in lines)
 
 
-def file_progress(cfg: DictConfig) -> tqdm:
-    """A bar for ``input=FILE`` (lines are counted only when it shows); none for standard input, often typed."""
-    bar = progress_bar(cfg.progress if cfg.input else "never", desc=cfg.input, unit="lines")
+def file_progress(cfg: DictConfig, key: str = "input", unit: str = "lines") -> tqdm:
+    """A bar for ``KEY=FILE`` (lines are counted only when it shows); none for standard input, often typed."""
+    bar = progress_bar(cfg.progress if cfg[key] else "never", desc=cfg[key], unit=unit)
     if not bar.disable:
-        bar.reset(total=count_lines(Path(cfg.input)))
+        bar.reset(total=count_lines(Path(cfg[key])))
     return bar
 
 
-def check_files(cfg: DictConfig) -> None:
-    """Mistakes in ``input=`` and ``output=`` that would otherwise lose an input or show a traceback, before the
-    model loads: ``output=`` is none of the command's own inputs (the text, the model's files), whatever its spelling.
+def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: str = "one sentence per line") -> None:
+    """Mistakes in the ``inputs`` keys and ``output=`` that would otherwise lose an input or show a traceback, before
+    the model loads: ``output=`` is none of the command's own inputs (the text, the model's files), whatever its
+    spelling.
     """
-    if cfg.input and not Path(cfg.input).exists():
-        raise PathError(f"input={cfg.input}: no such file; give a text file, one sentence per line")
-    if cfg.input and Path(cfg.input).is_dir():
-        raise PathError(f"input={cfg.input} is a directory; give a text file, one sentence per line")
+    given = [(key, cfg[key]) for key in inputs if cfg[key]]
+    for key, name in given:
+        if not Path(name).exists():
+            raise PathError(f"{key}={name}: no such file; give a text file, {holding}")
+        if Path(name).is_dir():
+            raise PathError(f"{key}={name} is a directory; give a text file, {holding}")
     if not cfg.output:
         return
     output = Path(cfg.output)
@@ -163,8 +150,9 @@ def check_files(cfg: DictConfig) -> None:
         raise PathError(f"output={cfg.output} is a directory; give a file (it is made or replaced)")
     if not output.exists():
         return
-    if cfg.input and Path(cfg.input).samefile(output):
-        raise PathError(f"input={cfg.input} and output={cfg.output} are the same file; write to another file")
+    for key, name in given:
+        if Path(name).samefile(output):
+            raise PathError(f"{key}={name} and output={cfg.output} are the same file; write to another file")
     if any(path.exists() and path.samefile(output) for path in model_files(cfg.checkpoint)):
         raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
 
@@ -180,7 +168,9 @@ def main(cfg: DictConfig) -> None:
     check_files(cfg)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
-    translator = Translator(load_checkpoint(cfg.checkpoint), cfg.decode, device, cfg.quantize)
+    translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
+    if cfg.attention_plot and isinstance(translator.model, Ensemble):
+        raise SettingsError("attention_plot draws one model's attention, not an ensemble's; give one checkpoint")
     if cfg.attention_plot and translator.model.decoder.attention is None:
         raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None

@@ -1,5 +1,5 @@
-"""The one decoding path: validation, test scoring, ``evaluate``, ``translate``, ``bench`` and ``probe`` all
-translate through ``Translator``, so they cannot treat a sentence differently (truncation, batching, search).
+"""The one decoding path: validation, test scoring, ``evaluate``, ``translate``, ``score``, ``bench`` and ``probe``
+all go through ``Translator``, so they cannot treat a sentence differently (truncation, batching, search).
 """
 
 from __future__ import annotations
@@ -7,21 +7,24 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
+from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.model import Seq2Seq
 from seq2seq.core.quantize import quantize_int8
 from seq2seq.core.search import Hypothesis, beam_search, greedy_search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.ragged import Ragged
 from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read
-from seq2seq.vocab import UNK, Subwords
+from seq2seq.vocab import PAD, UNK, Subwords
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ CHARS_PER_SUBWORD = 32
 class TranslationModel:
     """Everything translating needs: the network, both tokenizers and the config it was trained with."""
 
-    model: Seq2Seq
+    model: Seq2Seq | Ensemble
     source_tokenizer: Subwords
     target_tokenizer: Subwords
     config: dict[str, Any]
@@ -51,6 +54,22 @@ class Translation:
     text: str
     tokens: list[int]
     source: list[int] = field(default_factory=list)  # the subword ids the model read (after any truncation)
+
+
+@dataclass
+class Scored:
+    """A given target's log-probability under the model: what search reports for that output (no length penalty)."""
+
+    score: float  # the sum of ``token_scores``
+    token_scores: list[float]  # one per target subword, then EOS's
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_scores)
+
+    @property
+    def mean(self) -> float:
+        return self.score / self.tokens
 
 
 def pick_device(name: str = "auto", quantize: str | None = None) -> torch.device:
@@ -75,11 +94,27 @@ def cut_long_line(text: str, number: int, max_source_tokens: int) -> str:
     return text[:max_chars]
 
 
-def reads_padding(model: Seq2Seq) -> bool:
+def reads_padding(model: Seq2Seq | Ensemble) -> bool:
     """Whether a sentence's translation depends on the pads its batch adds: an unpacked encoder reads them, and
-    a packed one's ``naive_last`` context is ``output[-1]``, a pad for every sentence shorter than the longest.
+    a packed one's ``naive_last`` context is ``output[-1]``, a pad for every sentence shorter than the longest;
+    an ensemble does when one of its members does.
     """
-    return not model.encoder.packed or model.handoff.mode == "naive_last"
+    members = model.members if isinstance(model, Ensemble) else [model]
+    return any(not member.encoder.packed or member.handoff.mode == "naive_last" for member in members)
+
+
+def unread_source(target: Sequence[int]) -> Scored:
+    """A target's score given an empty source, which ``translate`` gives the empty translation without the model:
+    certain for the empty target, impossible for any other."""
+    score = 0.0 if not target else -math.inf
+    return Scored(score, [score] * (len(target) + 1))
+
+
+def warn_unknown(ids: Sequence[Sequence[int]], first_line: int, side: str = "input") -> None:
+    for number, tokens in enumerate(ids, first_line):
+        if unknown := tokens.count(UNK):
+            log.warning("%s line %d: %d subwords the model never saw in training, read as <unk>",
+                        side, number, unknown)  # fmt: skip
 
 
 def check_finite(model: nn.Module) -> None:
@@ -138,17 +173,18 @@ class Translator:
         """
         if isinstance(sentences, str):  # a str is a sequence of characters: each would be translated alone
             raise DecodeError(f"translate takes a list of sentences, not one str ({sentences[:40]!r}); pass [sentence]")
+        return self.translate_ids(self._source_ids(sentences, first_line))
+
+    def _source_ids(self, sentences: Sequence[str], first_line: int) -> list[list[int]]:
+        """Subword ids, warning about what the model will not see (``translate_n_best``)."""
         limit = self.max_source_tokens
         sentences = [cut_long_line(text, number, limit) for number, text in enumerate(sentences, first_line)]
         ids = self.source_tokenizer.encode(sentences)
+        warn_unknown(ids, first_line)
         for number, tokens in enumerate(ids, first_line):
-            if unknown := tokens.count(UNK):
-                log.warning("input line %d: %d subwords the model never saw in training, read as <unk>",
-                            number, unknown)  # fmt: skip
-            if len(tokens) > self.max_source_tokens:
-                log.warning("input line %d: %d subwords, truncated to the model's %d", number, len(tokens),
-                            self.max_source_tokens)  # fmt: skip
-        return self.translate_ids(ids)
+            if len(tokens) > limit:
+                log.warning("input line %d: %d subwords, truncated to the model's %d", number, len(tokens), limit)
+        return ids
 
     def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
         """Like ``translate_n_best``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
@@ -165,6 +201,42 @@ class Translator:
             texts = iter(self.target_tokenizer.decode([h.tokens for hypotheses in found for h in hypotheses]))
             for i, hypotheses in zip(chunk, found):
                 results[i] = [Translation(h.score, next(texts), h.tokens, ids[i]) for h in hypotheses]
+        return results
+
+    def score(self, sources: Sequence[str], targets: Sequence[str], first_line: int = 1) -> list[Scored]:
+        """Each target's log-probability given its source, EOS included, in input order: what search reports
+        when it outputs that target (with ``length_penalty`` 0), whatever the batch.
+
+        Sources are cut and warned about as ``translate_n_best`` does; targets are scored whole. An empty target is
+        the empty translation (EOS alone). An empty source is not read, as ``translate`` gives it the empty
+        translation without the model: the empty target scores 0, any other -inf.
+        """
+        if isinstance(sources, str) or isinstance(targets, str):
+            raise DecodeError("score takes a list of sources and a list of targets, not str; pass [source], [target]")
+        if len(sources) != len(targets):
+            raise DecodeError(f"score takes one target per source, not {len(targets)} for {len(sources)}")
+        target_ids = self.target_tokenizer.encode(list(targets))
+        warn_unknown(target_ids, first_line, "target")
+        return self.score_ids(self._source_ids(sources, first_line), target_ids)
+
+    @torch.inference_mode()
+    def score_ids(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[Scored]:
+        """Like ``score``, from subword ids (targets without EOS): teacher forcing over batches of similar source
+        lengths, made as ``translate_ids`` makes them."""
+        sources = [list(tokens[: self.max_source_tokens]) for tokens in sources]
+        results = [unread_source(target) for target in targets]
+        ragged, gold_ragged = Ragged.from_lists(sources), Ragged.from_lists(targets)
+        order = [i for i in ragged.lengths.argsort(stable=True).tolist() if sources[i]]
+        device = next(self.model.parameters()).device
+        for chunk in self._batches(order, ragged.lengths.tolist()):
+            index = torch.tensor(chunk)
+            source, lengths = ragged.pad(index).to(device), ragged.lengths[index]
+            inputs, gold = gold_ragged.pad(index, bos=True).to(device), gold_ragged.pad(index, eos=True).to(device)
+            logits, _ = self.model.decoder(inputs, self.model.encode(source, lengths))
+            log_probs = F.log_softmax(logits.float(), dim=-1).gather(2, gold[..., None])[..., 0]
+            totals = log_probs.masked_fill(gold == PAD, 0.0).sum(1)
+            for i, total, row in zip(chunk, totals.tolist(), log_probs.tolist()):
+                results[i] = Scored(total, row[: len(targets[i]) + 1])
         return results
 
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:

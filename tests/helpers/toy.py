@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.core.model import Seq2Seq
+from seq2seq.core.translator import TranslationModel, Translator
 from seq2seq.data.batches import Batch
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ModelSettings, read
@@ -102,3 +103,15 @@ def toy_batches(n: int) -> list[Batch]:
         source, lengths, target = reversal_batch(16, generator)
         batches.append(Batch(source, lengths, target, torch.full((16,), i)))
     return batches
+
+
+def untrained(seed: int = 0, **kind) -> Seq2Seq:
+    """A tiny untrained model (any cell, attention, input feeding) in eval mode: arbitrary but deterministic."""
+    torch.manual_seed(seed)
+    return tiny_model(embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
+
+
+def toy_translator(model: torch.nn.Module, max_tokens: int = 8, **decode) -> Translator:
+    """``model`` (a ``Seq2Seq`` or an ``Ensemble`` of toy models) behind a real ``Translator`` reading ids as text."""
+    config = {"data": {"max_tokens": max_tokens}}
+    return Translator(TranslationModel(model, IdTokenizer(), IdTokenizer(), config), decode)
