@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands import evaluate, export, translate
+from seq2seq.commands import score as score_command
 from seq2seq.commands.common import SIGPIPE_EXIT_STATUS
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data import cache
@@ -102,14 +103,14 @@ def test_translate_output_a_directory_is_one_line(checkpoint, tmp_path, capsys):
     assert error == f"output={tmp_path} is a directory; give a file (it is made or replaced)"
 
 
-@pytest.mark.parametrize("tool", [translate, evaluate])
+@pytest.mark.parametrize("tool", [translate, evaluate, score_command])
 def test_a_missing_input_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch, tool):
-    monkeypatch.setattr(tool, "load_checkpoint", lambda *args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(tool, "load_models", lambda *args: pytest.fail("the model was loaded"))
     error = fails_with_one_line(capsys, tool, f"checkpoint={checkpoint}", f"input={tmp_path / 'missing.txt'}")
     assert error.startswith(f"input={tmp_path / 'missing.txt'}: no such file")
 
 
-@pytest.mark.parametrize("tool", [translate, evaluate])
+@pytest.mark.parametrize("tool", [translate, evaluate, score_command])
 def test_no_checkpoint_is_one_line_naming_the_key(capsys, tool):
     assert fails_with_one_line(capsys, tool) == "checkpoint is required: give checkpoint=... (see --help)"
 

@@ -27,6 +27,7 @@ import seq2seq.__main__ as umbrella
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import average, bench, compare, evaluate, export, probe, serve, train, translate
+from seq2seq.commands import score as score_command
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
@@ -421,6 +422,7 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
         (train, "prepare the data, train", "python -m seq2seq.train recipe=fra-eng-small-attn"),
         (evaluate, "BLEU and chrF", "python -m seq2seq.evaluate checkpoint="),
         (translate, "translate standard input or a file", 'echo "Je suis content." | python -m seq2seq.translate'),
+        (score_command, "the log-probability of given translations", "| python -m seq2seq.score checkpoint=PATH"),
         (probe, "run real test sentences", "python -m seq2seq.probe recipe=fra-eng-small"),
         (compare, "one table and one plot", "python -m seq2seq.compare sweep="),
         (bench, "decoding speed", "python -m seq2seq.bench checkpoint=PATH"),
