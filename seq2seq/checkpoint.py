@@ -178,7 +178,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     """
     if not isinstance(path, (str, os.PathLike)):
         raise CheckpointError(f"checkpoint={path}: this command reads one model; ensembles ([A,B,...]) are for "
-                              "translate, evaluate, score and serve")  # fmt: skip
+                              "translate, evaluate, score, serve and bench")  # fmt: skip
     path = model_path(path)
     raw = read_export(path) if path.is_dir() else read_checkpoint(path)
     hparams = raw["hyper_parameters"]

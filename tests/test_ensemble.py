@@ -117,7 +117,7 @@ def test_commands_of_one_model_refuse_a_list_in_one_line(two_checkpoints, tmp_pa
     first, second, _ = two_checkpoints
     error = fails_with_one_line(capsys, export, f"checkpoint=[{first},{second}]", f"output={tmp_path / 'out'}")
     assert error.endswith("this command reads one model; ensembles ([A,B,...]) are for translate, evaluate, "
-                          "score and serve")  # fmt: skip
+                          "score, serve and bench")  # fmt: skip
     error = fails_with_one_line(capsys, translate, f"checkpoint=[{first},{second}]", f"attention_plot={tmp_path}")
     assert error == "attention_plot draws one model's attention, not an ensemble's; give one checkpoint"
 

@@ -14,7 +14,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import corpus_split
@@ -51,7 +51,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     check_tool_settings(cfg)
     use_threads(cfg.threads)
     devices = {precision: pick_device(cfg.device, PRECISIONS[precision]) for precision in cfg.precisions}
-    trained = load_checkpoint(cfg.checkpoint)
+    trained = load_models(cfg.checkpoint)
     pairs = corpus_split(trained, cfg.split, cfg.paths)[: cfg.sentences]
     sources, references = [source for source, _ in pairs], [reference for _, reference in pairs]
     on = ", ".join(f"{precision} on {device}" for precision, device in devices.items())
