@@ -71,6 +71,14 @@ def test_an_ensembles_score_of_what_it_found_is_the_score_its_search_reported(de
     assert all(h.score > -math.inf for h in best)
 
 
+def test_an_ensemble_with_a_member_that_reads_its_batchs_pads_translates_a_sentence_in_any_batch_as_alone():
+    translator = toy_translator(Ensemble([untrained(0), untrained(1, packed=False)]))
+    alone = [translator.translate_n_best([source])[0][0] for source in SOURCES]
+    batched = [found[0] for found in translator.translate_n_best(SOURCES)]
+    assert [t.tokens for t in batched] == [t.tokens for t in alone]
+    assert [t.score for t in batched] == pytest.approx([t.score for t in alone], abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     """Two tiny models of one tokenizer and different weights (one has attention), and a third of another tokenizer."""

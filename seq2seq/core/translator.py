@@ -111,6 +111,7 @@ def unread_source(target: Sequence[int]) -> Scored:
 
 
 def warn_unknown(ids: Sequence[Sequence[int]], first_line: int, side: str = "input") -> None:
+    """Warn, naming the line, about subwords the model reads as ``<unk>``: a score or translation that may surprise."""
     for number, tokens in enumerate(ids, first_line):
         if unknown := tokens.count(UNK):
             log.warning("%s line %d: %d subwords the model never saw in training, read as <unk>",
@@ -224,7 +225,7 @@ class Translator:
         """Like ``score``, from subword ids (targets without EOS): teacher forcing over batches of similar source
         lengths, made as ``translate_ids`` makes them."""
         sources = [list(tokens[: self.max_source_tokens]) for tokens in sources]
-        results = [unread_source(target) for target in targets]
+        results = [None if source else unread_source(target) for source, target in zip(sources, targets)]
         ragged, gold_ragged = Ragged.from_lists(sources), Ragged.from_lists(targets)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if sources[i]]
         device = next(self.model.parameters()).device
