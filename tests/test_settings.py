@@ -17,7 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.common import one_line_errors
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import (
     DecodeSettings,
     FilesSettings,
@@ -101,6 +101,38 @@ def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_som
 
 def test_the_training_extras_are_keys_of_conf_train_yaml():
     assert setting_keys(TrainingSettings) <= set(yaml("train.yaml"))
+
+
+COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: python -m seq2seq.NAME
+
+
+def hydra_settings(command: str) -> dict:
+    """What Hydra itself reads of a command's composed config (unresolved: ``${now:...}`` stays as written)."""
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        hydra = compose(command, return_hydra_config=True).hydra
+    return OmegaConf.to_container(hydra, resolve=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_composes_with_hydras_settings_from_conf_hydra_and_keeps_only_its_help(command):
+    assert set(yaml(f"{command}.yaml").hydra) == {"help"}
+    hydra = hydra_settings(command)
+    assert hydra["help"]["template"].startswith(f"seq2seq-{command} (python -m seq2seq.{command})")
+    if command == "train":  # a directory per run, with Hydra's record of its config; logs on standard error
+        assert hydra["run"]["dir"] == "${paths.runs_dir}/${name}/${now:%Y-%m-%d_%H-%M-%S}_${pid:}"
+        assert hydra["sweep"] == {"dir": "${paths.runs_dir}/${name}-sweep/${now:%Y-%m-%d_%H-%M-%S}_${pid:}",
+                                  "subdir": "${hydra.job.num}"}  # fmt: skip
+        assert (hydra["output_subdir"], hydra["job"]["chdir"]) == (".hydra", False)
+        for logging in ("job_logging", "hydra_logging"):
+            assert hydra[logging]["handlers"]["console"] == {
+                "class": "logging.StreamHandler", "formatter": "simple", "stream": "ext://sys.stderr"
+            }  # fmt: skip
+    else:  # writes where it is told, nothing of Hydra's; logging is seq2seq.commands.common's, on standard error
+        assert (hydra["run"]["dir"], hydra["output_subdir"]) == (".", None)
+        for logging in ("job_logging", "hydra_logging"):
+            console = hydra[logging].get("handlers", {}).get("console", {})
+            assert hydra[logging]["root"] is None and "class" not in console
 
 
 # each group of a training config as check_train_config reads it: where it sits, and its class
