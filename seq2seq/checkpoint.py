@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import shutil
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,22 @@ def read_export(directory: Path) -> dict[str, Any]:
 
 
 def model_settings(config: dict[str, Any], path: Path) -> ModelSettings:
-    """A model file's ``model`` group as settings, checked as a user's are; a bad one is the file's fault."""
+    """A model file's ``model`` group as settings, checked as a user's are; a bad one is the file's fault.
+
+    A key added since the file was written takes its default, which is the behaviour the model was trained with.
+    """
+    defaults = {each.name: each.default for each in fields(ModelSettings) if each.default is not MISSING}
     try:
-        return read(ModelSettings, config["model"], "model")
+        return read(ModelSettings, {**defaults, **config["model"]}, "model")
     except SettingsError as error:
         raise CheckpointError(f"{path}: {error}; refused") from error
+
+
+def network(hparams: dict[str, Any], path: Path) -> Seq2Seq:
+    """The ``Seq2Seq`` a model file's config describes, its weights not loaded."""
+    config = hparams["config"]
+    joint_vocab = config["data"].get("joint_vocab") is True
+    return Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"], joint_vocab)
 
 
 def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -138,7 +150,7 @@ def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path
     if any(isinstance(size, int) and size > bound for size in sizes):
         raise CheckpointError(f"{path}: its config gives sizes that no weight has (over {bound}); refused")
     with torch.device("meta"):
-        expected = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        expected = network(hparams, path)
     shapes = {name: tuple(tensor.shape) for name, tensor in expected.state_dict().items()}
     if shapes != {name.removeprefix("model."): tuple(tensor.shape) for name, tensor in weights.items()}:
         raise CheckpointError(f"{path}: its weights are not the shapes its config gives; refused")
@@ -170,7 +182,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     try:
         config = plain_config(hparams["config"], path)
         fits_weights(hparams, raw["state_dict"], path)
-        model = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        model = network(hparams, path)
         model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
     except CheckpointError:
         raise
@@ -193,7 +205,11 @@ def write_export(trained: TranslationModel, output: Path) -> None:
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()
     try:
-        weights = {name: tensor.contiguous() for name, tensor in trained.model.state_dict().items()}
+        # each its own copy: safetensors refuses tensors that share memory, as tied embeddings do (loading ties them)
+        weights = {
+            name: tensor.clone(memory_format=torch.contiguous_format)
+            for name, tensor in trained.model.state_dict().items()
+        }
         # save, not save_file: the file gets the umask's permissions, as the others do (save_file's are 0600)
         (partial / EXPORT_FILES["weights"]).write_bytes(safetensors.torch.save(weights))
         sizes = {"src_vocab_size": len(trained.source_tokenizer), "tgt_vocab_size": len(trained.target_tokenizer)}

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers.toy import train_reversal
+from helpers.toy import model_settings, train_reversal
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -19,13 +19,14 @@ from seq2seq.training.task import TranslationTask
 def probe_mixed_lengths(hidden, num_layers):
     """Probe a fresh bidirectional encoder on 6 random sentences of distinct lengths, longest first."""
     torch.manual_seed(0)
-    encoder = Encoder(40, 8, hidden, num_layers=num_layers, bidirectional=True)
+    settings = model_settings(embedding_dim=8, hidden_size=hidden, num_layers=num_layers, bidirectional=True)
+    encoder = Encoder(settings, 40)
     generator = torch.Generator().manual_seed(1)
     ragged = Ragged.from_lists([torch.randint(4, 40, (n,), generator=generator).tolist() for n in range(1, 30)])
     index = mixed_length_batch(ragged, 6)
     lengths = ragged.lengths[index]
     assert lengths.tolist() == sorted(lengths.tolist(), reverse=True) and len(set(lengths.tolist())) == 6
-    return probe(encoder, ragged.pad(index), lengths, layers=num_layers), lengths.tolist()
+    return probe(encoder, settings, ragged.pad(index), lengths), lengths.tolist()
 
 
 @pytest.fixture(scope="module")

@@ -224,6 +224,13 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
         (["test_decode.n_best=6"],
          "test_decode.n_best=6 is more than test_decode.strategy=beam finds; use test_decode=beam with "
          "test_decode.beam_size >= test_decode.n_best"),
+        (["model.tie_embeddings=true", "model.bridge=concat"],
+         "model.tie_embeddings=true needs model.embedding_dim=256 to equal the output layer's input size, 512 (the "
+         "decoder's state); set model.embedding_dim=512 or model.tie_embeddings=false"),
+        (["model.tie_embeddings=true", "model.decoder.feed_context=true"],
+         "model.tie_embeddings=true needs model.embedding_dim=256 to equal the output layer's input size, 512 (the "
+         "decoder's state and, with model.decoder.feed_context, the context); set model.embedding_dim=512 or "
+         "model.tie_embeddings=false"),
         (["data.valid_fraction=0.5", "data.test_fraction=0.5"],
          "data.valid_fraction=0.5 and data.test_fraction=0.5 must be >= 0 and sum to less than 1"),
         (["data=files", "data.train=a.tsv", "data.valid_fraction=0.7", "data.test_fraction=0.4"],

@@ -52,6 +52,8 @@ class ModelSettings(Settings):
     context: str = setting(one_of(*MODES))
     bridge: str = setting(one_of(*BRIDGES))
     decoder: DecoderSettings = group(DecoderSettings)
+    # its default is the behaviour of the models saved before the key existed, which load with it
+    tie_embeddings: bool = setting(BOOLEAN, False)
 
     @property
     def decoder_hidden_size(self) -> int:
@@ -62,6 +64,12 @@ class ModelSettings(Settings):
     def memory_size(self) -> int:
         """The size of the encoder's outputs, which attention reads."""
         return self.encoder.directions * self.encoder.hidden_size
+
+    @property
+    def readout_size(self) -> int:
+        """What the decoder's output layer reads: its state (attentional, with attention), and the context too
+        with ``feed_context``. Nothing projects it first, so tied embeddings must be this wide."""
+        return self.decoder_hidden_size * (2 if self.decoder.feed_context else 1)
 
     def check(self, key: str) -> None:
         requested, implied = self.decoder.hidden_size, self.decoder_hidden_size
@@ -76,4 +84,11 @@ class ModelSettings(Settings):
             raise SettingsError(
                 f"{key}.attention=luong_dot needs decoder size {implied} == encoder output size {self.memory_size}; "
                 f"use {key}.bridge=concat (bidirectional) or {key}.attention=luong_general"
+            )
+        if self.tie_embeddings and self.embedding_dim != self.readout_size:
+            context = f" and, with {key}.decoder.feed_context, the context" if self.decoder.feed_context else ""
+            raise SettingsError(
+                f"{key}.tie_embeddings=true needs {key}.embedding_dim={self.embedding_dim} to equal the output "
+                f"layer's input size, {self.readout_size} (the decoder's state{context}); set "
+                f"{key}.embedding_dim={self.readout_size} or {key}.tie_embeddings=false"
             )
