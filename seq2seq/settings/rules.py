@@ -65,9 +65,10 @@ OPTIONAL_TEXT = Rule("null or a string", lambda v: v is None or isinstance(v, st
 FRACTION = number(0, 1, below_high=True)
 
 
-def setting(rule: Rule, default: Any = MISSING) -> Any:
-    """A field of a settings class: what it may hold, and its default where the class, not the YAML, holds one."""
-    return field(default=default, metadata={"rule": rule})
+def setting(rule: Rule, default: Any = MISSING, doc: str = "") -> Any:
+    """A field of a settings class: what it may hold, its default where the class, not the YAML, holds one, and
+    what it does in a few words (``doc``: the key reference in docs/configuration.md is generated from it)."""
+    return field(default=default, metadata={"rule": rule, "doc": doc})
 
 
 def group(settings: type[Settings]) -> Any:
