@@ -11,7 +11,6 @@ import logging
 import os
 import pickle
 import shutil
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
-from seq2seq.settings import ModelSettings, read
+from seq2seq.settings import ModelSettings, read, with_defaults
 from seq2seq.settings.model_file import LOCATION_KEYS, plain_config
 
 log = logging.getLogger(__name__)
@@ -123,9 +122,8 @@ def model_settings(config: dict[str, Any], path: Path) -> ModelSettings:
 
     A key added since the file was written takes its default, which is the behaviour the model was trained with.
     """
-    defaults = {each.name: each.default for each in fields(ModelSettings) if each.default is not MISSING}
     try:
-        return read(ModelSettings, {**defaults, **config["model"]}, "model")
+        return read(ModelSettings, with_defaults(ModelSettings, config["model"]), "model")
     except SettingsError as error:
         raise CheckpointError(f"{path}: {error}; refused") from error
 

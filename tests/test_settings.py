@@ -3,6 +3,7 @@ conf/ its value. Each mistake is one line naming the full key, and only the user
 """
 
 import ast
+import copy
 import functools
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from seq2seq.settings import (
     check_keys,
     check_train_config,
     read,
+    with_defaults,
 )
 
 CONF = Path(CONF_DIR)
@@ -260,6 +262,15 @@ def test_a_checkpoints_saved_model_group_converts_to_model_settings_in_one_call(
     trained = load_checkpoint(checkpoint)
     settings = read(ModelSettings, trained.config["model"], "model")
     assert (settings.embedding_dim, settings.encoder.hidden_size, settings.decoder_hidden_size) == (8, 8, 8)
+
+
+def test_a_model_group_saved_before_a_key_existed_takes_its_default_and_a_key_without_one_stays_missing():
+    saved = copy.deepcopy(plain_train_config()["model"])
+    del saved["tie_embeddings"]  # as models saved before the key was added hold it
+    assert read(ModelSettings, with_defaults(ModelSettings, saved), "model").tie_embeddings is False
+    del saved["encoder"]["packed"]  # no default: the file is refused, not read with a guess
+    with pytest.raises(SettingsError, match=r"^model\.encoder\.packed is missing"):
+        read(ModelSettings, with_defaults(ModelSettings, saved), "model")
 
 
 NETWORK = {"torch", "seq2seq.model", "seq2seq.encoder", "seq2seq.decoder", "seq2seq.handoff", "seq2seq.attention",

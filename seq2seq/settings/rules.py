@@ -104,6 +104,20 @@ def check_keys(settings: type[Settings], values: Mapping[str, Any], key: str = "
             _value(each, values[each.name], key)
 
 
+def with_defaults(settings: type[Settings], values: Any) -> Any:
+    """``values`` with the defaults of the fields it lacks, in nested groups too: a group saved before those keys
+    existed (a model file's), read as it was written, since a key's default is the behaviour before it."""
+    if not isinstance(values, Mapping):
+        return values
+    filled = dict(values)
+    for each in fields(settings):
+        if "group" in each.metadata and each.name in values:
+            filled[each.name] = with_defaults(each.metadata["group"], values[each.name])
+        elif each.name not in values and each.default is not MISSING:
+            filled[each.name] = each.default
+    return filled
+
+
 def read(settings: type[SettingsType], values: Mapping[str, Any], key: str) -> SettingsType:
     """The config group at ``key`` as its ``settings`` class: no key missing or unknown, each field's rule, then the
     rules between fields; every mistake a one-line ``SettingsError`` naming the full key.
