@@ -35,6 +35,7 @@ from seq2seq.settings import (
     read,
     with_defaults,
 )
+from seq2seq.settings.serve import Limits, ServeSettings
 
 CONF = Path(CONF_DIR)
 INVALID = ("no such value", -1)  # every rule refuses one of these
@@ -103,6 +104,14 @@ def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_som
 
 def test_the_training_extras_are_keys_of_conf_train_yaml():
     assert setting_keys(TrainingSettings) <= set(yaml("train.yaml"))
+
+
+def test_every_shared_tool_setting_is_a_key_of_a_command_and_serves_own_and_limits_keys_are_its_yaml_and_schema():
+    command_keys = set().union(*(yaml(f"{command}.yaml") for command in ("translate", "evaluate", "bench", "serve")))
+    assert setting_keys(ToolSettings) <= command_keys
+    assert setting_keys(ServeSettings) <= set(yaml("serve.yaml"))
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        assert set(compose("serve").limits) == setting_keys(Limits)
 
 
 COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: python -m seq2seq.NAME
