@@ -16,10 +16,10 @@ from seq2seq.resources import CONF_DIR
 from seq2seq.training.task import TranslationTask
 
 
-def probe_mixed_lengths(hidden, num_layers):
+def probe_mixed_lengths(hidden, num_layers, cell="gru"):
     """Probe a fresh bidirectional encoder on 6 random sentences of distinct lengths, longest first."""
     torch.manual_seed(0)
-    settings = model_settings(embedding_dim=8, hidden_size=hidden, num_layers=num_layers, bidirectional=True)
+    settings = model_settings(embedding_dim=8, hidden_size=hidden, num_layers=num_layers, bidirectional=True, cell=cell)
     encoder = Encoder(settings, 40)
     generator = torch.Generator().manual_seed(1)
     ragged = Ragged.from_lists([torch.randint(4, 40, (n,), generator=generator).tolist() for n in range(1, 30)])
@@ -56,6 +56,12 @@ def test_unpacked_h_n_is_moved_by_the_pads(rows):
     rows, lengths = rows
     row = find(rows, False, "h_n")
     assert row.difference[0] > 0 and row.verdicts[1:] == ["wrong"] * (len(lengths) - 1)  # all but the longest
+
+
+def test_an_lstm_encoder_is_probed_through_every_bridge_its_cell_state_included():
+    rows, _ = probe_mixed_lengths(hidden=6, num_layers=2, cell="lstm")  # project once failed: no cell projection
+    assert {(row.mode, row.bridge) for row in rows} >= {("h_n", "project"), ("last_output", "project")}
+    assert find(rows, True, "h_n").verdicts == ["exact"] * 6
 
 
 def test_sentence_verdicts_tell_exact_from_float_noise_from_wrong():
