@@ -24,7 +24,7 @@ from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
-from seq2seq.settings import ModelSettings, read
+from seq2seq.settings import ModelSettings, read, with_defaults
 from seq2seq.settings.model_file import LOCATION_KEYS, plain_config
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,21 @@ def read_export(directory: Path) -> dict[str, Any]:
 
 
 def model_settings(config: dict[str, Any], path: Path) -> ModelSettings:
-    """A model file's ``model`` group as settings, checked as a user's are; a bad one is the file's fault."""
+    """A model file's ``model`` group as settings, checked as a user's are; a bad one is the file's fault.
+
+    A key added since the file was written takes its default, which is the behaviour the model was trained with.
+    """
     try:
-        return read(ModelSettings, config["model"], "model")
+        return read(ModelSettings, with_defaults(ModelSettings, config["model"]), "model")
     except SettingsError as error:
         raise CheckpointError(f"{path}: {error}; refused") from error
+
+
+def network(hparams: dict[str, Any], path: Path) -> Seq2Seq:
+    """The ``Seq2Seq`` a model file's config describes, its weights not loaded."""
+    config = hparams["config"]
+    joint_vocab = config["data"].get("joint_vocab") is True
+    return Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"], joint_vocab)
 
 
 def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -150,7 +160,7 @@ def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path
     if any(isinstance(size, int) and size > bound for size in sizes):
         raise CheckpointError(f"{path}: its config gives sizes that no weight has (over {bound}); refused")
     with torch.device("meta"):
-        expected = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        expected = network(hparams, path)
     shapes = {name: tuple(tensor.shape) for name, tensor in expected.state_dict().items()}
     if shapes != {name.removeprefix("model."): tuple(tensor.shape) for name, tensor in weights.items()}:
         raise CheckpointError(f"{path}: its weights are not the shapes its config gives; refused")
@@ -185,7 +195,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     try:
         config = plain_config(hparams["config"], path)
         fits_weights(hparams, raw["state_dict"], path)
-        model = Seq2Seq(model_settings(config, path), hparams["src_vocab_size"], hparams["tgt_vocab_size"])
+        model = network(hparams, path)
         model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
     except CheckpointError:
         raise
@@ -231,7 +241,11 @@ def write_export(trained: TranslationModel, output: Path) -> None:
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()
     try:
-        weights = {name: tensor.contiguous() for name, tensor in trained.model.state_dict().items()}
+        # each its own copy: safetensors refuses tensors that share memory, as tied embeddings do (loading ties them)
+        weights = {
+            name: tensor.clone(memory_format=torch.contiguous_format)
+            for name, tensor in trained.model.state_dict().items()
+        }
         # save, not save_file: the file gets the umask's permissions, as the others do (save_file's are 0600)
         (partial / EXPORT_FILES["weights"]).write_bytes(safetensors.torch.save(weights))
         sizes = {"src_vocab_size": len(trained.source_tokenizer), "tgt_vocab_size": len(trained.target_tokenizer)}

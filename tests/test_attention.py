@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers.toy import VOCAB, reversal_batch, tiny_model, train_reversal
+from helpers.toy import VOCAB, model_settings, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import Encoder
@@ -102,17 +102,20 @@ def test_attention_learns_the_toy_task():
 
 
 def test_lstm_handoff_cell_state_follows_h_n_only_in_h_n_mode():
+    def lstm(**keys):
+        return model_settings(embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=True, cell="lstm", **keys)
+
     torch.manual_seed(0)
-    encoder = Encoder(VOCAB, 8, 6, num_layers=2, bidirectional=True, cell="lstm").eval()
+    encoder = Encoder(lstm(), VOCAB).eval()
     source, lengths, _ = reversal_batch(5, torch.Generator().manual_seed(2))
     encoded = encoder(source, lengths)
     assert encoded.c_n.shape == encoded.h_n.shape == (4, 5, 6)
     assert torch.equal(final_states(encoded, "last_output")[0], final_states(encoded, "h_n")[-1])
-    hidden, cell = Handoff("h_n", "concat", 6, 2, 2, 12, lstm=True)(encoded)
+    hidden, cell = Handoff(lstm(context="h_n", bridge="concat"))(encoded)
     c_n = encoded.c_n.view(2, 2, 5, 6)
     assert torch.equal(cell, torch.cat([c_n[:, 0], c_n[:, 1]], -1)) and not torch.equal(hidden, cell)
     for mode in ("last_output", "naive_last", "zero"):
-        _, cell = Handoff(mode, "sum", 6, 2, 2, 6, lstm=True)(encoded)
+        _, cell = Handoff(lstm(context=mode, bridge="sum"))(encoded)
         assert cell.shape == (2, 5, 6) and torch.all(cell == 0)
-    _, projected = Handoff("h_n", "project", 6, 2, 2, 7, lstm=True)(encoded)
+    _, projected = Handoff(lstm(context="h_n", bridge="project", decoder_hidden_size=7))(encoded)
     assert projected.shape == (2, 5, 7)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq.settings.reference import BEGIN, END, reference  # no torch either
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").rglob("*.md"))
@@ -130,3 +132,9 @@ def test_no_page_names_a_commit(page):
 
 def test_a_commit_hash_is_caught_and_a_plain_number_is_not():
     assert COMMIT_HASH.findall("at commit `fe5d2e1`, parameters 5858256, data.sha256, 2fa") == ["fe5d2e1"]
+
+
+def test_the_key_reference_in_docs_configuration_md_is_what_the_settings_classes_generate():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    committed = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+    assert committed == f"\n\n{reference()}\n", "run python -m seq2seq.settings.reference docs/configuration.md"

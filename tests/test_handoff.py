@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers.toy import model_settings
 
 from seq2seq.core.encoder import Encoder
 from seq2seq.core.handoff import Handoff, final_states
@@ -11,7 +12,22 @@ VOCAB, EMB, HIDDEN = 50, 8, 6
 
 def make_encoder(num_layers=1, bidirectional=False, packed=True, seed=0):
     torch.manual_seed(seed)
-    return Encoder(VOCAB, EMB, HIDDEN, num_layers, bidirectional, packed=packed).eval()
+    settings = model_settings(
+        embedding_dim=EMB, hidden_size=HIDDEN, num_layers=num_layers, bidirectional=bidirectional, packed=packed
+    )
+    return Encoder(settings, VOCAB).eval()
+
+
+def make_handoff(mode, bridge, bidirectional=True, num_layers=2, decoder_hidden=None):
+    settings = model_settings(
+        hidden_size=HIDDEN,
+        bidirectional=bidirectional,
+        num_layers=num_layers,
+        context=mode,
+        bridge=bridge,
+        decoder_hidden_size=decoder_hidden,
+    )
+    return Handoff(settings)
 
 
 def padded_batch(lengths, seed=0):
@@ -116,8 +132,7 @@ def test_unpacked_unidirectional_last_output_is_the_true_one_at_every_depth(num_
 )
 @pytest.mark.parametrize("mode", ["h_n", "last_output", "naive_last", "zero"])
 def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
-    directions = 2 if bidirectional else 1
-    handoff = Handoff(mode, bridge, HIDDEN, directions, 2, decoder_hidden)
+    handoff = make_handoff(mode, bridge, bidirectional, decoder_hidden=decoder_hidden)
     assert handoff.decoder_hidden == expected
     out = make_encoder(2, bidirectional)(*padded_batch(LENGTHS))
     state, cell = handoff(out)
@@ -134,17 +149,17 @@ def test_bridge_shapes(mode, bridge, bidirectional, decoder_hidden, expected):
 def test_concat_and_sum_bridges_merge_directions_exactly():
     out = make_encoder(2, bidirectional=True)(*padded_batch(LENGTHS))
     h_n = out.h_n.view(2, 2, len(LENGTHS), HIDDEN)
-    concat, _ = Handoff("h_n", "concat", HIDDEN, 2, 2, 2 * HIDDEN)(out)
-    summed, _ = Handoff("h_n", "sum", HIDDEN, 2, 2, HIDDEN)(out)
+    concat, _ = make_handoff("h_n", "concat")(out)
+    summed, _ = make_handoff("h_n", "sum")(out)
     assert torch.equal(concat, torch.cat([h_n[:, 0], h_n[:, 1]], dim=-1))
     assert torch.equal(summed, h_n[:, 0] + h_n[:, 1])
 
 
 def test_packed_h_n_and_last_output_give_identical_contexts_through_every_bridge():
     out = make_encoder(1, bidirectional=True)(*padded_batch(LENGTHS))
-    for bridge, size in (("concat", 2 * HIDDEN), ("sum", HIDDEN), ("project", 9)):
+    for bridge, size in (("concat", None), ("sum", None), ("project", 9)):
         torch.manual_seed(1)
-        by_h_n = Handoff("h_n", bridge, HIDDEN, 2, 1, size)
+        by_h_n = make_handoff("h_n", bridge, num_layers=1, decoder_hidden=size)
         torch.manual_seed(1)
-        by_output = Handoff("last_output", bridge, HIDDEN, 2, 1, size)
+        by_output = make_handoff("last_output", bridge, num_layers=1, decoder_hidden=size)
         assert torch.equal(by_h_n(out)[0], by_output(out)[0])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers.toy import train_reversal
+from helpers.toy import model_settings, train_reversal
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -16,16 +16,17 @@ from seq2seq.resources import CONF_DIR
 from seq2seq.training.task import TranslationTask
 
 
-def probe_mixed_lengths(hidden, num_layers):
+def probe_mixed_lengths(hidden, num_layers, cell="gru"):
     """Probe a fresh bidirectional encoder on 6 random sentences of distinct lengths, longest first."""
     torch.manual_seed(0)
-    encoder = Encoder(40, 8, hidden, num_layers=num_layers, bidirectional=True)
+    settings = model_settings(embedding_dim=8, hidden_size=hidden, num_layers=num_layers, bidirectional=True, cell=cell)
+    encoder = Encoder(settings, 40)
     generator = torch.Generator().manual_seed(1)
     ragged = Ragged.from_lists([torch.randint(4, 40, (n,), generator=generator).tolist() for n in range(1, 30)])
     index = mixed_length_batch(ragged, 6)
     lengths = ragged.lengths[index]
     assert lengths.tolist() == sorted(lengths.tolist(), reverse=True) and len(set(lengths.tolist())) == 6
-    return probe(encoder, ragged.pad(index), lengths, layers=num_layers), lengths.tolist()
+    return probe(encoder, settings, ragged.pad(index), lengths), lengths.tolist()
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,12 @@ def test_unpacked_h_n_is_moved_by_the_pads(rows):
     rows, lengths = rows
     row = find(rows, False, "h_n")
     assert row.difference[0] > 0 and row.verdicts[1:] == ["wrong"] * (len(lengths) - 1)  # all but the longest
+
+
+def test_an_lstm_encoder_is_probed_through_every_bridge_its_cell_state_included():
+    rows, _ = probe_mixed_lengths(hidden=6, num_layers=2, cell="lstm")  # project once failed: no cell projection
+    assert {(row.mode, row.bridge) for row in rows} >= {("h_n", "project"), ("last_output", "project")}
+    assert find(rows, True, "h_n").verdicts == ["exact"] * 6
 
 
 def test_sentence_verdicts_tell_exact_from_float_noise_from_wrong():

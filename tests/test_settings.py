@@ -3,6 +3,7 @@ conf/ its value. Each mistake is one line naming the full key, and only the user
 """
 
 import ast
+import copy
 import functools
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from omegaconf.errors import MissingMandatoryValue
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.common import one_line_errors
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import (
     DecodeSettings,
     FilesSettings,
@@ -32,7 +33,9 @@ from seq2seq.settings import (
     check_keys,
     check_train_config,
     read,
+    with_defaults,
 )
+from seq2seq.settings.serve import Limits, ServeSettings
 
 CONF = Path(CONF_DIR)
 INVALID = ("no such value", -1)  # every rule refuses one of these
@@ -101,6 +104,46 @@ def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_som
 
 def test_the_training_extras_are_keys_of_conf_train_yaml():
     assert setting_keys(TrainingSettings) <= set(yaml("train.yaml"))
+
+
+def test_every_shared_tool_setting_is_a_key_of_a_command_and_serves_own_and_limits_keys_are_its_yaml_and_schema():
+    command_keys = set().union(*(yaml(f"{command}.yaml") for command in ("translate", "evaluate", "bench", "serve", "score")))
+    assert setting_keys(ToolSettings) <= command_keys
+    assert setting_keys(ServeSettings) <= set(yaml("serve.yaml"))
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        assert set(compose("serve").limits) == setting_keys(Limits)
+
+
+COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: python -m seq2seq.NAME
+
+
+def hydra_settings(command: str) -> dict:
+    """What Hydra itself reads of a command's composed config (unresolved: ``${now:...}`` stays as written)."""
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        hydra = compose(command, return_hydra_config=True).hydra
+    return OmegaConf.to_container(hydra, resolve=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_composes_with_hydras_settings_from_conf_hydra_and_keeps_only_its_help(command):
+    assert set(yaml(f"{command}.yaml").hydra) == {"help"}
+    hydra = hydra_settings(command)
+    assert hydra["help"]["template"].startswith(f"seq2seq-{command} (python -m seq2seq.{command})")
+    if command == "train":  # a directory per run, with Hydra's record of its config; logs on standard error
+        assert hydra["run"]["dir"] == "${paths.runs_dir}/${name}/${now:%Y-%m-%d_%H-%M-%S}_${pid:}"
+        assert hydra["sweep"] == {"dir": "${paths.runs_dir}/${name}-sweep/${now:%Y-%m-%d_%H-%M-%S}_${pid:}",
+                                  "subdir": "${hydra.job.num}"}  # fmt: skip
+        assert (hydra["output_subdir"], hydra["job"]["chdir"]) == (".hydra", False)
+        for logging in ("job_logging", "hydra_logging"):
+            assert hydra[logging]["handlers"]["console"] == {
+                "class": "logging.StreamHandler", "formatter": "simple", "stream": "ext://sys.stderr"
+            }  # fmt: skip
+    else:  # writes where it is told, nothing of Hydra's; logging is seq2seq.commands.common's, on standard error
+        assert (hydra["run"]["dir"], hydra["output_subdir"]) == (".", None)
+        for logging in ("job_logging", "hydra_logging"):
+            console = hydra[logging].get("handlers", {}).get("console", {})
+            assert hydra[logging]["root"] is None and "class" not in console
 
 
 # each group of a training config as check_train_config reads it: where it sits, and its class
@@ -192,6 +235,13 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
         (["test_decode.n_best=6"],
          "test_decode.n_best=6 is more than test_decode.strategy=beam finds; use test_decode=beam with "
          "test_decode.beam_size >= test_decode.n_best"),
+        (["model.tie_embeddings=true", "model.bridge=concat"],
+         "model.tie_embeddings=true needs model.embedding_dim=256 to equal the output layer's input size, 512 (the "
+         "decoder's state); set model.embedding_dim=512 or model.tie_embeddings=false"),
+        (["model.tie_embeddings=true", "model.decoder.feed_context=true"],
+         "model.tie_embeddings=true needs model.embedding_dim=256 to equal the output layer's input size, 512 (the "
+         "decoder's state and, with model.decoder.feed_context, the context); set model.embedding_dim=512 or "
+         "model.tie_embeddings=false"),
         (["data.valid_fraction=0.5", "data.test_fraction=0.5"],
          "data.valid_fraction=0.5 and data.test_fraction=0.5 must be >= 0 and sum to less than 1"),
         (["data=files", "data.train=a.tsv", "data.valid_fraction=0.7", "data.test_fraction=0.4"],
@@ -221,6 +271,15 @@ def test_a_checkpoints_saved_model_group_converts_to_model_settings_in_one_call(
     trained = load_checkpoint(checkpoint)
     settings = read(ModelSettings, trained.config["model"], "model")
     assert (settings.embedding_dim, settings.encoder.hidden_size, settings.decoder_hidden_size) == (8, 8, 8)
+
+
+def test_a_model_group_saved_before_a_key_existed_takes_its_default_and_a_key_without_one_stays_missing():
+    saved = copy.deepcopy(plain_train_config()["model"])
+    del saved["tie_embeddings"]  # as models saved before the key was added hold it
+    assert read(ModelSettings, with_defaults(ModelSettings, saved), "model").tie_embeddings is False
+    del saved["encoder"]["packed"]  # no default: the file is refused, not read with a guess
+    with pytest.raises(SettingsError, match=r"^model\.encoder\.packed is missing"):
+        read(ModelSettings, with_defaults(ModelSettings, saved), "model")
 
 
 NETWORK = {"torch", "seq2seq.model", "seq2seq.encoder", "seq2seq.decoder", "seq2seq.handoff", "seq2seq.attention",

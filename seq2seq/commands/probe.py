@@ -8,13 +8,13 @@ sentences' states are exact, off by float noise only, or wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, model_settings
 from seq2seq.commands.common import log_to_stderr, one_line_errors, with_schemas
 from seq2seq.core.encoder import Encoder
 from seq2seq.core.handoff import Handoff, final_states
@@ -57,10 +57,11 @@ def sentence_verdicts(states: torch.Tensor, truth: torch.Tensor) -> list[str]:
 
 
 @torch.inference_mode()
-def probe(encoder: Encoder, source: torch.Tensor, lengths: torch.Tensor, layers: int) -> list[ProbeRow]:
-    """Compare every context mode and bridge against the true final states, packed and unpacked."""
+def probe(encoder: Encoder, settings: ModelSettings, source: torch.Tensor, lengths: torch.Tensor) -> list[ProbeRow]:
+    """Compare every context mode and bridge against the true final states, packed and unpacked; ``settings``: the
+    encoder's model (a ``project`` bridge maps to the encoder's size)."""
     encoder.eval()
-    hidden, directions = encoder.rnn.hidden_size, encoder.num_directions
+    settings = replace(settings, decoder=replace(settings.decoder, hidden_size=None))
     was_packed = encoder.packed
     encoder.packed = True
     truth = final_states(encoder(source, lengths), "h_n")[-1]  # (directions, batch, hidden)
@@ -74,7 +75,7 @@ def probe(encoder: Encoder, source: torch.Tensor, lengths: torch.Tensor, layers:
             verdicts = sentence_verdicts(states, truth)
             for bridge in BRIDGES:
                 torch.manual_seed(0)
-                initial, _ = Handoff(mode, bridge, hidden, directions, layers)(encoded)
+                initial, _ = Handoff(replace(settings, context=mode, bridge=bridge))(encoded)
                 rows.append(ProbeRow(packed, mode, bridge, tuple(initial.shape), difference, verdicts))
     encoder.packed = was_packed
     return rows
@@ -109,14 +110,16 @@ def main(cfg: DictConfig) -> None:
     if cfg.checkpoint:
         trained = load_checkpoint(cfg.checkpoint)
         test = corpus_split(trained, "test", cfg.paths)
+        settings = model_settings(trained.config, cfg.checkpoint)
         model, ragged = trained.model, Ragged.from_lists(trained.source_tokenizer.encode([s for s, _ in test]))
     else:
         splits, src_tok, tgt_tok = prepare(cfg.data)
         torch.manual_seed(cfg.seed)
-        model = Seq2Seq(read(ModelSettings, cfg.model, "model"), len(src_tok), len(tgt_tok))
+        settings = read(ModelSettings, cfg.model, "model")
+        model = Seq2Seq(settings, len(src_tok), len(tgt_tok))
         ragged = splits["test"].source_ids
     index = mixed_length_batch(ragged, cfg.sentences)
-    rows = probe(model.encoder, ragged.pad(index), ragged.lengths[index], model.encoder.rnn.num_layers)
+    rows = probe(model.encoder, settings, ragged.pad(index), ragged.lengths[index])
     print(format_rows(rows, ragged.lengths[index].tolist()))
 
 

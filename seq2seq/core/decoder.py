@@ -14,6 +14,7 @@ from torch import nn
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import RNNS
+from seq2seq.settings import ModelSettings
 
 
 class DecoderState(NamedTuple):
@@ -55,34 +56,27 @@ PER_SENTENCE = ("memory", "keys", "mask")  # what the encoder gave attention, re
 
 
 class Decoder(nn.Module):
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        feed_context: bool = False,
-        cell: str = "gru",
-        attention: str = "none",
-        memory_size: int = 0,
-        input_feeding: bool = False,
-    ):
+    def __init__(self, settings: ModelSettings, vocab_size: int):
         super().__init__()
-        self.feed_context, self.input_feeding = feed_context, input_feeding
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.dropout = nn.Dropout(dropout)
-        self.attention = None if attention == "none" else Attention(attention, hidden_size, memory_size)
-        extra = hidden_size if feed_context else 0
-        inputs = embedding_dim + extra
-        inputs += memory_size if attention == "bahdanau" else 0
-        inputs += hidden_size if input_feeding else 0
-        self.rnn = RNNS[cell](
-            inputs, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        hidden, memory, decoder = settings.decoder_hidden_size, settings.memory_size, settings.decoder
+        self.feed_context, self.input_feeding = decoder.feed_context, decoder.input_feeding
+        self.embedding = nn.Embedding(vocab_size, settings.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.attention = None if settings.attention == "none" else Attention(settings.attention, hidden, memory)
+        inputs = settings.embedding_dim + (hidden if decoder.feed_context else 0)
+        inputs += memory if settings.attention == "bahdanau" else 0
+        inputs += hidden if decoder.input_feeding else 0
+        layers = settings.encoder.num_layers  # the decoder is as deep as the encoder
+        self.rnn = RNNS[settings.cell](
+            inputs, hidden, layers, batch_first=True, dropout=settings.dropout if layers > 1 else 0.0
         )
         if self.attention is not None:
-            self.combine = nn.Linear(hidden_size + memory_size, hidden_size)
-        self.output = nn.Linear(hidden_size + extra, vocab_size)
+            self.combine = nn.Linear(hidden + memory, hidden)
+        self.output = nn.Linear(settings.readout_size, vocab_size)
+        if settings.tie_embeddings:  # one (vocab, embedding_dim) matrix, as the output layer starts it; pad's row 0
+            with torch.no_grad():
+                self.output.weight[0] = 0
+            self.embedding.weight = self.output.weight
 
     @property
     def steps_one_at_a_time(self) -> bool:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.settings import CELLS
+from seq2seq.settings import CELLS, ModelSettings
 
 RNNS = dict(zip(CELLS, (nn.GRU, nn.LSTM)))  # ``model.cell`` → what both the encoder and the decoder are made of
 
@@ -23,29 +23,20 @@ class EncoderOutput(NamedTuple):
 
 
 class Encoder(nn.Module):
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        packed: bool = True,
-        cell: str = "gru",
-    ):
+    def __init__(self, settings: ModelSettings, vocab_size: int):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        encoder, dropout = settings.encoder, settings.dropout
+        self.embedding = nn.Embedding(vocab_size, settings.embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = RNNS[cell](
-            embedding_dim,
-            hidden_size,
-            num_layers,
+        self.rnn = RNNS[settings.cell](
+            settings.embedding_dim,
+            encoder.hidden_size,
+            encoder.num_layers,
             batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=encoder.bidirectional,
+            dropout=dropout if encoder.num_layers > 1 else 0.0,
         )
-        self.packed = packed
+        self.packed = encoder.packed
 
     @property
     def num_directions(self) -> int:

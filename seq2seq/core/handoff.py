@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from seq2seq.core.encoder import EncoderOutput
-from seq2seq.settings import decoder_hidden_size
+from seq2seq.settings import ModelSettings
 
 
 def final_states(encoded: EncoderOutput, mode: str) -> torch.Tensor:
@@ -63,28 +63,18 @@ def final_states(encoded: EncoderOutput, mode: str) -> torch.Tensor:
 class Handoff(nn.Module):
     """Turns an ``EncoderOutput`` into the decoder's initial state ``(decoder layers, batch, decoder_hidden)``.
 
-    ``decoder_hidden`` is what the bridge implies (``requested_hidden`` only matters for ``project``); the mode,
-    the bridge and the sizes are ``ModelSettings``', checked before.
+    The mode, the bridge and the sizes are ``ModelSettings``', checked before; the decoder is as deep as the encoder.
     """
 
-    def __init__(
-        self,
-        mode: str,
-        bridge: str,
-        encoder_hidden: int,
-        directions: int,
-        decoder_layers: int,
-        requested_hidden: int | None = None,
-        lstm: bool = False,
-    ):
+    def __init__(self, settings: ModelSettings):
         super().__init__()
-        self.mode, self.bridge = mode, bridge
-        self.decoder_layers = decoder_layers
-        self.decoder_hidden = decoder_hidden_size(bridge, encoder_hidden, directions, requested_hidden)
-        if bridge == "project":
-            self.projection = nn.Linear(directions * encoder_hidden, self.decoder_hidden)
-            if lstm:
-                self.cell_projection = nn.Linear(directions * encoder_hidden, self.decoder_hidden)
+        self.mode, self.bridge = settings.context, settings.bridge
+        self.decoder_layers = settings.encoder.num_layers
+        self.decoder_hidden = settings.decoder_hidden_size
+        if self.bridge == "project":
+            self.projection = nn.Linear(settings.memory_size, self.decoder_hidden)
+            if settings.cell == "lstm":
+                self.cell_projection = nn.Linear(settings.memory_size, self.decoder_hidden)
 
     def forward(self, encoded: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The decoder's initial hidden state and, for an LSTM, its initial cell state.

@@ -20,41 +20,17 @@ class Seq2Seq(nn.Module):
     The handoff sets the decoder's first state; attention, if any, reads the encoder's outputs afterwards.
     """
 
-    def __init__(self, settings: ModelSettings, src_vocab_size: int, tgt_vocab_size: int):
-        """``settings``: the ``model`` group, read (and checked) by ``read(ModelSettings, ...)``."""
+    def __init__(self, settings: ModelSettings, src_vocab_size: int, tgt_vocab_size: int, joint_vocab: bool = False):
+        """``settings``: the ``model`` group, read (and checked) by ``read(ModelSettings, ...)``; ``joint_vocab``:
+        both sides share one vocabulary (``data.joint_vocab``), so tied embeddings tie the encoder's too."""
         super().__init__()
-        encoder, decoder = settings.encoder, settings.decoder
-        self.encoder = Encoder(
-            src_vocab_size,
-            settings.embedding_dim,
-            encoder.hidden_size,
-            encoder.num_layers,
-            encoder.bidirectional,
-            settings.dropout,
-            encoder.packed,
-            settings.cell,
-        )
-        self.handoff = Handoff(
-            settings.context,
-            settings.bridge,
-            encoder.hidden_size,
-            encoder.directions,
-            encoder.num_layers,
-            decoder.hidden_size,
-            settings.cell == "lstm",
-        )
-        self.decoder = Decoder(
-            tgt_vocab_size,
-            settings.embedding_dim,
-            settings.decoder_hidden_size,
-            encoder.num_layers,
-            settings.dropout,
-            decoder.feed_context,
-            settings.cell,
-            settings.attention,
-            memory_size=settings.memory_size,
-            input_feeding=decoder.input_feeding,
-        )
+        self.encoder = Encoder(settings, src_vocab_size)
+        self.handoff = Handoff(settings)
+        self.decoder = Decoder(settings, tgt_vocab_size)
+        if settings.tie_embeddings and joint_vocab:
+            if src_vocab_size != tgt_vocab_size:
+                raise ValueError(f"a joint vocabulary of two sizes: {src_vocab_size} and {tgt_vocab_size}")
+            self.encoder.embedding.weight = self.decoder.embedding.weight
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
         """The decoder's initial state for a batch of source sentences."""

@@ -14,7 +14,7 @@ from seq2seq.settings.model import (
     ModelSettings,
     decoder_hidden_size,
 )
-from seq2seq.settings.rules import Rule, Settings, check_keys, integer, read
+from seq2seq.settings.rules import Rule, Settings, check_keys, integer, read, with_defaults
 from seq2seq.settings.tools import PRECISIONS, ToolSettings, check_tool_settings
 from seq2seq.settings.train import (
     OptimSettings,
@@ -52,4 +52,5 @@ __all__ = [
     "decoder_hidden_size",
     "integer",
     "read",
+    "with_defaults",
 ]

@@ -17,18 +17,25 @@ STRATEGIES = ("greedy", "beam")
 class DecodeSettings(Settings):
     """Its defaults are ``decode=greedy``; ``decode=beam`` sets ``strategy``, ``beam_size`` and ``length_penalty``."""
 
-    strategy: str = setting(one_of(*STRATEGIES), "greedy")
-    beam_size: int = setting(integer(1), 1)  # beam only
-    length_penalty: float = setting(number(0), 0.0)  # beam only: GNMT's alpha; 0 = none
-    n_best: int = setting(integer(1), 1)
-    # int: absolute tokens; float r: ceil(r x source length) + 5
-    max_length: Any = setting(either(integer(1), Rule("a ratio > 0", lambda v: isinstance(v, float) and v > 0)), 1.5)
-    min_length: int = setting(integer(0), 0)
-    batch_size: int = setting(integer(1), 64)  # sentences per batch when translating
-    # and at most this many padded source tokens per batch; null: no budget
-    batch_tokens: int | None = setting(either(one_of(None), integer(1)), None)
-    # steps between checks for finished sentences; null: 1 on a CPU, 8 on a GPU
-    sync_every: int | None = setting(either(one_of(None), integer(1)), None)
+    strategy: str = setting(one_of(*STRATEGIES), "greedy", doc="the search")
+    beam_size: int = setting(integer(1), 1, doc="beam only: hypotheses kept per sentence")
+    length_penalty: float = setting(number(0), 0.0, doc="beam only: GNMT's alpha; 0: none")
+    n_best: int = setting(integer(1), 1, doc="translations given per sentence (at most beam_size)")
+    max_length: Any = setting(
+        either(integer(1), Rule("a ratio > 0", lambda v: isinstance(v, float) and v > 0)),
+        1.5,
+        doc="the longest output: an integer, in tokens; a ratio r: ceil(r x source length) + 5",
+    )
+    min_length: int = setting(integer(0), 0, doc="end of sentence is not allowed before this many tokens")
+    batch_size: int = setting(integer(1), 64, doc="sentences per batch when translating")
+    batch_tokens: int | None = setting(
+        either(one_of(None), integer(1)), None, doc="and at most this many padded source tokens per batch; null: any"
+    )
+    sync_every: int | None = setting(
+        either(one_of(None), integer(1)),
+        None,
+        doc="steps between checks for finished sentences (the output is the same); null: 1 on a CPU, 8 on a GPU",
+    )
 
     def check(self, key: str) -> None:
         if self.strategy == "greedy":

@@ -65,9 +65,10 @@ OPTIONAL_TEXT = Rule("null or a string", lambda v: v is None or isinstance(v, st
 FRACTION = number(0, 1, below_high=True)
 
 
-def setting(rule: Rule, default: Any = MISSING) -> Any:
-    """A field of a settings class: what it may hold, and its default where the class, not the YAML, holds one."""
-    return field(default=default, metadata={"rule": rule})
+def setting(rule: Rule, default: Any = MISSING, doc: str = "") -> Any:
+    """A field of a settings class: what it may hold, its default where the class, not the YAML, holds one, and
+    what it does in a few words (``doc``: the key reference in docs/configuration.md is generated from it)."""
+    return field(default=default, metadata={"rule": rule, "doc": doc})
 
 
 def group(settings: type[Settings]) -> Any:
@@ -101,6 +102,20 @@ def check_keys(settings: type[Settings], values: Mapping[str, Any], key: str = "
     for each in fields(settings):
         if each.name in values:
             _value(each, values[each.name], key)
+
+
+def with_defaults(settings: type[Settings], values: Any) -> Any:
+    """``values`` with the defaults of the fields it lacks, in nested groups too: a group saved before those keys
+    existed (a model file's), read as it was written, since a key's default is the behaviour before it."""
+    if not isinstance(values, Mapping):
+        return values
+    filled = dict(values)
+    for each in fields(settings):
+        if "group" in each.metadata and each.name in values:
+            filled[each.name] = with_defaults(each.metadata["group"], values[each.name])
+        elif each.name not in values and each.default is not MISSING:
+            filled[each.name] = each.default
+    return filled
 
 
 def read(settings: type[SettingsType], values: Mapping[str, Any], key: str) -> SettingsType:

@@ -13,18 +13,21 @@ from seq2seq.settings.rules import TEXT, Rule, Settings, check_keys, integer, is
 class Limits(Settings):
     """The ``limits`` group (``limits.KEY=VALUE``); its defaults are the schema ``conf/serve.yaml`` starts from."""
 
-    max_body_bytes: int = setting(integer(1), 1 << 20)
-    max_sentences: int = setting(integer(1), 64)  # per request
-    max_chars: int = setting(integer(1), 1000)  # per sentence
-    max_queued: int = setting(integer(1), 1024)  # sentences waiting for the decoder, over all requests
-    max_beam_size: int = setting(integer(1), 16)  # per request, on the native endpoint
-    batch_wait_ms: float = setting(number(0), 2.0)  # how long a batch waits for more once the decoder is free
+    max_body_bytes: int = setting(integer(1), 1 << 20, doc="per request")
+    max_sentences: int = setting(integer(1), 64, doc="per request")
+    max_chars: int = setting(integer(1), 1000, doc="per sentence")
+    max_queued: int = setting(integer(1), 1024, doc="sentences waiting for the decoder, over all requests")
+    max_beam_size: int = setting(integer(1), 16, doc="per request, on the native endpoint")
+    batch_wait_ms: float = setting(number(0), 2.0, doc="how long a batch waits for more once the decoder is free")
 
 
 @dataclass(frozen=True)
 class ServeSettings(Settings):
-    host: str = setting(TEXT)
-    port: int = setting(Rule("an integer from 0 to 65535 (0: any free port)", lambda v: is_int(v) and 0 <= v <= 65535))
+    host: str = setting(TEXT, doc="127.0.0.1: this machine only; 0.0.0.0: every network")
+    port: int = setting(
+        Rule("an integer from 0 to 65535 (0: any free port)", lambda v: is_int(v) and 0 <= v <= 65535),
+        doc="LibreTranslate's is 5000",
+    )
 
 
 def check_serve(cfg: DictConfig) -> Limits:

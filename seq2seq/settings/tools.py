@@ -15,18 +15,23 @@ PRECISIONS = {"fp32": None, "int8": "int8"}
 
 @dataclass(frozen=True)
 class ToolSettings(Settings):
-    threads: int | None = setting(either(one_of(None), integer(1)))
-    sentences: int | None = setting(either(one_of(None), integer(1)))  # bench: the test sentences timed (null: all)
-    single: int = setting(integer(1))  # bench: the sentences timed one at a time
-    repeats: int = setting(integer(1))
-    progress: str = setting(one_of("auto", "always", "never"))
-    quantize: str | None = setting(one_of(*PRECISIONS.values()))
-    per_token: bool = setting(BOOLEAN)  # score: each subword's log-probability too
+    threads: int | None = setting(either(one_of(None), integer(1)), doc="torch's CPU threads; null: torch's choice")
+    sentences: int | None = setting(either(one_of(None), integer(1)), doc="bench: the test sentences timed; null: all")
+    single: int = setting(integer(1), doc="bench: the sentences timed one at a time")
+    repeats: int = setting(integer(1), doc="bench: timed runs of each, in turn; the fastest counts")
+    progress: str = setting(
+        one_of("auto", "always", "never"), doc="a bar on standard error; auto: when it is a terminal"
+    )
+    quantize: str | None = setting(
+        one_of(*PRECISIONS.values()), doc="int8: int8 recurrent and linear layers, faster on a CPU (CPU only)"
+    )
+    per_token: bool = setting(BOOLEAN, doc="score: each subword's log-probability too")
     precisions: Any = setting(
         Rule(
             f"a non-empty list of distinct precisions from {tuple(PRECISIONS)}",
             lambda v: isinstance(v, ListConfig) and 0 < len(v) == len(set(v)) and set(v) <= set(PRECISIONS),
-        )
+        ),
+        doc="bench: what to time side by side",
     )
 
 

@@ -32,54 +32,69 @@ from seq2seq.settings.rules import (
 
 @dataclass(frozen=True)
 class OptimSettings(Settings):
-    lr: float = setting(number(0, above_low=True))
-    weight_decay: float = setting(number(0))
-    label_smoothing: float = setting(FRACTION)
-    lr_decay: float = setting(number(0, 1, above_low=True, below_high=True))
-    lr_patience: int = setting(integer(0))
+    lr: float = setting(number(0, above_low=True), doc="AdamW's learning rate")
+    weight_decay: float = setting(number(0), doc="AdamW's")
+    label_smoothing: float = setting(FRACTION, doc="of the cross-entropy")
+    lr_decay: float = setting(
+        number(0, 1, above_low=True, below_high=True), doc="the learning rate's factor when validation BLEU stalls"
+    )
+    lr_patience: int = setting(integer(0), doc="validations without a better BLEU before the learning rate decays")
 
 
 @dataclass(frozen=True)
 class PathsSettings(Settings):
-    mirror: str | None = setting(OPTIONAL_TEXT)
-    cache_dir: str = setting(TEXT)
-    runs_dir: str = setting(TEXT)
+    mirror: str | None = setting(
+        OPTIONAL_TEXT, doc="a directory holding PAIR.zip archives, looked in before downloading ($SEQ2SEQ_MIRROR)"
+    )
+    cache_dir: str = setting(TEXT, doc="archives, tokenizers, encoded splits, named by content hash ($SEQ2SEQ_CACHE)")
+    runs_dir: str = setting(TEXT, doc="training runs: runs_dir/NAME/DATE_TIME_PID/ ($SEQ2SEQ_RUNS)")
 
 
 @dataclass(frozen=True)
 class TrainerSettings(Settings):
-    accelerator: str = setting(TEXT)
+    """Lightning's ``Trainer`` arguments that seq2seq sets; ``+trainer.KEY=VALUE`` passes any other."""
+
+    accelerator: str = setting(TEXT, doc="auto: a GPU if there is one")
     devices: Any = setting(
         Rule(
             "an integer >= 1, -1 (all), 'auto' or a list of device indices",
             lambda v: (
                 v in (-1, "auto") or (is_int(v) and v >= 1) or (isinstance(v, ListConfig) and all(map(is_int, v)))
             ),
-        )
+        ),
+        doc="per node",
     )
-    strategy: str = setting(TEXT)
-    num_nodes: int = setting(integer(1))
-    precision: str | None = setting(either(one_of(None), TEXT))
-    max_epochs: int = setting(integer(-1))
-    max_steps: int = setting(integer(-1))
-    max_time: str | None = setting(OPTIONAL_TEXT)
-    gradient_clip_val: float | None = setting(either(one_of(None), number(0)))
-    val_check_interval: Any = setting(either(integer(1), number(0, 1, above_low=True)))
-    check_val_every_n_epoch: int | None = setting(either(one_of(None), integer(1)))
-    log_every_n_steps: int = setting(integer(1))
-    deterministic: bool = setting(BOOLEAN)
-    limit_val_batches: Any = setting(either(integer(0), number(0, 1)))
-    enable_progress_bar: bool = setting(BOOLEAN)
+    strategy: str = setting(TEXT, doc="trainer=ddp for several GPUs or nodes")
+    num_nodes: int = setting(integer(1), doc="machines")
+    precision: str | None = setting(either(one_of(None), TEXT), doc="null: bf16-mixed on a GPU, 32-true on a CPU")
+    max_epochs: int = setting(integer(-1), doc="-1: no limit")
+    max_steps: int = setting(integer(-1), doc="-1: no limit")
+    max_time: str | None = setting(OPTIONAL_TEXT, doc='e.g. "00:00:08:00" (DD:HH:MM:SS)')
+    gradient_clip_val: float | None = setting(either(one_of(None), number(0)), doc="the gradient's largest norm")
+    val_check_interval: Any = setting(
+        either(integer(1), number(0, 1, above_low=True)), doc="validate every N steps, or this fraction of an epoch"
+    )
+    check_val_every_n_epoch: int | None = setting(either(one_of(None), integer(1)), doc="epochs between validations")
+    log_every_n_steps: int = setting(integer(1), doc="steps between logged losses")
+    deterministic: bool = setting(BOOLEAN, doc="deterministic algorithms only")
+    limit_val_batches: Any = setting(
+        either(integer(0), number(0, 1)), doc="validation batches used: a count, or a fraction of them"
+    )
+    enable_progress_bar: bool = setting(BOOLEAN, doc="a bar on standard error")
 
 
 @dataclass(frozen=True)
 class TrainingSettings(Settings):
     """The run's own top-level keys (``conf/train.yaml``)."""
 
-    seed: int = setting(integer(0))
-    patience: int = setting(integer(0))
-    keep_last: int = setting(integer(0))
-    cpu_recipe: str | None = setting(OPTIONAL_TEXT)
+    seed: int = setting(integer(0), doc="of the weights, the batches and dropout")
+    patience: int = setting(integer(0), doc="stop after this many validations without a better BLEU")
+    keep_last: int = setting(
+        integer(0), doc="keep the last N validations' checkpoints (checkpoints/stepSTEP.ckpt) for averaging; 0: none"
+    )
+    cpu_recipe: str | None = setting(
+        OPTIONAL_TEXT, doc="set by a recipe sized for a GPU: without one, training warns and names this recipe"
+    )
 
 
 def check_train_config(cfg: DictConfig) -> None:

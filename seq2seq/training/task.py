@@ -56,7 +56,8 @@ class TranslationTask(L.LightningModule):
         sizes = {"src_vocab_size": len(source_tokenizer), "tgt_vocab_size": len(target_tokenizer)}
         self.save_hyperparameters({"config": config, **sizes})  # what load_checkpoint rebuilds the model from
         self.config = config
-        self.model = Seq2Seq(read(ModelSettings, config["model"], "model"), *sizes.values())
+        model = read(ModelSettings, config["model"], "model")
+        self.model = Seq2Seq(model, *sizes.values(), joint_vocab=config["data"]["joint_vocab"])
         translation_model = TranslationModel(self.model, source_tokenizer, target_tokenizer, config)
         self.translator = Translator(translation_model, OmegaConf.create(config["decode"]))
         self.validation = validation

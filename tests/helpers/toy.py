@@ -42,11 +42,12 @@ class IdTokenizer:
         return [" ".join(map(str, row)) for row in ids]
 
 
-def model_settings(**keys) -> ModelSettings:
+def model_settings(decoder_hidden_size: int | None = None, **keys) -> ModelSettings:
     """``conf/model/rnn.yaml`` without dropout, ``keys`` changed: an encoder or decoder key by its own name
-    (``hidden_size`` is the encoder's)."""
+    (``hidden_size`` is the encoder's; ``decoder_hidden_size`` the decoder's)."""
     model = OmegaConf.load(Path(CONF_DIR, "model", "rnn.yaml"))
     model.dropout = 0.0
+    model.decoder.hidden_size = decoder_hidden_size
     for key, value in keys.items():
         nested = next((f"{group}.{key}" for group in ("encoder", "decoder") if key in model[group]), key)
         OmegaConf.update(model, nested, value)
