@@ -4,14 +4,14 @@ import math
 
 import pytest
 import torch
-from helpers.toy import KINDS, VOCAB, reversal_batch, tiny_model, train_reversal
+from helpers.toy import KINDS, VOCAB, beam_search, greedy_search, reversal_batch, tiny_model, train_reversal
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from seq2seq.core.decoder import DecoderState
 from seq2seq.core.model import Seq2Seq
-from seq2seq.core.search import beam_search, gnmt_penalty, greedy_search, length_limits
+from seq2seq.core.search import gnmt_penalty, length_limits
 from seq2seq.errors import SettingsError
 from seq2seq.settings import DecodeSettings, read
 from seq2seq.vocab import BOS, EOS, PAD
