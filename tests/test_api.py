@@ -68,7 +68,7 @@ def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):
 
 
 def test_an_unknown_preset_is_refused_naming_the_presets(checkpoint):
-    with pytest.raises(SettingsError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
+    with pytest.raises(SettingsError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy', 'sample'\]"):
         Translator.load(checkpoint, decode="beem")
 
 

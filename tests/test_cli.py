@@ -67,10 +67,10 @@ def test_an_interrupted_translation_leaves_the_previous_output_whole(checkpoint,
     output.write_text("an earlier translation\n")
     translate_batch = translator.translate_n_best
 
-    def interrupted_at_the_second_batch(lines, first_line=1):
+    def interrupted_at_the_second_batch(lines, first_line=1, *args, **keys):
         if first_line == 2:
             raise KeyboardInterrupt
-        return translate_batch(lines, first_line)
+        return translate_batch(lines, first_line, *args, **keys)
 
     monkeypatch.setattr(translator, "translate_n_best", interrupted_at_the_second_batch)
     with pytest.raises(KeyboardInterrupt), source.open("rb") as stream:
@@ -172,7 +172,7 @@ def test_sigterm_while_translating_into_a_file_is_one_line_and_leaves_no_tempora
     source, output = tmp_path / "source.txt", tmp_path / "out.txt"
     source.write_text("Je suis content.\n")
     # the class the command builds (seq2seq.api.Translator is a subclass of it)
-    monkeypatch.setattr(translate.Translator, "translate_n_best", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(translate.Translator, "translate_n_best", lambda *args, **keys: os.kill(os.getpid(), signal.SIGTERM))
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("translate", [f"checkpoint={checkpoint}", f"input={source}", f"output={output}"])
     with pytest.raises(SystemExit) as exit_:

@@ -16,6 +16,7 @@ from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
 from seq2seq.core.model import Seq2Seq
+from seq2seq.core import translator
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, DecodeError
@@ -67,11 +68,11 @@ def test_packed_models_keep_batching_sentences_of_mixed_lengths_together(tokeniz
     packed = untrained_translator(tokenizer, "decode.batch_size=10")
     batch_sizes = []
 
-    def search(source, lengths):
+    def search(model, source, lengths, *args):
         batch_sizes.append(len(lengths))
         return [[] for _ in lengths]
 
-    monkeypatch.setattr(packed, "_search", search)
+    monkeypatch.setattr(translator, "search", search)
     packed.translate_n_best(sentences)
     assert batch_sizes == [10, 6]
 
@@ -80,11 +81,11 @@ def test_a_token_budget_caps_each_batch_at_its_padded_source_tokens(tokenizer, s
     packed = untrained_translator(tokenizer, "decode.batch_size=10", "decode.batch_tokens=40")
     batches = []
 
-    def search(source, lengths):
+    def search(model, source, lengths, *args):
         batches.append(lengths.tolist())
         return [[] for _ in lengths]
 
-    monkeypatch.setattr(packed, "_search", search)
+    monkeypatch.setattr(translator, "search", search)
     packed.translate_n_best(sentences)
     assert sum(map(len, batches)) == len(sentences)
     assert all(len(lengths) <= 10 and (len(lengths) * max(lengths) <= 40 or len(lengths) == 1) for lengths in batches)

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from seq2seq.settings.rules import Rule, Settings, check_keys, either, integer, one_of, setting
+from seq2seq.settings.rules import BOOLEAN, Rule, Settings, check_keys, either, integer, one_of, setting
 
 # bench's precisions, each as the quantize setting that gives it (int8: the recurrent and linear layers, CPU only)
 PRECISIONS = {"fp32": None, "int8": "int8"}
@@ -21,6 +21,7 @@ class ToolSettings(Settings):
     repeats: int = setting(integer(1))
     progress: str = setting(one_of("auto", "always", "never"))
     quantize: str | None = setting(one_of(*PRECISIONS.values()))
+    prefix_column: bool = setting(BOOLEAN)  # translate: a line's text after its first tab is its target prefix
     precisions: Any = setting(
         Rule(
             f"a non-empty list of distinct precisions from {tuple(PRECISIONS)}",
