@@ -172,7 +172,8 @@ def test_sigterm_while_translating_into_a_file_is_one_line_and_leaves_no_tempora
     source, output = tmp_path / "source.txt", tmp_path / "out.txt"
     source.write_text("Je suis content.\n")
     # the class the command builds (seq2seq.api.Translator is a subclass of it)
-    monkeypatch.setattr(translate.Translator, "translate_n_best", lambda *args, **keys: os.kill(os.getpid(), signal.SIGTERM))
+    terminated = lambda *args, **keys: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    monkeypatch.setattr(translate.Translator, "translate_n_best", terminated)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("translate", [f"checkpoint={checkpoint}", f"input={source}", f"output={output}"])
     with pytest.raises(SystemExit) as exit_:

@@ -15,8 +15,8 @@ from seq2seq import DecodeSettings
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
-from seq2seq.core.model import Seq2Seq
 from seq2seq.core import translator
+from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, DecodeError
@@ -150,3 +150,20 @@ def test_translate_with_nan_weights_is_one_line(diverged, capsys):
         translate.main(cfg)
     assert exit.value.code == 1
     assert capsys.readouterr().err == f"error: {NOT_FINITE}\n"
+
+
+@pytest.mark.parametrize("prefix_column", [False, True])
+def test_translate_reads_the_text_after_a_tab_as_the_lines_prefix_only_when_asked(checkpoint, tmp_path, prefix_column):
+    translator = Translator.load(checkpoint)
+    source, output = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("Je suis content.\tIl fait\nIl fait froid.\n")
+    with source.open("rb") as stream:
+        translate.translate_to_file(translator, stream, output, None, prefix_column=prefix_column)
+    if prefix_column:  # a line without a tab has no prefix
+        expected = translator.translate(["Je suis content."], prefix=["Il fait"]) + translator.translate(
+            ["Il fait froid."]
+        )
+        assert expected[0].startswith("Il fait")
+    else:  # the tab and what follows are part of the sentence
+        expected = translator.translate(["Je suis content.\tIl fait", "Il fait froid."])
+    assert output.read_text().splitlines() == expected
