@@ -18,6 +18,7 @@ from seq2seq.errors import DecodeError, SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import read
 from seq2seq.settings.presets import decode_preset
+from seq2seq.vocab import EOS
 
 ROOT = Path(__file__).resolve().parents[1]
 README_CHECKPOINT = '"runs/fra-eng/RUN/checkpoints/best.ckpt"'  # the README examples' model, replaced by a test one
@@ -165,6 +166,8 @@ def test_a_prefix_that_leaves_no_room_for_eos_or_does_not_match_the_sentences_is
         DecodeError, match=r"^prefix takes a list of sentences, not one str \('Il'\); pass \[sentence\]$"
     ):
         translator.translate_n_best(["Il fait froid."], prefix="Il")
+    with pytest.raises(DecodeError, match=r"^input line 1: its prefix holds <pad>, <s> or </s>; give subwords"):
+        translator.translate_ids([[5, 6]], prefix=[[7, EOS]])
 
 
 def test_sampling_draws_n_scored_samples_per_sentence_the_same_alone_as_batched(checkpoint):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from helpers.runs import SENTENCES
+from helpers.runs import SENTENCES, save_tiny_checkpoint
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -167,3 +167,15 @@ def test_translate_reads_the_text_after_a_tab_as_the_lines_prefix_only_when_aske
     else:  # the tab and what follows are part of the sentence
         expected = translator.translate(["Je suis content.\tIl fait", "Il fait froid."])
     assert output.read_text().splitlines() == expected
+
+
+def test_heatmaps_draw_the_attention_search_kept_one_per_translated_line(tmp_path):
+    attention = save_tiny_checkpoint(tmp_path / "attention.ckpt", "model.attention=bahdanau")
+    translator = Translator.load(attention, "beam", n_best=2)
+    source, plots = tmp_path / "in.txt", tmp_path / "plots"
+    source.write_text("Je suis content.\n\nIl fait froid.\n")
+    with source.open("rb") as stream:
+        translate.translate_to_file(translator, stream, tmp_path / "out.txt", plots)
+    assert sorted(path.name for path in plots.iterdir()) == ["000001.png", "000003.png"]  # the empty line has none
+    [[best, _]] = translator.translate_n_best(["Il fait froid."], attention=True)
+    assert best.attention.shape == (len(best.tokens) + 1, len(best.source))

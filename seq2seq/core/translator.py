@@ -21,7 +21,7 @@ from seq2seq.core.search import length_limits, search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.ragged import Ragged
 from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read
-from seq2seq.vocab import UNK, Subwords
+from seq2seq.vocab import BOS, EOS, PAD, UNK, Subwords
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,15 @@ class Translator:
                 return None
             prefix = [self.target_tokenizer.encode([self.settings.prefix])[0]] * len(ids)
         elif len(prefix) != len(ids):
-            raise DecodeError(f"{len(prefix)} prefixes for {len(ids)} sentences; give one per sentence (\"\": none)")
+            raise DecodeError(f'{len(prefix)} prefixes for {len(ids)} sentences; give one per sentence ("": none)')
         prefix = [list(tokens) for tokens in prefix]
         if not any(prefix):
             return None
         max_length = self.settings.max_length
         limits = length_limits(torch.tensor([len(tokens) for tokens in ids]), max_length).tolist()
         for number, (source, tokens, limit) in enumerate(zip(ids, prefix, limits), first_line):
+            if {PAD, BOS, EOS} & set(tokens):  # search would read PAD as "no prefix here", EOS as an ending
+                raise DecodeError(f"input line {number}: its prefix holds <pad>, <s> or </s>; give subwords of text")
             if source and len(tokens) >= limit:
                 raise DecodeError(
                     f"input line {number}: its prefix has {len(tokens)} subwords, but decode.max_length={max_length} "
