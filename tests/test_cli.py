@@ -451,3 +451,12 @@ def test_reading_a_long_line_in_many_chunks_handles_each_byte_once(monkeypatch):
     CountingBytes.handled = 0
     assert list(translate.line_batches(stream, 64)) == [[b"x" * 500_000, b"short"]]
     assert CountingBytes.handled <= 500_007, "each byte is searched once, not once per later chunk"
+
+
+def test_sampled_evaluations_keep_apart_from_greedy_ones_and_from_other_draws(tmp_path):
+    model = tmp_path / "a.ckpt"
+    model.touch()
+    overrides = ([], ["decode=sample"], ["decode=sample", "decode.seed=1", "decode.top_p=0.9"])
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        stems = [evaluate.results_stem(model, "test", compose("evaluate", ["checkpoint=x", *o])) for o in overrides]
+    assert stems == ["a.test.greedy", "a.test.sample.t1.k0.p1.seed0", "a.test.sample.t1.k0.p0.9.seed1"]
