@@ -147,7 +147,7 @@ def one_token_per_row(
     state = model.encode(source, lengths)
     if copies > 1:  # the copies of a sentence are consecutive rows, reading its encoding together
         state = state.follow(torch.arange(source.size(0), device=device).repeat_interleave(copies))
-    limits = start.limits.repeat_interleave(copies)
+    limits = start.limits.repeat_interleave(copies) if copies > 1 else start.limits
     rows = limits.size(0)
     tokens = torch.full((rows, 1), BOS, dtype=torch.long, device=device)
     written = torch.full((rows, int(limits.max())), PAD, dtype=torch.long, device=device)
@@ -175,12 +175,12 @@ def one_token_per_row(
             seen[active, t] = weights[:, -1].float()
         ended |= best == EOS
         if (t + 1) % start.sync_every == 0:
-            done = ended.view(-1, copies).all(1)  # per sentence
+            done = ended if copies == 1 else ended.view(-1, copies).all(1)  # per sentence
             if bool(done.all()):
                 break
             if bool(done.any()):
                 left = (~done).nonzero().squeeze(1)
-                keep = (left[:, None] * copies + torch.arange(copies, device=device)).view(-1)
+                keep = left if copies == 1 else (left[:, None] * copies + torch.arange(copies, device=device)).view(-1)
                 active, limits, best, ended = active[keep], limits[keep], best[keep], ended[keep]
                 state = state.select(keep, left)
         tokens = best[:, None]
