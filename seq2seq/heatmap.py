@@ -4,34 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from seq2seq.core.model import Seq2Seq
+from seq2seq.core.translator import Translation
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.errors import SettingsError
 from seq2seq.plotting import pyplot
-from seq2seq.vocab import BOS, EOS
+from seq2seq.vocab import EOS
 
 
-@torch.inference_mode()
-def attention_weights(model: Seq2Seq, source: list[int], target: list[int]) -> torch.Tensor:
-    """``(len(target) + 1, len(source))`` weights, re-running the decoder over a translation (and EOS)."""
-    if model.decoder.attention is None:
-        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
-    device = next(model.parameters()).device
-    source_tensor = torch.tensor([source], device=device)
-    state = model.encode(source_tensor, torch.tensor([len(source)], device=device))
-    _, state = model.decoder(torch.tensor([[BOS, *target]], device=device), state)
-    return state.attention[0].float().cpu()
-
-
-def save_heatmap(
-    model: Seq2Seq, source_tok: Tokenizer, target_tok: Tokenizer, source: list[int], target: list[int], path: Path
-) -> None:
-    """Write a PNG: source subwords across, target subwords (and EOS) down."""
+def save_heatmap(source_tok: Tokenizer, target_tok: Tokenizer, translation: Translation, path: Path) -> None:
+    """Write a PNG of the weights search kept (``attention=True``): source subwords across, target subwords (and
+    EOS) down."""
     plt = pyplot()
-    weights = attention_weights(model, source, target).numpy()
-    rows = target_tok.id_to_piece([*target, EOS])
+    weights = translation.attention.numpy()
+    rows = target_tok.id_to_piece([*translation.tokens, EOS])
+    source = translation.source
     figure, axes = plt.subplots(figsize=(1 + 0.45 * len(source), 1 + 0.4 * len(rows)))
     axes.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
     axes.set_xticks(range(len(source)), source_tok.id_to_piece(source), rotation=60, ha="right")

@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException
 
 from seq2seq.core.translator import Translation, TranslationModel, Translator
 from seq2seq.errors import UserError
-from seq2seq.heatmap import attention_weights
 from seq2seq.settings import DecodeSettings, read
 from seq2seq.settings.serve import Limits
 from seq2seq.vocab import EOS
@@ -121,19 +120,13 @@ class Batcher:
 
     def _decode(self, jobs: list[Job]) -> list[Result]:
         translator = self.translator(jobs[0].decode)
-        found = translator.translate_n_best([text for job in jobs for text in job.sentences])
+        texts = [text for job in jobs for text in job.sentences]
+        found = translator.translate_n_best(texts, attention=any(job.attention for job in jobs))  # what search read
         results = []
         for job in jobs:
             mine, found = found[: len(job.sentences)], found[len(job.sentences) :]
-            attention = [self._attention(translator, best[0]) if job.attention else None for best in mine]
-            results.append(Result(mine, attention))
+            results.append(Result(mine, [best[0].attention if job.attention else None for best in mine]))
         return results
-
-    @staticmethod
-    def _attention(translator: Translator, best: Translation) -> torch.Tensor | None:
-        if translator.model.decoder.attention is None or not best.source:
-            return None
-        return attention_weights(translator.model, best.source, best.tokens)
 
     async def _gather(self) -> None:
         """Wait up to ``batch_wait_ms`` for a fuller batch, unless one is already full, or the last batch was a lone

@@ -2,6 +2,7 @@
 
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from omegaconf import OmegaConf
 from seq2seq import DecodeSettings, Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
-from seq2seq.errors import SettingsError
+from seq2seq.errors import DecodeError, SettingsError
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import read
 from seq2seq.settings.presets import decode_preset
+from seq2seq.vocab import EOS
 
 ROOT = Path(__file__).resolve().parents[1]
 README_CHECKPOINT = '"runs/fra-eng/RUN/checkpoints/best.ckpt"'  # the README examples' model, replaced by a test one
@@ -68,7 +71,8 @@ def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):
 
 
 def test_an_unknown_preset_is_refused_naming_the_presets(checkpoint):
-    with pytest.raises(SettingsError, match=r"^decode='beem' is not a preset; use one of \['beam', 'greedy'\]"):
+    presets = r"\['beam', 'greedy', 'sample'\]"
+    with pytest.raises(SettingsError, match=rf"^decode='beem' is not a preset; use one of {presets}"):
         Translator.load(checkpoint, decode="beem")
 
 
@@ -132,6 +136,83 @@ def test_an_empty_sentence_gets_one_empty_translation_whatever_n_best(checkpoint
     found = translator.translate_n_best(["", "Je suis content."])
     assert [len(translations) for translations in found] == [1, 3]
     assert (found[0][0].text, found[0][0].tokens, found[0][0].source) == ("", [], [])
+
+
+@pytest.mark.parametrize("decode", ["greedy", "beam", "sample"])
+def test_each_translation_starts_with_its_prefix_subwords_exactly(checkpoint, decode):
+    keys = {"beam": {"n_best": 2}, "sample": {"n": 2}}.get(decode, {})
+    translator = Translator.load(checkpoint, decode, **keys)
+    prefixes = ["Il fait", "", "Nous", "Elle est grande"]
+    found = translator.translate_n_best(SENTENCES[:4], prefix=prefixes)
+    for translations, prefix in zip(found, prefixes):
+        subwords = translator.target_tokenizer.encode([prefix])[0]
+        assert all(t.tokens[: len(subwords)] == subwords and t.text.startswith(prefix) for t in translations)
+    assert found[1] == translator.translate_n_best(SENTENCES[1:2])[0]  # "": no prefix
+    everyone = Translator.load(checkpoint, decode, prefix="Il fait", **keys)  # decode.prefix: every sentence's
+    assert everyone.translate_n_best(SENTENCES[:4]) == translator.translate_n_best(
+        SENTENCES[:4], prefix=["Il fait"] * 4
+    )
+
+
+def test_a_prefix_that_leaves_no_room_for_eos_or_does_not_match_the_sentences_is_refused_in_one_line(checkpoint):
+    translator = Translator.load(checkpoint, max_length=4)
+    message = (r"^input line 2: its prefix has \d+ subwords, but decode.max_length=4 leaves 3 before EOS; shorten "
+               r"the prefix or raise decode.max_length$")  # fmt: skip
+    with pytest.raises(DecodeError, match=message):
+        translator.translate_n_best(["Je suis content.", "Il fait froid."], prefix=["", "Nous sommes en retard."])
+    with pytest.raises(DecodeError, match=r"^1 prefixes for 2 sentences; give one per sentence \(\"\": none\)$"):
+        translator.translate_n_best(["Je suis content.", "Il fait froid."], prefix=["Il"])
+    with pytest.raises(
+        DecodeError, match=r"^prefix takes a list of sentences, not one str \('Il'\); pass \[sentence\]$"
+    ):
+        translator.translate_n_best(["Il fait froid."], prefix="Il")
+    with pytest.raises(DecodeError, match=r"^input line 1: its prefix holds <pad>, <s> or </s>; give subwords"):
+        translator.translate_ids([[5, 6]], prefix=[[7, EOS]])
+
+
+def test_sampling_draws_n_scored_samples_per_sentence_the_same_alone_as_batched(checkpoint):
+    translator = Translator.load(checkpoint, "sample", n=3, seed=5, temperature=1.5)
+    batched = translator.translate_n_best(SENTENCES[:6])
+    assert [len(samples) for samples in batched] == [3] * 6 and all(t.score < 0 for s in batched for t in s)
+    alone = [translator.translate_n_best([sentence])[0] for sentence in SENTENCES[:6]]
+    assert [[t.tokens for t in s] for s in alone] == [[t.tokens for t in s] for s in batched]
+    other_seed = Translator.load(checkpoint, "sample", n=3, seed=6, temperature=1.5).translate_n_best(SENTENCES[:6])
+    assert [[t.tokens for t in s] for s in other_seed] != [[t.tokens for t in s] for s in batched]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(temperature=0.0), "decode.temperature=0.0 is not a number > 0"),
+        (dict(top_p=0.0), "decode.top_p=0.0 is not a number > 0 and <= 1"),
+        (dict(top_p=1.5), "decode.top_p=1.5 is not a number > 0 and <= 1"),
+        (dict(top_k=-1), "decode.top_k=-1 is not an integer >= 0"),
+        (dict(n=0), "decode.n=0 is not an integer >= 1"),
+        (dict(seed=-1), "decode.seed=-1 is not an integer >= 0"),
+        (
+            dict(n_best=2),
+            "decode.n_best=2 is beam search's; decode=sample draws decode.n samples per sentence: set decode.n=2",
+        ),
+        (
+            dict(beam_size=4),
+            "decode.beam_size=4 is a beam search setting, but decode.strategy=sample; use decode=beam "
+            "(or leave decode.beam_size at 1)",
+        ),
+        (
+            dict(strategy="greedy", top_k=5),
+            "decode.top_k=5 is a sampling setting, but decode.strategy=greedy; use "
+            "decode=sample (or leave decode.top_k at 0)",
+        ),
+        (
+            dict(strategy="beam", n=2),
+            "decode.n=2 is a sampling setting, but decode.strategy=beam; use decode=sample (or leave decode.n at 1)",
+        ),
+        (dict(prefix=3), "decode.prefix=3 is not a string"),
+    ],
+)
+def test_sampling_and_prefix_settings_out_of_their_rules_are_refused_in_one_line_naming_the_key(settings, message):
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
+        read(DecodeSettings, OmegaConf.create({**asdict(DecodeSettings(strategy="sample")), **settings}), "decode")
 
 
 def python_section() -> str:

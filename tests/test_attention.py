@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-from helpers.toy import VOCAB, model_settings, reversal_batch, tiny_model, train_reversal
+from helpers.toy import VOCAB, beam_search, greedy_search, model_settings, reversal_batch, tiny_model, train_reversal
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import Encoder
 from seq2seq.core.handoff import Handoff, final_states
-from seq2seq.core.search import beam_search, greedy_search
 from seq2seq.errors import SettingsError
 
 VARIANTS = [

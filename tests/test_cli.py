@@ -68,10 +68,10 @@ def test_an_interrupted_translation_leaves_the_previous_output_whole(checkpoint,
     output.write_text("an earlier translation\n")
     translate_batch = translator.translate_n_best
 
-    def interrupted_at_the_second_batch(lines, first_line=1):
+    def interrupted_at_the_second_batch(lines, first_line=1, *args, **keys):
         if first_line == 2:
             raise KeyboardInterrupt
-        return translate_batch(lines, first_line)
+        return translate_batch(lines, first_line, *args, **keys)
 
     monkeypatch.setattr(translator, "translate_n_best", interrupted_at_the_second_batch)
     with pytest.raises(KeyboardInterrupt), source.open("rb") as stream:
@@ -173,7 +173,8 @@ def test_sigterm_while_translating_into_a_file_is_one_line_and_leaves_no_tempora
     source, output = tmp_path / "source.txt", tmp_path / "out.txt"
     source.write_text("Je suis content.\n")
     # the class the command builds (seq2seq.api.Translator is a subclass of it)
-    monkeypatch.setattr(translate.Translator, "translate_n_best", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    terminated = lambda *args, **keys: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    monkeypatch.setattr(translate.Translator, "translate_n_best", terminated)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("translate", [f"checkpoint={checkpoint}", f"input={source}", f"output={output}"])
     with pytest.raises(SystemExit) as exit_:
@@ -451,3 +452,12 @@ def test_reading_a_long_line_in_many_chunks_handles_each_byte_once(monkeypatch):
     CountingBytes.handled = 0
     assert list(translate.line_batches(stream, 64)) == [[b"x" * 500_000, b"short"]]
     assert CountingBytes.handled <= 500_007, "each byte is searched once, not once per later chunk"
+
+
+def test_sampled_evaluations_keep_apart_from_greedy_ones_and_from_other_draws(tmp_path):
+    model = tmp_path / "a.ckpt"
+    model.touch()
+    overrides = ([], ["decode=sample"], ["decode=sample", "decode.seed=1", "decode.top_p=0.9"])
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        stems = [evaluate.results_stem([model], "test", compose("evaluate", ["checkpoint=x", *o])) for o in overrides]
+    assert stems == ["a.test.greedy", "a.test.sample.t1.k0.p1.seed0", "a.test.sample.t1.k0.p0.9.seed1"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from helpers.runs import SENTENCES
-from helpers.toy import KINDS, reversal_batch, tiny_model
+from helpers.toy import KINDS, beam_search, greedy_search, reversal_batch, tiny_model
 from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_nn
@@ -18,7 +18,6 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import bench, evaluate, translate
 from seq2seq.core import translator
 from seq2seq.core.quantize import quantize_int8
-from seq2seq.core.search import beam_search, greedy_search
 from seq2seq.core.translator import pick_device
 from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR

@@ -1,20 +1,34 @@
-"""Greedy and batched beam search: they learn, agree, ignore their batch-mates, and score what they return."""
+"""Greedy, batched beam and sampling search: they learn, agree, ignore their batch-mates, score what they return,
+start with a forced prefix, carry the attention their tokens read, and draw reproducible samples."""
 
+import itertools
 import math
 
 import pytest
 import torch
-from helpers.toy import KINDS, VOCAB, reversal_batch, tiny_model, train_reversal
+from helpers.toy import (
+    KINDS,
+    VOCAB,
+    beam_search,
+    greedy_search,
+    reversal_batch,
+    searched,
+    tiny_model,
+    train_reversal,
+)
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from seq2seq.core.decoder import DecoderState
 from seq2seq.core.model import Seq2Seq
-from seq2seq.core.search import beam_search, gnmt_penalty, greedy_search, length_limits
+from seq2seq.core.search import gnmt_penalty, length_limits
+from seq2seq.core.translator import reads_padding
 from seq2seq.errors import SettingsError
 from seq2seq.settings import DecodeSettings, read
 from seq2seq.vocab import BOS, EOS, PAD
+
+NEVER = [PAD, BOS]  # never emitted
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +209,15 @@ def markov_chain(rows: dict[int, dict[int, float]]) -> torch.Tensor:
     return probabilities.log()
 
 
-def exhaustive_beam_search(log_probs: torch.Tensor, limit: int, beam: int, alpha: float, n_best: int) -> list:
-    """beam_search's rules in plain loops, for one sentence of a Markov chain, run to the length limit."""
+def exhaustive_beam_search(
+    log_probs: torch.Tensor, limit: int, beam: int, alpha: float, n_best: int, prefix: list[int] = ()
+) -> list:
+    """beam_search's rules in plain loops, for one sentence of a Markov chain, run to the length limit; a ``prefix``
+    is the one beam it starts from."""
     table = log_probs.tolist()
-    alive, finished = [(0.0, [BOS])], []
-    for t in range(limit):
+    tokens = [BOS, *prefix]
+    alive, finished = [(sum(table[a][b] for a, b in itertools.pairwise(tokens)), tokens)], []
+    for t in range(len(prefix), limit):
         allowed = [EOS] if t + 1 == limit else [token for token in range(VOCAB) if token not in (PAD, BOS)]
         candidates = sorted(
             ((score + table[tokens[-1]][token], [*tokens, token]) for score, tokens in alive for token in allowed),
@@ -235,8 +253,16 @@ def test_a_negative_length_penalty_is_refused():
         read(DecodeSettings, decode, "decode")
 
 
+def random_prefixes(count: int, generator: torch.Generator, longest: int = 4) -> list[list[int]]:
+    """Some empty: a batch mixes sentences with and without a prefix."""
+    return [torch.randint(4, VOCAB, (n,), generator=generator).tolist() for n in torch.randint(0, longest + 1, (count,),
+            generator=generator).tolist()]  # fmt: skip
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
-def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha, with_prefix):
+    """With a prefix: the same rules started from the prefix as the only beam, its log-probability counted."""
     generator = torch.Generator().manual_seed(0)
     tables = (3 * torch.randn(30, VOCAB, VOCAB, generator=generator)).log_softmax(-1)
     model = MarkovModel(tables)
@@ -244,10 +270,12 @@ def test_beam_search_equals_a_beam_search_that_never_stops_early(alpha):
     source = torch.zeros(30, 8, dtype=torch.long)
     source[:, 0] = torch.arange(30)  # sentence i follows table i
     limits = length_limits(lengths, 0.8).tolist()
+    # prefixes with no two orders of the same steps, which a chain scores alike: either of such ties could come
+    prefix = random_prefixes(30, torch.Generator().manual_seed(1)) if with_prefix else [[]] * 30
     for beam, n_best in ((2, 1), (3, 3), (5, 2)):
-        found = beam_search(model, source, lengths, beam, 0.8, length_penalty=alpha, n_best=n_best)
-        for hypotheses, table, limit in zip(found, tables, limits):
-            expected = exhaustive_beam_search(table, limit, beam, alpha, n_best)
+        found = beam_search(model, source, lengths, beam, 0.8, length_penalty=alpha, n_best=n_best, prefix=prefix)
+        for hypotheses, table, limit, start in zip(found, tables, limits, prefix):
+            expected = exhaustive_beam_search(table, limit, beam, alpha, n_best, start)
             assert [h.tokens for h in hypotheses] == [tokens for _, tokens in expected]
             assert [h.score for h in hypotheses] == pytest.approx([score for score, _ in expected], abs=1e-5)
 
@@ -329,3 +357,151 @@ def test_beams_reading_their_sentences_encoding_together_score_as_if_each_held_a
             torch.testing.assert_close(logits, expected)
             if kind["attention"] != "none":
                 torch.testing.assert_close(shared.attention, copied.attention)
+
+
+def log_probability(model: Seq2Seq, source, lengths, found: list) -> list[float]:
+    """Teacher-forced log-probability of hypothesis ``i``'s tokens and EOS, given source ``i``."""
+    ended = pad_sequence([torch.tensor([*h.tokens, EOS]) for h in found], batch_first=True, padding_value=PAD)
+    log_probs = teacher_forced_log_probs(model, source, lengths, [h.tokens for h in found])
+    return log_probs.gather(2, ended[..., None])[..., 0].masked_fill(ended == PAD, 0).sum(1).tolist()
+
+
+def flat(found: list[list], source, lengths) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """Every hypothesis, with its sentence's source row and length."""
+    rows = torch.tensor([i for i, hypotheses in enumerate(found) for _ in hypotheses])
+    return [h for hypotheses in found for h in hypotheses], source[rows], lengths[rows]
+
+
+@pytest.mark.parametrize("kind", KINDS[:3], ids=kind_id)
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_a_prefix_starts_every_output_exactly_and_counts_in_its_score_and_length_penalty(kind, strategy):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(2))
+    prefix = random_prefixes(8, torch.Generator().manual_seed(3))
+    assert any(prefix) and not all(prefix)
+    settings = {"beam": dict(beam_size=3, n_best=3, length_penalty=1.0), "sample": dict(n=3, seed=4)}.get(strategy, {})
+    found = searched(model, source, lengths, prefix, strategy=strategy, max_length=10, min_length=2, **settings)
+    for hypotheses, start in zip(found, prefix):
+        assert hypotheses and all(h.tokens[: len(start)] == start for h in hypotheses)
+    hypotheses, rows_source, rows_lengths = flat(found, source, lengths)
+    alpha = settings.get("length_penalty", 0.0)
+    expected = [lp / gnmt_penalty(len(h.tokens) + 1, alpha) for h, lp in zip(hypotheses, log_probability(model,
+                rows_source, rows_lengths, hypotheses))]  # fmt: skip
+    assert [h.score for h in hypotheses] == pytest.approx(expected, abs=1e-4)
+    if strategy == "greedy":  # after the prefix, the likeliest token at every step
+        log_probs = teacher_forced_log_probs(model, source, lengths, [h.tokens for h in hypotheses])
+        log_probs[..., [PAD, BOS]] = -math.inf
+        for h, start, likeliest in zip(hypotheses, prefix, log_probs.argmax(-1).tolist()):
+            assert likeliest[len(start) : len(h.tokens)] == h.tokens[len(start) :]
+
+
+@pytest.mark.parametrize("settings", [{}, dict(strategy="beam", beam_size=4, n_best=2, length_penalty=0.6),
+                                      dict(strategy="sample", n=2, top_p=0.9)])  # fmt: skip
+def test_an_empty_prefix_is_no_prefix_and_a_prefix_leaves_its_batch_mates_alone(settings):
+    model = untrained(**KINDS[2])
+    source, lengths, _ = reversal_batch(10, torch.Generator().manual_seed(6))
+    plain = searched(model, source, lengths, max_length=12, **settings)
+    assert searched(model, source, lengths, [[]] * 10, max_length=12, **settings) == plain
+    prefix = random_prefixes(10, torch.Generator().manual_seed(1))
+    mixed = searched(model, source, lengths, prefix, max_length=12, **settings)
+    unprefixed = [i for i, start in enumerate(prefix) if not start]
+    assert [[h.tokens for h in mixed[i]] for i in unprefixed] == [[h.tokens for h in plain[i]] for i in unprefixed]
+
+
+def attention_read(model: Seq2Seq, source, lengths, tokens: list[int]) -> torch.Tensor:
+    """``(len(tokens) + 1, source length)``: the weights teacher forcing reads for the tokens and EOS of one source."""
+    with torch.no_grad():
+        _, state = model.decoder(torch.tensor([[BOS, *tokens]]), model.encode(source[None, :lengths], lengths[None]))
+    return state.attention[0]
+
+
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind["attention"] != "none"][::2], ids=kind_id)
+def test_hypotheses_carry_the_attention_their_tokens_and_eos_read_when_asked(kind):
+    model = untrained(**kind)
+    source, lengths, _ = reversal_batch(6, torch.Generator().manual_seed(2))
+    prefix = random_prefixes(6, torch.Generator().manual_seed(3))
+    for settings in ({}, dict(strategy="beam", beam_size=3, n_best=3, sync_every=2), dict(strategy="sample", n=2)):
+        found = searched(model, source, lengths, prefix, attention=True, max_length=10, **settings)
+        plain = searched(model, source, lengths, prefix, max_length=10, **settings)
+        assert [[h[:2] for h in row] for row in found] == [[h[:2] for h in row] for row in plain]  # the same search
+        assert all(h.attention is None for row in plain for h in row)  # not collected unless asked
+        for i, hypotheses in enumerate(found):
+            for h in hypotheses:
+                torch.testing.assert_close(h.attention, attention_read(model, source[i], lengths[i], h.tokens))
+
+
+def test_a_model_without_attention_gives_none_even_when_asked():
+    model = untrained(**KINDS[0])
+    source, lengths, _ = reversal_batch(3, torch.Generator().manual_seed(2))
+    found = searched(model, source, lengths, attention=True, strategy="beam", beam_size=2, n_best=2)
+    assert all(h.attention is None for hypotheses in found for h in hypotheses)
+
+
+SAMPLE = dict(strategy="sample", n=3, temperature=1.5, top_k=8, top_p=0.9, seed=7, max_length=12)
+
+
+def test_a_seeded_sentence_draws_the_same_samples_alone_and_in_any_batch_or_place():
+    model = untrained(**KINDS[2])
+    assert not reads_padding(model)  # else Translator batches by length: pads would change the model's reading
+    source, lengths, _ = reversal_batch(12, torch.Generator().manual_seed(4))
+    together = searched(model, source, lengths, **SAMPLE)
+    alone = [searched(model, source[i : i + 1, : lengths[i]], lengths[i : i + 1], **SAMPLE)[0] for i in range(12)]
+    shuffled = torch.randperm(12, generator=torch.Generator().manual_seed(5))
+    elsewhere = searched(model, source[shuffled], lengths[shuffled], **{**SAMPLE, "sync_every": 3})
+    for found in (alone, [elsewhere[shuffled.tolist().index(i)] for i in range(12)]):
+        assert [[h.tokens for h in row] for row in found] == [[h.tokens for h in row] for row in together]
+        assert [[h.score for h in row] for row in found] == [pytest.approx([h.score for h in row]) for row in together]
+    assert searched(model, source, lengths, **SAMPLE) == together  # and again
+
+
+def test_a_different_seed_draws_different_samples_and_the_samples_of_a_sentence_differ():
+    model = untrained(**KINDS[0])
+    source, lengths, _ = reversal_batch(12, torch.Generator().manual_seed(4))
+    first = [[h.tokens for h in row] for row in searched(model, source, lengths, **SAMPLE)]
+    second = [[h.tokens for h in row] for row in searched(model, source, lengths, **{**SAMPLE, "seed": 8})]
+    assert sum(a != b for a, b in zip(first, second)) >= 10
+    assert sum(len({tuple(tokens) for tokens in row}) == 3 for row in first) >= 10
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_sampling_from_the_likeliest_token_or_at_a_tiny_temperature_is_greedy(n):
+    model = untrained(**KINDS[1])
+    source, lengths, _ = reversal_batch(12, torch.Generator().manual_seed(4))
+    greedy = greedy_search(model, source, lengths, max_length=12)
+    for settings in (dict(top_k=1), dict(temperature=1e-6)):
+        found = searched(model, source, lengths, strategy="sample", n=n, seed=3, max_length=12, **settings)
+        assert [[h.tokens for h in row] for row in found] == [[h.tokens] * n for h in greedy]
+        if n == 1:
+            assert [h.score for [h] in found] == [h.score for h in greedy]
+
+
+def test_samples_are_scored_by_their_log_probability_under_the_model_itself():
+    """Not under the temperature, nor renormalized over the top k: what beam search and scoring would report."""
+    model = untrained(**KINDS[3])
+    source, lengths, _ = reversal_batch(8, torch.Generator().manual_seed(4))
+    found = searched(model, source, lengths, strategy="sample", n=2, temperature=2.0, top_k=5, max_length=10)
+    hypotheses, rows_source, rows_lengths = flat(found, source, lengths)
+    expected = log_probability(model, rows_source, rows_lengths, hypotheses)
+    assert [h.score for h in hypotheses] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({}, {4: 0.5, 5: 0.3, 6: 0.15}),  # the rest, 0.05, is spread over the other tokens: about 0.004 each
+        (dict(temperature=2.0), None),
+        (dict(top_k=2), {4: 0.625, 5: 0.375}),
+        (dict(top_p=0.7), {4: 0.625, 5: 0.375}),  # 4 alone does not reach 0.7: 5 is drawn too, whole
+        (dict(top_p=0.85), {4: 0.5 / 0.95, 5: 0.3 / 0.95, 6: 0.15 / 0.95}),
+    ],
+    ids=["plain", "temperature", "top_k", "top_p-0.7", "top_p-0.85"],
+)
+def test_samples_follow_the_models_distribution_over_temperature_top_k_and_top_p(settings, expected):
+    chain = markov_chain({BOS: {4: 0.5, 5: 0.3, 6: 0.15}})
+    source, lengths = torch.zeros(1, 1, dtype=torch.long), torch.tensor([1])
+    [samples] = searched(MarkovModel(chain[None]), source, lengths, strategy="sample", n=4000, max_length=2, **settings)
+    drawn = torch.bincount(torch.tensor([(h.tokens or [EOS])[0] for h in samples]), minlength=VOCAB) / 4000
+    if expected is None:  # the probabilities of the tokens that may come, to the power 1/2, renormalized
+        expected = dict(enumerate((chain[BOS].index_fill(0, torch.tensor(NEVER), -math.inf) / 2).softmax(-1).tolist()))
+    for token in range(VOCAB):
+        assert drawn[token].item() == pytest.approx(expected.get(token, 0.0), abs=0.025), token

@@ -147,7 +147,7 @@ def test_native_endpoint_gives_the_n_best_with_scores_of_the_requests_decode_set
     ("decode", "error"),
     [
         ({"n_best": 2}, "decode.n_best=2 is more than decode.strategy=greedy finds; use decode=beam"),
-        ({"strategy": "sampling"}, "decode.strategy='sampling' is not one of ('greedy', 'beam')"),
+        ({"strategy": "sampling"}, "decode.strategy='sampling' is not one of ('greedy', 'beam', 'sample')"),
         ({"beam_size": 5}, "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy"),
         ({"strategy": "beam", "beam_size": 17}, "decode.beam_size=17 is over the server's 16"),
         ({"max_length": 10000}, "decode is an object of strategy, beam_size, length_penalty, n_best"),
@@ -183,11 +183,11 @@ def decoder(monkeypatch) -> SimpleNamespace:
     held = SimpleNamespace(calls=[], decoding=threading.Event(), release=threading.Event())
     original = core.Translator.translate_n_best  # the base class: the server makes core Translators per setting
 
-    def translate_n_best(self, sentences, first_line=1):
+    def translate_n_best(self, sentences, *args, **keys):
         held.calls.append((self.decode.strategy, len(sentences)))
         held.decoding.set()
         held.release.wait(10)
-        return original(self, sentences, first_line)
+        return original(self, sentences, *args, **keys)
 
     monkeypatch.setattr(core.Translator, "translate_n_best", translate_n_best)
     return held

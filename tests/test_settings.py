@@ -107,7 +107,9 @@ def test_the_training_extras_are_keys_of_conf_train_yaml():
 
 
 def test_every_shared_tool_setting_is_a_key_of_a_command_and_serves_own_and_limits_keys_are_its_yaml_and_schema():
-    command_keys = set().union(*(yaml(f"{command}.yaml") for command in ("translate", "evaluate", "bench", "serve", "score")))
+    command_keys = set().union(
+        *(yaml(f"{command}.yaml") for command in ("translate", "evaluate", "bench", "serve", "score"))
+    )
     assert setting_keys(ToolSettings) <= command_keys
     assert setting_keys(ServeSettings) <= set(yaml("serve.yaml"))
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
@@ -296,8 +298,10 @@ def test_the_settings_import_nothing_of_the_network():
 
 @pytest.mark.slow
 def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
-    code = ("import seq2seq.commands.common; from hydra.core.config_store import ConfigStore; "
-            "print(ConfigStore.instance().repo)")
+    code = (
+        "import seq2seq.commands.common; from hydra.core.config_store import ConfigStore; "
+        "print(ConfigStore.instance().repo)"
+    )
     store = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "'hydra'" in store and "decode" not in store
 

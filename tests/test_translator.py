@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from helpers.runs import SENTENCES
+from helpers.runs import SENTENCES, save_tiny_checkpoint
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -15,6 +15,7 @@ from seq2seq import DecodeSettings
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
+from seq2seq.core import translator
 from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
@@ -67,11 +68,11 @@ def test_packed_models_keep_batching_sentences_of_mixed_lengths_together(tokeniz
     packed = untrained_translator(tokenizer, "decode.batch_size=10")
     batch_sizes = []
 
-    def search(source, lengths):
+    def search(model, source, lengths, *args):
         batch_sizes.append(len(lengths))
         return [[] for _ in lengths]
 
-    monkeypatch.setattr(packed, "_search", search)
+    monkeypatch.setattr(translator, "search", search)
     packed.translate_n_best(sentences)
     assert batch_sizes == [10, 6]
 
@@ -80,11 +81,11 @@ def test_a_token_budget_caps_each_batch_at_its_padded_source_tokens(tokenizer, s
     packed = untrained_translator(tokenizer, "decode.batch_size=10", "decode.batch_tokens=40")
     batches = []
 
-    def search(source, lengths):
+    def search(model, source, lengths, *args):
         batches.append(lengths.tolist())
         return [[] for _ in lengths]
 
-    monkeypatch.setattr(packed, "_search", search)
+    monkeypatch.setattr(translator, "search", search)
     packed.translate_n_best(sentences)
     assert sum(map(len, batches)) == len(sentences)
     assert all(len(lengths) <= 10 and (len(lengths) * max(lengths) <= 40 or len(lengths) == 1) for lengths in batches)
@@ -149,3 +150,32 @@ def test_translate_with_nan_weights_is_one_line(diverged, capsys):
         translate.main(cfg)
     assert exit.value.code == 1
     assert capsys.readouterr().err == f"error: {NOT_FINITE}\n"
+
+
+@pytest.mark.parametrize("prefix_column", [False, True])
+def test_translate_reads_the_text_after_a_tab_as_the_lines_prefix_only_when_asked(checkpoint, tmp_path, prefix_column):
+    translator = Translator.load(checkpoint)
+    source, output = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("Je suis content.\tIl fait\nIl fait froid.\n")
+    with source.open("rb") as stream:
+        translate.translate_to_file(translator, stream, output, None, prefix_column=prefix_column)
+    if prefix_column:  # a line without a tab has no prefix
+        expected = translator.translate(["Je suis content."], prefix=["Il fait"]) + translator.translate(
+            ["Il fait froid."]
+        )
+        assert expected[0].startswith("Il fait")
+    else:  # the tab and what follows are part of the sentence
+        expected = translator.translate(["Je suis content.\tIl fait", "Il fait froid."])
+    assert output.read_text().splitlines() == expected
+
+
+def test_heatmaps_draw_the_attention_search_kept_one_per_translated_line(tmp_path):
+    attention = save_tiny_checkpoint(tmp_path / "attention.ckpt", "model.attention=bahdanau")
+    translator = Translator.load(attention, "beam", n_best=2)
+    source, plots = tmp_path / "in.txt", tmp_path / "plots"
+    source.write_text("Je suis content.\n\nIl fait froid.\n")
+    with source.open("rb") as stream:
+        translate.translate_to_file(translator, stream, tmp_path / "out.txt", plots)
+    assert sorted(path.name for path in plots.iterdir()) == ["000001.png", "000003.png"]  # the empty line has none
+    [[best, _]] = translator.translate_n_best(["Il fait froid."], attention=True)
+    assert best.attention.shape == (len(best.tokens) + 1, len(best.source))

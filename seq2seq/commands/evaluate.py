@@ -145,6 +145,9 @@ def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:
     search = "greedy"
     if cfg.decode.strategy == "beam":  # runs that differ in beam or length penalty keep apart
         search = f"beam{cfg.decode.beam_size}.lp{cfg.decode.length_penalty:g}"
+    if cfg.decode.strategy == "sample":  # and draws of other settings
+        decode = cfg.decode
+        search = f"sample.t{decode.temperature:g}.k{decode.top_k}.p{decode.top_p:g}.seed{decode.seed}"
     model = "+".join(model.stem if model.is_file() else model.name for model in models)
     stem = f"{model}.{name}.{search}"
     if cfg.quantize:  # nor overwrite the float model's results

@@ -83,24 +83,34 @@ def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
 
 
 def translate_stream(
-    translator: Translator, source: BinaryIO, sink: TextIO, plots: Path | None = None, progress: tqdm | None = None
+    translator: Translator,
+    source: BinaryIO,
+    sink: TextIO,
+    plots: Path | None = None,
+    progress: tqdm | None = None,
+    prefix_column: bool = False,
 ) -> int:
     """Translate ``source`` line by line into ``sink``; returns the number of lines.
 
     With ``plots``, also write an attention heatmap per non-empty input line, named by its line number;
-    ``progress``, a bar, advances by the lines translated.
+    ``progress``, a bar, advances by the lines translated; ``prefix_column``: what follows a line's first tab is the
+    target prefix its translation starts with (none without a tab), in place of ``decode.prefix``.
     """
     count = 0
-    n_best = translator.decode.n_best
+    several = translator.decode.n_best * translator.decode.n > 1  # n_best or samples: one line each
     max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
     for raw in line_batches(source, translator.decode.batch_size, max_chars * UTF8_MAX_BYTES):
-        lines = decode_lines(raw, count)
-        for number, translations in enumerate(translator.translate_n_best(lines, count + 1), count):
+        lines, prefix = decode_lines(raw, count), None
+        if prefix_column:  # SOURCE<TAB>PREFIX
+            split = [line.partition("\t") for line in lines]
+            lines, prefix = [text.strip() for text, _, _ in split], [text.strip() for _, _, text in split]
+        found = translator.translate_n_best(lines, count + 1, prefix, attention=plots is not None)
+        for number, translations in enumerate(found, count):
             best = translations[0]
-            if plots and best.source:  # a line of no subwords is not translated, so has no attention
-                save_heatmap(translator.model, translator.source_tokenizer, translator.target_tokenizer,
-                             best.source, best.tokens, plots / f"{number + 1:06d}.png")  # fmt: skip
-            if n_best == 1:
+            if plots and best.attention is not None:  # a line of no subwords is not translated, so has no attention
+                save_heatmap(translator.source_tokenizer, translator.target_tokenizer, best,
+                             plots / f"{number + 1:06d}.png")  # fmt: skip
+            if not several:
                 sink.write(translations[0].text + "\n")
             else:
                 sink.writelines(f"{number}\t{t.score:.4f}\t{t.text}\n" for t in translations)
@@ -112,10 +122,15 @@ def translate_stream(
 
 
 def translate_to_file(
-    translator: Translator, source: BinaryIO, output: Path, plots: Path | None, progress: tqdm | None = None
+    translator: Translator,
+    source: BinaryIO,
+    output: Path,
+    plots: Path | None,
+    progress: tqdm | None = None,
+    prefix_column: bool = False,
 ) -> int:
     """Like ``translate_stream``, into ``output`` whole or not at all (``write_whole``)."""
-    return write_whole(output, lambda sink: translate_stream(translator, source, sink, plots, progress))
+    return write_whole(output, lambda sink: translate_stream(translator, source, sink, plots, progress, prefix_column))
 
 
 def count_lines(path: Path) -> int:
@@ -176,9 +191,9 @@ def main(cfg: DictConfig) -> None:
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
-            count = translate_to_file(translator, source, Path(cfg.output), plots, bar)
+            count = translate_to_file(translator, source, Path(cfg.output), plots, bar, cfg.prefix_column)
         else:
-            count = translate_stream(translator, source, sys.stdout, plots, bar)
+            count = translate_stream(translator, source, sys.stdout, plots, bar, cfg.prefix_column)
     log.info("translated %d lines", count)
 
 

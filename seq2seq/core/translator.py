@@ -20,11 +20,11 @@ from torch import nn
 from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.model import Seq2Seq
 from seq2seq.core.quantize import quantize_int8
-from seq2seq.core.search import Hypothesis, beam_search, greedy_search
+from seq2seq.core.search import length_limits, search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.ragged import Ragged
 from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read
-from seq2seq.vocab import PAD, UNK, Subwords
+from seq2seq.vocab import BOS, EOS, PAD, UNK, Subwords
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class Translation:
     text: str
     tokens: list[int]
     source: list[int] = field(default_factory=list)  # the subword ids the model read (after any truncation)
+    # with ``attention=True``: (len(tokens) + 1, len(source)) weights, what each target subword and EOS read
+    attention: torch.Tensor | None = None
 
 
 @dataclass
@@ -145,7 +147,7 @@ class Translator:
         quantize: str | None = None,
     ):
         self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
-        read(DecodeSettings, self.decode, "decode")
+        self.settings = read(DecodeSettings, self.decode, "decode")  # the dataclass: search reads it at every batch
         check_keys(ToolSettings, {"quantize": quantize})
         model = translation_model.model
         device = device or next(model.parameters()).device
@@ -160,21 +162,32 @@ class Translator:
         self.target_tokenizer = translation_model.target_tokenizer
         self.max_source_tokens = translation_model.max_source_tokens
 
-    def translate(self, sentences: Sequence[str]) -> list[str]:
+    def translate(self, sentences: Sequence[str], prefix: Sequence[str] | None = None) -> list[str]:
         """The best translation of each sentence (a list of strings), in input order; an empty sentence gets an
-        empty one."""
-        return [translations[0].text for translations in self.translate_n_best(sentences)]
+        empty one. ``prefix``: as ``translate_n_best``'s."""
+        return [translations[0].text for translations in self.translate_n_best(sentences, prefix=prefix)]
 
-    def translate_n_best(self, sentences: Sequence[str], first_line: int = 1) -> list[list[Translation]]:
+    def translate_n_best(
+        self,
+        sentences: Sequence[str],
+        first_line: int = 1,
+        prefix: Sequence[str] | None = None,
+        attention: bool = False,
+    ) -> list[list[Translation]]:
         """Up to ``decode.n_best`` distinct scored translations per sentence, best first, in input order: fewer
-        where fewer fit ``decode.max_length`` (an empty sentence has one, empty, translation).
+        where fewer fit ``decode.max_length`` (an empty sentence has one, empty, translation); with ``decode=sample``,
+        ``decode.n`` samples as drawn.
 
+        ``prefix``: a target text per sentence that its translations start with (its subwords exactly), in place of
+        ``decode.prefix``; "" for none. ``attention``: each translation carries its attention weights.
         Cuts and warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot
         see: characters past ``cut_long_line``'s, subwords past ``max_source_tokens``, unknown subwords.
         """
-        if isinstance(sentences, str):  # a str is a sequence of characters: each would be translated alone
-            raise DecodeError(f"translate takes a list of sentences, not one str ({sentences[:40]!r}); pass [sentence]")
-        return self.translate_ids(self._source_ids(sentences, first_line))
+        for name, texts in (("translate", sentences), ("prefix", prefix)):
+            if isinstance(texts, str):  # a str is a sequence of characters: each would be translated alone
+                raise DecodeError(f"{name} takes a list of sentences, not one str ({texts[:40]!r}); pass [sentence]")
+        prefix_ids = None if prefix is None else self.target_tokenizer.encode(list(prefix))
+        return self.translate_ids(self._source_ids(sentences, first_line), prefix_ids, attention, first_line)
 
     def _source_ids(self, sentences: Sequence[str], first_line: int) -> list[list[int]]:
         """Subword ids, warning about what the model will not see (``translate_n_best``)."""
@@ -187,21 +200,30 @@ class Translator:
                 log.warning("input line %d: %d subwords, truncated to the model's %d", number, len(tokens), limit)
         return ids
 
-    def translate_ids(self, ids: Sequence[Sequence[int]]) -> list[list[Translation]]:
-        """Like ``translate_n_best``, from subword ids; longer ones are cut to the model's ``max_source_tokens``."""
+    def translate_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        prefix: Sequence[Sequence[int]] | None = None,
+        attention: bool = False,
+        first_line: int = 1,
+    ) -> list[list[Translation]]:
+        """Like ``translate_n_best``, from subword ids (``prefix``: target ids); longer ones are cut to the model's
+        ``max_source_tokens``. A prefix leaving no room for EOS within ``decode.max_length`` is refused."""
         ids = [list(tokens[: self.max_source_tokens]) for tokens in ids]
-        results = [[Translation(0.0, "", [], source)] for source in ids]  # what an empty source gets
+        prefixes = self._prefixes(ids, prefix, first_line)
+        results = [[Translation(0.0, "", [], source)] for source in ids]  # what an empty source gets, prefix or not
         ragged = Ragged.from_lists(ids)
         order = [i for i in ragged.lengths.argsort(stable=True).tolist() if ids[i]]  # similar lengths together
         device = next(self.model.parameters()).device
         for chunk in self._batches(order, ragged.lengths.tolist()):
             index = torch.tensor(chunk)
             source, lengths = ragged.pad(index).to(device), ragged.lengths[index]  # lengths: CPU, for packing
-            found = self._search(source, lengths)
+            starts = [prefixes[i] for i in chunk] if prefixes else None
+            found = search(self.model, source, lengths, self.settings, starts, attention)
             # one detokenizing call per batch: sentencepiece's per-call cost would otherwise be paid per sentence
             texts = iter(self.target_tokenizer.decode([h.tokens for hypotheses in found for h in hypotheses]))
             for i, hypotheses in zip(chunk, found):
-                results[i] = [Translation(h.score, next(texts), h.tokens, ids[i]) for h in hypotheses]
+                results[i] = [Translation(h.score, next(texts), h.tokens, ids[i], h.attention) for h in hypotheses]
         return results
 
     def score(self, sources: Sequence[str], targets: Sequence[str], first_line: int = 1) -> list[Scored]:
@@ -240,6 +262,31 @@ class Translator:
                 results[i] = Scored(total, row[: len(targets[i]) + 1])
         return results
 
+    def _prefixes(
+        self, ids: list[list[int]], prefix: Sequence[Sequence[int]] | None, first_line: int
+    ) -> list[list[int]] | None:
+        """Each sentence's prefix (``decode.prefix``'s subwords if none is given), checked; None where all are empty."""
+        if prefix is None:
+            if not self.settings.prefix:
+                return None
+            prefix = [self.target_tokenizer.encode([self.settings.prefix])[0]] * len(ids)
+        elif len(prefix) != len(ids):
+            raise DecodeError(f'{len(prefix)} prefixes for {len(ids)} sentences; give one per sentence ("": none)')
+        prefix = [list(tokens) for tokens in prefix]
+        if not any(prefix):
+            return None
+        max_length = self.settings.max_length
+        limits = length_limits(torch.tensor([len(tokens) for tokens in ids]), max_length).tolist()
+        for number, (source, tokens, limit) in enumerate(zip(ids, prefix, limits), first_line):
+            if {PAD, BOS, EOS} & set(tokens):  # search would read PAD as "no prefix here", EOS as an ending
+                raise DecodeError(f"input line {number}: its prefix holds <pad>, <s> or </s>; give subwords of text")
+            if source and len(tokens) >= limit:
+                raise DecodeError(
+                    f"input line {number}: its prefix has {len(tokens)} subwords, but decode.max_length={max_length} "
+                    f"leaves {limit - 1} before EOS; shorten the prefix or raise decode.max_length"
+                )
+        return prefix
+
     def _batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
         """``order`` in runs of at most ``decode.batch_size`` sentences and ``decode.batch_tokens`` padded source
         tokens (at least one sentence each); of one source length only for a model that ``reads_padding``: a
@@ -259,19 +306,3 @@ class Translator:
                 run.append(i)
             if run:
                 yield run
-
-    def _search(self, source: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
-        decode = self.decode
-        sync_every = decode.sync_every or (1 if source.device.type == "cpu" else 8)  # a CPU asks for free
-        limits = dict(max_length=decode.max_length, min_length=decode.min_length, sync_every=sync_every)
-        if decode.strategy == "greedy":
-            return [[hypothesis] for hypothesis in greedy_search(self.model, source, lengths, **limits)]
-        return beam_search(
-            self.model,
-            source,
-            lengths,
-            beam_size=decode.beam_size,
-            length_penalty=decode.length_penalty,
-            n_best=decode.n_best,
-            **limits,
-        )

@@ -4,18 +4,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from seq2seq.errors import SettingsError
-from seq2seq.settings.rules import Rule, Settings, either, integer, number, one_of, setting
+from seq2seq.settings.rules import TEXT, Rule, Settings, either, integer, number, one_of, setting
 
-STRATEGIES = ("greedy", "beam")
+STRATEGIES = ("greedy", "beam", "sample")
+# the keys only one strategy reads, and that strategy in the words of the messages: another would silently ignore them
+OWN_KEYS = {
+    "beam": ("beam search", ("beam_size", "length_penalty")),
+    "sample": ("sampling", ("temperature", "top_k", "top_p", "n", "seed")),
+}
 
 
 @dataclass
 class DecodeSettings(Settings):
-    """Its defaults are ``decode=greedy``; ``decode=beam`` sets ``strategy``, ``beam_size`` and ``length_penalty``."""
+    """Its defaults are ``decode=greedy``; ``decode=beam`` sets ``strategy``, ``beam_size`` and ``length_penalty``,
+    ``decode=sample`` sets ``strategy``."""
 
     strategy: str = setting(one_of(*STRATEGIES), "greedy", doc="the search")
     beam_size: int = setting(integer(1), 1, doc="beam only: hypotheses kept per sentence")
@@ -27,6 +33,16 @@ class DecodeSettings(Settings):
         doc="the longest output: an integer, in tokens; a ratio r: ceil(r x source length) + 5",
     )
     min_length: int = setting(integer(0), 0, doc="end of sentence is not allowed before this many tokens")
+    prefix: str = setting(
+        TEXT, "", doc='target text every translation starts with (its subwords exactly; search continues); "": none'
+    )
+    temperature: float = setting(number(0, above_low=True), 1.0, doc="sample only: the logits are divided by it")
+    top_k: int = setting(integer(0), 0, doc="sample only: draw among the k likeliest tokens; 0: all")
+    top_p: float = setting(
+        number(0, 1, above_low=True), 1.0, doc="sample only: draw among the likeliest tokens holding p of the mass"
+    )
+    n: int = setting(integer(1), 1, doc="sample only: samples per sentence")
+    seed: int = setting(integer(0), 0, doc="sample only: a sentence's samples depend on it and its source ids only")
     batch_size: int = setting(integer(1), 64, doc="sentences per batch when translating")
     batch_tokens: int | None = setting(
         either(one_of(None), integer(1)), None, doc="and at most this many padded source tokens per batch; null: any"
@@ -38,13 +54,19 @@ class DecodeSettings(Settings):
     )
 
     def check(self, key: str) -> None:
-        if self.strategy == "greedy":
-            for name, default in (("beam_size", 1), ("length_penalty", 0)):  # greedy would silently ignore them
-                if getattr(self, name) != default:
+        defaults = {each.name: each.default for each in fields(self)}
+        for strategy, (words, names) in OWN_KEYS.items():
+            for name in names:
+                if strategy != self.strategy and getattr(self, name) != defaults[name]:
                     raise SettingsError(
-                        f"{key}.{name}={getattr(self, name)} is a beam search setting, but {key}.strategy=greedy; "
-                        f"use {key}=beam (or leave {key}.{name} at {default})"
+                        f"{key}.{name}={getattr(self, name)} is a {words} setting, but {key}.strategy={self.strategy}; "
+                        f"use {key}={strategy} (or leave {key}.{name} at {defaults[name]:g})"
                     )
+        if self.strategy == "sample" and self.n_best > 1:
+            raise SettingsError(
+                f"{key}.n_best={self.n_best} is beam search's; {key}=sample draws {key}.n samples per sentence: "
+                f"set {key}.n={self.n_best}"
+            )
         if self.n_best > (self.beam_size if self.strategy == "beam" else 1):
             raise SettingsError(
                 f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "

@@ -26,6 +26,7 @@ class ToolSettings(Settings):
         one_of(*PRECISIONS.values()), doc="int8: int8 recurrent and linear layers, faster on a CPU (CPU only)"
     )
     per_token: bool = setting(BOOLEAN, doc="score: each subword's log-probability too")
+    prefix_column: bool = setting(BOOLEAN, doc="translate: a line's text after its first tab is its target prefix")
     precisions: Any = setting(
         Rule(
             f"a non-empty list of distinct precisions from {tuple(PRECISIONS)}",

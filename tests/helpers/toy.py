@@ -7,10 +7,11 @@ import torch
 from omegaconf import OmegaConf
 
 from seq2seq.core.model import Seq2Seq
+from seq2seq.core.search import Hypothesis, search
 from seq2seq.core.translator import TranslationModel, Translator
 from seq2seq.data.batches import Batch
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import ModelSettings, read
+from seq2seq.settings import DecodeSettings, ModelSettings, read
 from seq2seq.vocab import BOS, EOS, PAD
 
 VOCAB = 16  # ids 4..15 are "words"
@@ -116,3 +117,19 @@ def toy_translator(model: torch.nn.Module, max_tokens: int = 8, **decode) -> Tra
     """``model`` (a ``Seq2Seq`` or an ``Ensemble`` of toy models) behind a real ``Translator`` reading ids as text."""
     config = {"data": {"max_tokens": max_tokens}}
     return Translator(TranslationModel(model, IdTokenizer(), IdTokenizer(), config), decode)
+
+
+def searched(model, source: torch.Tensor, lengths: torch.Tensor, prefix=None, attention=False, **decode):
+    """``search`` with ``DecodeSettings(**decode)``: per sentence, its hypotheses."""
+    return search(model, source, lengths, DecodeSettings(**decode), prefix, attention)
+
+
+def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, max_length=1.5, **decode) -> list[Hypothesis]:
+    """The one greedy hypothesis of each sentence; ``decode`` as ``searched``'s."""
+    return [found for [found] in searched(model, source, lengths, max_length=max_length, **decode)]
+
+
+def beam_search(
+    model, source: torch.Tensor, lengths: torch.Tensor, beam_size: int, max_length=1.5, **decode
+) -> list[list[Hypothesis]]:
+    return searched(model, source, lengths, strategy="beam", beam_size=beam_size, max_length=max_length, **decode)
