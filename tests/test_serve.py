@@ -225,6 +225,34 @@ def test_a_lone_users_requests_do_not_wait_for_company(checkpoint):
     assert time.monotonic() - start < 5  # each would otherwise wait 5 s
 
 
+def test_after_a_batch_of_several_requests_the_decoder_waits_for_their_next_ones_but_no_longer(checkpoint, decoder):
+    client, translator = serving(checkpoint, batch_wait_ms=10_000)
+    app, texts = client.app, SENTENCES[:8]
+
+    async def two_rounds() -> tuple[list[str], float]:
+        """A batch of 8 requests; then their clients' next 8, half of them 0.3 s late: their answers and the
+        seconds they took."""
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s")
+        async with app.router.lifespan_context(app), http:
+            first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
+            await asyncio.to_thread(decoder.decoding.wait, 10)
+            sent = [asyncio.create_task(http.post("/translate", json={"q": text, **PAIR})) for text in texts]
+            await asyncio.sleep(0.1)  # all of them arrive
+            decoder.release.set()
+            await asyncio.gather(first, *sent)
+            start = time.monotonic()
+            early = [asyncio.create_task(http.post("/translate", json={"q": text, **PAIR})) for text in texts[:4]]
+            await asyncio.sleep(0.3)
+            late = [http.post("/translate", json={"q": text, **PAIR}) for text in texts[4:]]
+            answers = await asyncio.gather(*early, *late)
+            return [answer.json()["translatedText"] for answer in answers], time.monotonic() - start
+
+    translations, seconds = asyncio.run(two_rounds())
+    assert decoder.calls == [("greedy", 1), ("greedy", 8), ("greedy", 8)]  # not 4 and 4
+    assert seconds < 5  # the wait ended once all 8 were in, not after batch_wait_ms
+    assert translations == translator.translate(texts)
+
+
 def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
     client, _ = serving(checkpoint, max_queued=2)
     requests = [("/translate", {"q": text, **PAIR}) for text in ("b", "c", "d")]
