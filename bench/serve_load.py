@@ -1,8 +1,9 @@
 """Load on ``seq2seq.serve``: N concurrent clients for S seconds on loopback, each sending one sentence per request.
 
-    python bench/serve_load.py checkpoint=PATH input=FILE [clients=32] [seconds=60] [key=value for serve ...]
+    python bench/serve_load.py checkpoint=PATH [input=FILE] [clients=32] [seconds=60] [key=value for serve ...]
 
-Starts the server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
+The sentences are FILE's lines, or without ``input``, the checkpoint's test split, which ``bench`` times. Starts the
+server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
 throughput, p50/p99 latency, errors, answers that differ, and the server's peak RSS (sampled), then stops the server
 with SIGTERM. With ``clients=1`` it also times each sentence translated alone in this process right after the
 server's answer, so that a busy machine slows both alike. The tests import ``start_server`` and ``load``.
@@ -165,10 +166,28 @@ def alone(
             f"{alone_p50:.1f} ms ({100 * (p50 / alone_p50 - 1):+.0f}%)"]  # fmt: skip
 
 
+def test_sources(checkpoint: str) -> list[str]:
+    """The checkpoint's test split's source sentences, found as ``bench`` finds them (its ``paths``)."""
+    from hydra import compose, initialize_config_dir
+
+    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.data.prepare import corpus_split
+    from seq2seq.resources import CONF_DIR
+    from seq2seq.settings.presets import register_schemas
+
+    register_schemas()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        paths = compose("bench", overrides=[f"checkpoint={checkpoint}"]).paths
+    return [source for source, _ in corpus_split(load_checkpoint(checkpoint), "test", paths)]
+
+
 def main(argv: list[str]) -> None:
     own = dict(arg.split("=", 1) for arg in argv if arg.split("=", 1)[0] in OWN)
     overrides = [arg for arg in argv if arg.split("=", 1)[0] not in OWN]
-    texts = [line.strip() for line in Path(own["input"]).read_text(encoding="utf-8").splitlines()]
+    if "input" in own:
+        texts = [line.strip() for line in Path(own["input"]).read_text(encoding="utf-8").splitlines()]
+    else:
+        texts = test_sources(own["checkpoint"])
     translate = [sys.executable, "-m", "seq2seq.translate", f"checkpoint={own['checkpoint']}",
                  *(arg for arg in overrides if not arg.startswith("limits."))]  # fmt: skip
     translations = subprocess.run(translate, input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
