@@ -137,13 +137,14 @@ class Batcher:
             return None
         return attention_weights(translator.model, best.source, best.tokens)
 
-    async def _gather(self, expected: int) -> None:
-        """Wait up to ``batch_wait_ms`` until ``expected`` sentences wait. Called once a batch of several requests
-        is decoded: their clients, just answered, are sending their next ones, which taken as they come would
-        split into a batch of the first few and one of the rest, each paying a whole decode's fixed cost (its
-        steps)."""
+    async def _gather(self, expected: int, decoded: float) -> None:
+        """Wait until ``expected`` sentences wait, for ``batch_wait_ms`` or a quarter of the last batch's decoding
+        (``decoded`` seconds), whichever is longer: on a busy machine clients come back as slowly as it decodes.
+        Called once a batch of several requests is decoded: their clients, just answered, are sending their next
+        ones, which taken as they come would split into a batch of the first few and one of the rest, each paying a
+        whole decode's fixed cost (its steps), which is more than the wait."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.batch_wait_ms / 1000
+        deadline = loop.time() + max(self.limits.batch_wait_ms / 1000, decoded / 4)
         while self.queued < expected and (left := deadline - loop.time()) > 0:
             self.arrived.clear()
             try:
@@ -153,23 +154,25 @@ class Batcher:
 
     async def run(self) -> None:
         # one thread decodes, batch after batch: torch's intra-op threads (one OpenMP team) serve that thread only
-        decoder = ThreadPoolExecutor(1, thread_name_prefix="decoder")
+        decoder, loop, decoded = ThreadPoolExecutor(1, thread_name_prefix="decoder"), asyncio.get_running_loop(), 0.0
         try:
             while True:
                 if self.returning:  # not after a lone request: a lone user's next request would only wait
-                    await self._gather(min(self.queued + self.returning, self.batch_size))
+                    await self._gather(min(self.queued + self.returning, self.batch_size), decoded)
                 if not self.waiting:
                     self.arrived.clear()
                     await self.arrived.wait()
                 jobs = self._take()
                 self.returning = sum(len(job.sentences) for job in jobs) if len(jobs) > 1 else 0
+                start = loop.time()
                 try:
-                    results = await asyncio.get_running_loop().run_in_executor(decoder, self._decode, jobs)
+                    results = await loop.run_in_executor(decoder, self._decode, jobs)
                 except Exception as error:  # each waiting request answers it (500), and the decoder goes on
                     for job in jobs:
                         if not job.done.done():
                             job.done.set_exception(error)
                     continue
+                decoded = loop.time() - start
                 for job, result in zip(jobs, results):
                     if not job.done.done():  # not a client that went away
                         job.done.set_result(result)

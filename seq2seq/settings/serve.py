@@ -18,7 +18,8 @@ class Limits(Settings):
     max_chars: int = setting(integer(1), 1000)  # per sentence
     max_queued: int = setting(integer(1), 1024)  # sentences waiting for the decoder, over all requests
     max_beam_size: int = setting(integer(1), 16)  # per request, on the native endpoint
-    # once a batch of several requests is decoded, how long the decoder waits for their clients' next ones
+    # once a batch of several requests is decoded, how long the decoder waits for their clients' next ones (at
+    # least: a quarter of that batch's decoding, on a busy machine)
     batch_wait_ms: float = setting(number(0), 20.0)
 
 
