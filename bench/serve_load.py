@@ -1,8 +1,9 @@
 """Load on ``seq2seq.serve``: N concurrent clients for S seconds on loopback, each sending one sentence per request.
 
-    python bench/serve_load.py checkpoint=PATH input=FILE [clients=32] [seconds=60] [key=value for serve ...]
+    python bench/serve_load.py checkpoint=PATH [input=FILE] [clients=32] [seconds=60] [key=value for serve ...]
 
-Starts the server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
+The sentences are FILE's lines, or without ``input``, the checkpoint's test split, which ``bench`` times. Starts the
+server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
 throughput, p50/p99 latency, errors, answers that differ, and the server's peak RSS (sampled), then stops the server
 with SIGTERM. With ``clients=1`` it also times each sentence translated alone in this process right after the
 server's answer, so that a busy machine slows both alike. The tests import ``start_server`` and ``load``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import signal
 import statistics
@@ -20,8 +22,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 LISTENING = re.compile(r"Uvicorn running on (http://\S+)")
@@ -95,28 +99,31 @@ async def load(
     next_text = iter(range(sys.maxsize))
     deadline = time.monotonic() + seconds
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(http: aiohttp.ClientSession) -> None:
         while time.monotonic() < deadline:
             text = texts[next(next_text) % len(texts)]
             start = time.perf_counter()
             try:
-                answer = await http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]})
-            except httpx.HTTPError:
-                report.errors += 1
-                continue
-            if answer.status_code != 200:
+                async with http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]}) as answer:
+                    if answer.status != 200:
+                        report.errors += 1
+                        continue
+                    translation = (await answer.json())["translatedText"]
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 report.errors += 1
                 continue
             report.latencies.append(time.perf_counter() - start)
-            report.differ += answer.json()["translatedText"] != expected[text]
+            report.differ += translation != expected[text]
 
     async def sample() -> None:
         while pid is not None and time.monotonic() < deadline:
             report.rss_kib.append(rss_kib(pid))
             await asyncio.sleep(0.5)
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    # aiohttp: a client's own work shares the server's cores, and httpx's AsyncClient spends about 15 times
+    # aiohttp's CPU per request (docs/serving.md); one kept-alive connection per client
+    connections = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(url, connector=connections, timeout=aiohttp.ClientTimeout(60)) as http:
         start = time.perf_counter()
         await asyncio.gather(sample(), *(client(http) for _ in range(clients)))
         report.seconds = time.perf_counter() - start
@@ -138,25 +145,49 @@ def alone(
     translator = Translator.load(checkpoint, device="cpu")
     served, local = [], []
     deadline = time.monotonic() + seconds
-    with httpx.Client(base_url=url) as http:
-        for text in itertools.cycle(texts):
-            if time.monotonic() > deadline:
-                break
-            start = time.perf_counter()
-            http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]}).raise_for_status()
-            middle = time.perf_counter()
-            translator.translate([text])
-            served.append(1000 * (middle - start))
-            local.append(1000 * (time.perf_counter() - middle))
+    host, port = url.removeprefix("http://").split(":")
+    http = HTTPConnection(host, int(port))  # the standard library's, kept alive: the least a client adds
+    for text in itertools.cycle(texts):
+        if time.monotonic() > deadline:
+            break
+        body = json.dumps({"q": text, "source": pair[0], "target": pair[1]})
+        start = time.perf_counter()
+        http.request("POST", "/translate", body, {"Content-Type": "application/json"})
+        answer = http.getresponse()
+        answer.read()
+        middle = time.perf_counter()
+        assert answer.status == 200, answer.status
+        translator.translate([text])
+        served.append(1000 * (middle - start))
+        local.append(1000 * (time.perf_counter() - middle))
+    http.close()
     p50, alone_p50 = statistics.median(served), statistics.median(local)
     return [f"one client, {len(served)} sentences in turn: served p50 {p50:.1f} ms, the Translator alone p50 "
             f"{alone_p50:.1f} ms ({100 * (p50 / alone_p50 - 1):+.0f}%)"]  # fmt: skip
 
 
+def test_sources(checkpoint: str) -> list[str]:
+    """The checkpoint's test split's source sentences, found as ``bench`` finds them (its ``paths``)."""
+    from hydra import compose, initialize_config_dir
+
+    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.data.prepare import corpus_split
+    from seq2seq.resources import CONF_DIR
+    from seq2seq.settings.presets import register_schemas
+
+    register_schemas()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        paths = compose("bench", overrides=[f"checkpoint={checkpoint}"]).paths
+    return [source for source, _ in corpus_split(load_checkpoint(checkpoint), "test", paths)]
+
+
 def main(argv: list[str]) -> None:
     own = dict(arg.split("=", 1) for arg in argv if arg.split("=", 1)[0] in OWN)
     overrides = [arg for arg in argv if arg.split("=", 1)[0] not in OWN]
-    texts = [line.strip() for line in Path(own["input"]).read_text(encoding="utf-8").splitlines()]
+    if "input" in own:
+        texts = [line.strip() for line in Path(own["input"]).read_text(encoding="utf-8").splitlines()]
+    else:
+        texts = test_sources(own["checkpoint"])
     translate = [sys.executable, "-m", "seq2seq.translate", f"checkpoint={own['checkpoint']}",
                  *(arg for arg in overrides if not arg.startswith("limits."))]  # fmt: skip
     translations = subprocess.run(translate, input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)

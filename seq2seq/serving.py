@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -85,7 +86,8 @@ class Batcher:
         self.waiting: deque[Job] = deque()
         self.queued = 0  # sentences in ``waiting``
         self.arrived = asyncio.Event()
-        self.concurrent = False  # whether the last batch held more than one request: then others are likely coming
+        self.returning = 0  # the last batch's sentences if it held several requests: their clients' next ones
+        self.batch_size = base.decode.batch_size  # read once: a config's access is slow, per request
 
     @lru_cache(maxsize=16)  # noqa: B019 (one batcher per server, alive as long as it)
     def translator(self, decode: tuple[tuple[str, Any], ...]) -> Translator:
@@ -109,7 +111,7 @@ class Batcher:
         taken, size, kept = [first], len(first.sentences), deque()
         while self.waiting:
             job = self.waiting.popleft()
-            if job.decode == first.decode and size + len(job.sentences) <= self.base.decode.batch_size:
+            if job.decode == first.decode and size + len(job.sentences) <= self.batch_size:
                 taken.append(job)
                 size += len(job.sentences)
             else:
@@ -128,14 +130,15 @@ class Batcher:
             results.append(Result(mine, [best[0].attention if job.attention else None for best in mine]))
         return results
 
-    async def _gather(self) -> None:
-        """Wait up to ``batch_wait_ms`` for a fuller batch, unless one is already full, or the last batch was a lone
-        request's: a lone user's next request would only wait."""
-        if not self.concurrent:
-            return
+    async def _gather(self, expected: int, decoded: float) -> None:
+        """Wait until ``expected`` sentences wait, for ``batch_wait_ms`` or a quarter of the last batch's decoding
+        (``decoded`` seconds), whichever is longer: on a busy machine clients come back as slowly as it decodes.
+        Called once a batch of several requests is decoded: their clients, just answered, are sending their next
+        ones, which taken as they come would split into a batch of the first few and one of the rest, each paying a
+        whole decode's fixed cost (its steps), which is more than the wait."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.batch_wait_ms / 1000
-        while self.queued < self.base.decode.batch_size and (left := deadline - loop.time()) > 0:
+        deadline = loop.time() + max(self.limits.batch_wait_ms / 1000, decoded / 4)
+        while self.queued < expected and (left := deadline - loop.time()) > 0:
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), left)
@@ -143,23 +146,31 @@ class Batcher:
                 return
 
     async def run(self) -> None:
-        while True:
-            if not self.waiting:
-                self.arrived.clear()
-                await self.arrived.wait()
-                await self._gather()
-            jobs = self._take()
-            self.concurrent = len(jobs) > 1
-            try:
-                results = await asyncio.to_thread(self._decode, jobs)
-            except Exception as error:  # each waiting request answers it (500), and the decoder goes on
-                for job in jobs:
-                    if not job.done.done():
-                        job.done.set_exception(error)
-                continue
-            for job, result in zip(jobs, results):
-                if not job.done.done():  # not a client that went away
-                    job.done.set_result(result)
+        # one thread decodes, batch after batch: torch's intra-op threads (one OpenMP team) serve that thread only
+        decoder, loop, decoded = ThreadPoolExecutor(1, thread_name_prefix="decoder"), asyncio.get_running_loop(), 0.0
+        try:
+            while True:
+                if self.returning:  # not after a lone request: a lone user's next request would only wait
+                    await self._gather(min(self.queued + self.returning, self.batch_size), decoded)
+                if not self.waiting:
+                    self.arrived.clear()
+                    await self.arrived.wait()
+                jobs = self._take()
+                self.returning = sum(len(job.sentences) for job in jobs) if len(jobs) > 1 else 0
+                start = loop.time()
+                try:
+                    results = await loop.run_in_executor(decoder, self._decode, jobs)
+                except Exception as error:  # each waiting request answers it (500), and the decoder goes on
+                    for job in jobs:
+                        if not job.done.done():
+                            job.done.set_exception(error)
+                    continue
+                decoded = loop.time() - start
+                for job, result in zip(jobs, results):
+                    if not job.done.done():  # not a client that went away
+                        job.done.set_result(result)
+        finally:
+            decoder.shutdown(wait=False)
 
 
 class RequestLog:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 from collections.abc import Callable
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import hydra
@@ -32,6 +34,16 @@ def server_parts() -> tuple[Callable[..., Any], Callable[..., Any]]:
     return create_app, uvicorn.run
 
 
+def log_from_a_thread() -> QueueListener:
+    """The log's handlers write from a thread of their own: the event loop only queues each line, so a slow
+    standard error (a pipe nobody reads for a while) never stalls every request."""
+    root = logging.getLogger()
+    listener = QueueListener(queue.SimpleQueue(), *root.handlers, respect_handler_level=True)
+    root.handlers = [QueueHandler(listener.queue)]
+    listener.start()
+    return listener
+
+
 def drained(signum: int, frame: Any) -> None:
     """uvicorn raises the signal that stopped it again once every request is answered: then the server is done."""
     log.info("%s: every request in flight answered; exiting", signal.Signals(signum).name)
@@ -52,7 +64,11 @@ def main(cfg: DictConfig) -> None:
     translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     app = create_app(model, translator, limits)
     signal.signal(signal.SIGTERM, drained)
-    run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+    listener = log_from_a_thread()
+    try:
+        run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+    finally:
+        listener.stop()  # every line queued is written
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ class Limits(Settings):
     max_chars: int = setting(integer(1), 1000, doc="per sentence")
     max_queued: int = setting(integer(1), 1024, doc="sentences waiting for the decoder, over all requests")
     max_beam_size: int = setting(integer(1), 16, doc="per request, on the native endpoint")
-    batch_wait_ms: float = setting(number(0), 2.0, doc="how long a batch waits for more once the decoder is free")
+    batch_wait_ms: float = setting(
+        number(0),
+        20.0,
+        doc="once a batch of several requests is decoded, how long the decoder waits for their clients' next ones "
+        "(at least a quarter of that batch's decoding, on a busy machine)",
+    )
 
 
 @dataclass(frozen=True)
