@@ -30,7 +30,7 @@ def matmul_rate(
     shapes: Sequence[tuple[int, int, int]],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
-    seconds: float = 0.5,
+    seconds: float = 1.0,
 ) -> float:
     """The best FLOP/s of ``torch.mm`` over ``shapes`` ``(m, k, n)``, each repeated for ``seconds / len(shapes)``.
 

@@ -85,9 +85,10 @@ class EpochThroughput(Callback):
         rates = {"fp32": matmul_rate(shapes, torch.float32, device)}
         if bf16_matmul(device):
             rates["bf16"] = matmul_rate(shapes, torch.bfloat16, device)
-        self.dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(peak_dtype(str(trainer.precision)), "fp32")
-        if self.dtype == "fp16":
-            rates["fp16"] = matmul_rate(shapes, torch.float16, device)
+        dtype = peak_dtype(str(trainer.precision))
+        self.dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+        if self.dtype not in rates:  # the run's precision, whether or not the hardware has it
+            rates[self.dtype] = matmul_rate(shapes, dtype, device)
         self.utilisation = {"matmul_flops_per_second": {k: round(v) for k, v in rates.items()}, "against": self.dtype}
         if trainer.is_global_zero:
             words = ", ".join(f"{name} {rate / 1e9:.0f} GFLOP/s" for name, rate in rates.items())
