@@ -103,3 +103,9 @@ def test_bf16_counts_as_hardware_only_on_a_cpu_that_has_avx512_bf16_or_amx():
         pytest.skip("reads the CPU's flags from /proc/cpuinfo")
     flags = set(cpuinfo.read_text().split())
     assert bf16_matmul(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def test_measuring_the_matrix_product_rate_draws_no_random_numbers_so_a_resumed_run_stays_exact():
+    before = torch.random.get_rng_state()
+    assert matmul_rate([(8, 8, 8)], seconds=0.01) > 0
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -34,13 +34,14 @@ def matmul_rate(
 ) -> float:
     """The best FLOP/s of ``torch.mm`` over ``shapes`` ``(m, k, n)``, each repeated for ``seconds / len(shapes)``.
 
-    The best of the repeats is the one least disturbed by the rest of the machine: the rate it can reach.
+    The best of the repeats is the one least disturbed by the rest of the machine: the rate it can reach. The
+    matrices are constant, not random: measuring must not draw from the run's random numbers (resuming is exact).
     """
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     best = 0.0
     for m, k, n in shapes:
-        a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
+        a, b = torch.full((m, k), 0.5, dtype=dtype, device=device), torch.full((k, n), 0.5, dtype=dtype, device=device)
         torch.mm(a, b)  # warm-up: allocation, kernel choice
         sync()
         until = perf_counter() + seconds / len(shapes)
