@@ -4,11 +4,13 @@ the GPU-sized-recipe warning and projected time, ``--help`` for every command, t
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -18,6 +20,7 @@ import pytest
 import torch
 from helpers.runs import MIRROR, TINY
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
@@ -225,13 +228,20 @@ def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_rea
         run.train(cfg, run_dir)
     with (run_dir / "logs" / "metrics.csv").open() as log:
         rows = list(csv.DictReader(log))
-    throughput = {"throughput/target_tokens_per_second", "throughput/train_seconds", "throughput/peak_memory_mb"}
+    throughput = {"throughput/target_tokens_per_second", "throughput/train_seconds", "throughput/peak_memory_mb",
+                  "throughput/flops_per_second", "throughput/matmul_peak_fraction"}  # fmt: skip
     assert throughput <= set(rows[0])
+    utilisation = json.loads((run_dir / "test_metrics.json").read_text())["utilisation"]
+    counted, formula = utilisation["first_step_flops"].values()  # one real batch, forward and backward
+    # the wiring; the formula's 1% is checked on every GRU kind in test_utilisation.py (once, here, 6.8% apart)
+    assert utilisation["against"] == "fp32" and abs(formula / counted - 1) < 0.1, utilisation
     assert "lr-AdamW" in rows[0]  # the user's LearningRateMonitor ran, logging into the run's own logger too
     assert [float(r["throughput/steps"]) for r in rows if r["throughput/steps"]] == [30.0]
     assert "throughput/steps" in (own_logger / "lightning_logs" / "metrics.csv").read_text()  # the user's logger
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == f"run directory: {run_dir}"  # before any data work
+    [epoch] = [m for m in messages if m.startswith("epoch 0: ")]
+    assert re.search(r" target tokens/s, \d+\.\d GFLOP/s = \d+% of the measured fp32 matrix-product rate, ", epoch)
     [projected] = [m for m in messages if " s per step; " in m]
     assert re.fullmatch(
         r"step 21: \d+\.\d\d\d s per step; 9 more steps to the end would take \d+ s \(validation not counted\)",
@@ -371,6 +381,13 @@ def test_a_cpu_sized_recipe_does_not_warn(recipe):
     assert composed("train", f"recipe={recipe}").cpu_recipe is None
 
 
+class SlowSteps(Callback):
+    """10 ms a step: BoringModel's own steps are too fast for the clock to lead a step limit reliably."""
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(0.01)
+
+
 ENDS = r"step 6: \d\.\d\d\d s per step; {} more steps to the end would take \d+ s \(validation not counted\)"
 
 
@@ -380,15 +397,26 @@ ENDS = r"step 6: \d\.\d\d\d s per step; {} more steps to the end would take \d+ 
     [
         ({"max_steps": 26}, ENDS.format(20)),
         ({"max_epochs": 2}, ENDS.format(122)),  # BoringModel: 64 steps an epoch
-        ({"max_steps": 26, "max_time": "00:01:00:00"}, ENDS.format(20) + "; trainer.max_time stops training in 1 h"),
+        (
+            {"max_steps": 26, "max_time": "00:01:00:00"},
+            ENDS.format(20) + ", before trainer.max_time stops training in 1 h",
+        ),
         (
             {"max_epochs": -1, "max_steps": -1, "max_time": "00:00:00:02"},
-            r"step 6: \d\.\d{3} s per step; no step or epoch limit; trainer.max_time stops training in \d+ s",
+            r"step 6: \d\.\d{3} s per step; trainer.max_time stops training in \d s, after at most \d+ more steps; "
+            r"no step or epoch limit",
+        ),
+        (  # the issue's "6654 more steps would take 3 h 1 min" for a run max_time ends first: the clock leads
+            {"max_steps": 5000, "max_time": "00:00:00:03"},
+            r"step 6: \d\.\d{3} s per step; trainer.max_time stops training in \d s, after at most \d+ more steps; "
+            + ENDS.format(4994).removeprefix(r"step 6: \d\.\d\d\d s per step; ").replace(r"\d+ s", r"\d+ (s|min)"),
         ),
     ],
 )
-def test_the_projected_time_follows_the_first_steps(caplog, limits, expected):
-    trainer = L.Trainer(**limits, callbacks=[ProjectedTime(steps=5)], limit_val_batches=0, logger=False,
+def test_the_projected_time_follows_the_first_steps_and_names_the_limit_that_ends_training_first(
+    caplog, limits, expected
+):
+    trainer = L.Trainer(**limits, callbacks=[ProjectedTime(steps=5), SlowSteps()], limit_val_batches=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     with caplog.at_level(logging.INFO, logger="seq2seq.training.monitor"):
         trainer.fit(BoringModel())

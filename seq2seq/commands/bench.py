@@ -16,11 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
+from seq2seq.core.flops import bf16_matmul, matmul_rate, model_shapes
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import corpus_split
 from seq2seq.metrics import corpus_scores, timed_translation
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import PRECISIONS, check_tool_settings
+from seq2seq.settings import PRECISIONS, ModelSettings, check_tool_settings, read
 
 
 class Measurement(NamedTuple):
@@ -45,6 +46,18 @@ def table_header(precisions: list[str]) -> str:
     return "  ".join(cells + [f"{p + '/' + precisions[0]:>10s}" for p in precisions[1:]])
 
 
+def matmul_line(trained, devices: set[torch.device]) -> str:
+    """The devices' measured matrix-product rates on the model's shapes: the ceiling its speed is read against."""
+    settings = read(ModelSettings, trained.config["model"], "model")
+    shapes = model_shapes(settings, len(trained.target_tokenizer), trained.config["data"]["batch_tokens"])
+    rates = []
+    for device in sorted((d for d in devices if d.type in ("cpu", "cuda")), key=str):  # not a test's meta device
+        dtypes = [torch.float32, *([torch.bfloat16] if bf16_matmul(device) else [])]
+        rates += [f"{str(dtype).removeprefix('torch.')} on {device} {matmul_rate(shapes, dtype, device) / 1e9:.0f}"
+                  for dtype in dtypes]  # fmt: skip
+    return f"matrix products (torch.mm, GFLOP/s): {', '.join(rates) or 'no device measured'}"
+
+
 def bench_decode(cfg: DictConfig) -> list[Measurement]:
     """Every search, batch size and precision; the precisions alternate ``repeats`` times, so the machine's drift
     touches each alike, and each keeps its fastest run (the one least disturbed by the rest of the machine)."""
@@ -57,6 +70,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     on = ", ".join(f"{precision} on {device}" for precision, device in devices.items())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {on}; {len(sources)} {cfg.split} sentences, "
           f"{min(cfg.single, len(sources))} of them one at a time")  # fmt: skip
+    print(matmul_line(trained, set(devices.values())), flush=True)
     print(table_header(list(cfg.precisions)), flush=True)
     measurements = []
     for name, decode in cfg.searches.items():

@@ -84,6 +84,11 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Logits ``(batch, steps, vocab)`` for ``tokens`` ``(batch, steps)``; search calls it with one step."""
+        features, state = self.features(tokens, state)
+        return self.output(features), state
+
+    def features(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """What the output layer reads, ``(batch, steps, ...)``: training scores only the real target positions."""
         inputs = self.dropout(self.embedding(tokens))
         if self.feed_context:  # Cho et al. (2014): the source summary reaches every step and the output layer
             summary = state.summary[:, None].expand(-1, tokens.size(1), -1)
@@ -99,7 +104,7 @@ class Decoder(nn.Module):
         outputs = self.dropout(outputs)
         if self.feed_context:
             outputs = torch.cat([outputs, summary], dim=-1)
-        return self.output(outputs), state
+        return outputs, state
 
     def _step_through(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         bahdanau = self.attention.kind == "bahdanau"

@@ -44,7 +44,13 @@ class Seq2Seq(nn.Module):
         feed = hidden.new_zeros(hidden.shape[1:]) if self.decoder.input_feeding else None
         return state._replace(memory=encoded.outputs, keys=attention.keys(encoded.outputs), mask=mask, feed=feed)
 
-    def forward(self, source: torch.Tensor, lengths: torch.Tensor, target_inputs: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits ``(batch, tgt_len, vocab)``."""
-        logits, _ = self.decoder(target_inputs, self.encode(source, lengths))
-        return logits
+    def forward(
+        self, source: torch.Tensor, lengths: torch.Tensor, target_inputs: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced logits ``(batch, tgt_len, vocab)``; with a boolean ``keep`` ``(batch, tgt_len)``, only
+        at the positions it marks, ``(kept, vocab)``: training skips the output layer's work on padding."""
+        if keep is None:
+            logits, _ = self.decoder(target_inputs, self.encode(source, lengths))
+            return logits
+        features, _ = self.decoder.features(target_inputs, self.encode(source, lengths))
+        return self.decoder.output(features[keep])

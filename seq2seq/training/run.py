@@ -34,7 +34,7 @@ from seq2seq.data.batches import TranslationData
 from seq2seq.data.prepare import EncodedSplit
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import score
-from seq2seq.settings import check_tool_settings, check_train_config
+from seq2seq.settings import ModelSettings, check_tool_settings, check_train_config, read
 from seq2seq.training.monitor import EpochThroughput, ProjectedTime
 from seq2seq.training.resume import (
     EarlyStoppingOnBleu,
@@ -216,7 +216,9 @@ def train_into(
     for_averaging = ModelCheckpoint(filename=STEP_CHECKPOINT, monitor="step", mode="max", save_top_k=cfg.keep_last,
                                     save_weights_only=True, auto_insert_metric_name=False,
                                     **at_validation_end)  # fmt: skip
-    throughput = EpochThroughput()
+    throughput = EpochThroughput(
+        read(ModelSettings, config["model"], "model"), len(data.tgt_tok), cfg.data.batch_tokens
+    )
     trainer_args = {k: v for k, v in config["trainer"].items() if k not in ("logger", "callbacks")}  # made above
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
     # the bar redraws itself on standard output: in a file or a pipe, the validation log lines say enough
@@ -265,6 +267,7 @@ def train_into(
         "epochs": trainer.current_epoch,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "throughput": throughput.epochs,
+        "utilisation": throughput.utilisation,
         "hardware": hardware(),
         "config": config,
     }

@@ -85,14 +85,11 @@ class TranslationTask(L.LightningModule):
         return moved._replace(source_lengths=batch.source_lengths)
 
     def loss(self, batch: Batch, label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
-        logits = self.model(batch.source, batch.source_lengths, batch.target[:, :-1])
-        return F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            batch.target[:, 1:].flatten(),
-            ignore_index=PAD,
-            label_smoothing=label_smoothing,
-            reduction=reduction,
-        )
+        """Cross-entropy over the real target tokens: the output layer never scores a pad position."""
+        labels = batch.target[:, 1:]
+        real = labels != PAD
+        logits = self.model(batch.source, batch.source_lengths, batch.target[:, :-1], keep=real)
+        return F.cross_entropy(logits.float(), labels[real], label_smoothing=label_smoothing, reduction=reduction)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         loss = self.loss(batch, self.config["optim"]["label_smoothing"])
