@@ -244,7 +244,7 @@ def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_rea
     assert re.search(r" target tokens/s, \d+\.\d GFLOP/s = \d+% of the measured fp32 matrix-product rate, ", epoch)
     [projected] = [m for m in messages if " s per step; " in m]
     assert re.fullmatch(
-        r"step 21: \d+\.\d\d\d s per step; 9 more steps to the end would take \d+ s \(validation not counted\)",
+        r"step 21: \d+\.\d\d\d s per step; 9 more steps to the end would take \d+ (s|min) \(validation not counted\)",
         projected,
     )
 
