@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -268,7 +269,8 @@ def test_a_run_that_stops_before_its_first_scheduled_validation_validates_at_its
 
 
 @pytest.mark.slow
-def test_translate_survives_bad_lines_one_output_line_each(run):
+def test_translate_survives_bad_lines_one_output_line_each(run, capsys, caplog):
+    """In this process (translate on the command line: test_cli.py's test_translate_into_a_pipe_closed_early_...)."""
     _, summary = run
     lines = [
         b"Je suis content.",
@@ -278,16 +280,13 @@ def test_translate_survives_bad_lines_one_output_line_each(run):
         "我很高兴 😀".encode(),
         b"",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "seq2seq.translate", f"checkpoint={summary['best_checkpoint']}", "decode=beam"],
-        input=b"\n".join(lines) + b"\n", capture_output=True, timeout=300,
-    )  # fmt: skip
-    stderr = result.stderr.decode()
-    assert result.returncode == 0, stderr
-    out = result.stdout.decode().split("\n")
+    with caplog.at_level(logging.WARNING):
+        run_tool(translate, f"checkpoint={summary['best_checkpoint']}", "decode=beam", stdin=b"\n".join(lines) + b"\n")
+    logged = caplog.text
+    out = capsys.readouterr().out.split("\n")
     assert len(out) == len(lines) + 1 and out[-1] == ""
     assert out[0] and out[2] and out[1] == "" and out[5] == ""
-    assert "input line 3:" in stderr and "truncated to the model's 64" in stderr
-    assert "input line 4: invalid UTF-8 replaced" in stderr
-    assert "input line 5:" in stderr and "read as <unk>" in stderr
-    assert "input line 1:" not in stderr
+    assert "input line 3:" in logged and "truncated to the model's 64" in logged
+    assert "input line 4: invalid UTF-8 replaced" in logged
+    assert "input line 5:" in logged and "read as <unk>" in logged
+    assert "input line 1:" not in logged
