@@ -28,8 +28,10 @@ def installed(tmp_path_factory) -> Path:
     lib = next((environment / "lib").glob("python3.*")) / "site-packages"
     # torch, Lightning, Hydra, ... from here: a path line adds them without this environment's editable seq2seq
     (lib / "dependencies.pth").write_text("".join(f"{path}\n" for path in site.getsitepackages()))
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet"]
-    subprocess.run([*install, str(next(work.glob("seq2seq-*.whl")))], check=True, capture_output=True, timeout=300)
+    # --ignore-installed: through the path line pip sees this environment's editable seq2seq as already installed
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed"]
+    subprocess.run([*install, "--quiet", str(next(work.glob("seq2seq-*.whl")))], check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
     return python
 
 
