@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.runs import save_tiny_checkpoint
 from helpers.toy import train_reversal
 
@@ -27,3 +28,18 @@ def reversal_model():
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
     return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
+
+
+@pytest.fixture
+def torch_threads():
+    """The test changes torch's thread count (``threads=N``); put it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory) -> Path:
+    """One cache for every training on the real corpus's slice: runs of the same data settings prepare it once (the
+    cache keys tokenizers and encoded splits by their settings, so other settings keep apart)."""
+    return tmp_path_factory.mktemp("corpus-cache")

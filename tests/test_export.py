@@ -9,8 +9,6 @@ import os
 import pickle
 import resource
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.corpus import synthetic_corpus, write_mirror
-from helpers.runs import SENTENCES
-from hydra import compose, initialize_config_dir
+from helpers.runs import SENTENCES, cli, run_tool
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
@@ -27,7 +24,6 @@ from seq2seq.commands import evaluate, translate
 from seq2seq.commands.average import average_checkpoints, last_checkpoints
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, PathError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings.presets import decode_preset
 
 
@@ -84,21 +80,16 @@ def test_an_export_never_writes_into_an_existing_directory(checkpoint, exported)
     assert [path.name for path in exported.parent.iterdir()] == ["model"], "no partial directory is left"
 
 
-def command(module: str, *overrides: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides], input=stdin, capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.mark.slow
-def test_the_export_command_writes_a_directory_that_translate_reads(checkpoint, tmp_path):
+def test_the_export_command_writes_a_directory_that_translate_reads(checkpoint, tmp_path, capsys):
     output = tmp_path / "exported"
-    exported = command("seq2seq.export", f"checkpoint={checkpoint}", f"output={output}")
+    exported = cli("seq2seq.export", f"checkpoint={checkpoint}", f"output={output}")
     assert exported.returncode == 0, exported.stderr
-    lines = "Je suis content.\nIl fait froid.\n"
-    from_checkpoint, from_export = (
-        command("seq2seq.translate", f"checkpoint={model}", stdin=lines).stdout for model in (checkpoint, output)
-    )
+    translated = []
+    for model in (checkpoint, output):  # the translate command, in this process
+        run_tool(translate, f"checkpoint={model}", stdin="Je suis content.\nIl fait froid.\n")
+        translated.append(capsys.readouterr().out)
+    from_checkpoint, from_export = translated
     assert from_export == from_checkpoint and from_checkpoint.count("\n") == 2
 
 
@@ -162,13 +153,6 @@ def edit_config(exported, edit) -> None:
     hparams = json.loads(config_file.read_text())
     edit(hparams)
     config_file.write_text(json.dumps(hparams))
-
-
-def run_tool(tool, *overrides: str) -> None:
-    """A tool's ``main``, in this process, as its command line would run it with these overrides."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
-    tool.main(cfg)
 
 
 def one_line_error(capsys, tool, *overrides: str) -> str:

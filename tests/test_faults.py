@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
+from helpers.corpus import data_cfg, prepared_digest, synthetic_corpus, write_mirror
 from helpers.runs import MIRROR, TINY, small_config
 from helpers.toy import VOCAB, IdTokenizer, toy_batches
 from hydra import compose, initialize_config_dir
@@ -152,14 +152,11 @@ def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, 
 
 # --------------------------------------------------------------------------- two runs, one empty cache
 
-PREPARE = """
-import hashlib, json, sys, types
-from seq2seq.data.prepare import prepare
-encoded, src, tgt = prepare(types.SimpleNamespace(**json.loads(sys.argv[1])))
-digest = hashlib.sha256(src.model_proto + tgt.model_proto)
-for name in sorted(encoded):
-    digest.update(encoded[name].source_ids.flat.numpy().tobytes() + encoded[name].target_ids.flat.numpy().tobytes())
-print(digest.hexdigest())
+PREPARE = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from helpers.corpus import prepared_digest
+print(prepared_digest(json.loads(sys.argv[1])))
 """
 
 
@@ -177,8 +174,8 @@ def test_two_runs_building_one_empty_cache_at_once_both_succeed(tmp_path):
     cache = tmp_path / "cache"
     assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
     assert len(list(cache.rglob("*.model"))) == 2 and len(list(cache.rglob("*.pt"))) == 1
-    single = subprocess.run([sys.executable, "-c", PREPARE, settings], capture_output=True, check=True)
-    assert single.stdout == results[0][0], "a later run reuses exactly what they built"
+    later = prepared_digest(json.loads(settings))  # in this process
+    assert later == results[0][0].decode().strip(), "a later run reuses exactly what they built"
 
 
 # --------------------------------------------------------------------------- SIGKILL, then resume
@@ -201,65 +198,15 @@ class Settings:
 
 
 MID_EPOCH = Settings(max_steps=30, val_check_interval=10, check_val_every_n_epoch=None)
-END_OF_EPOCH = Settings(max_steps=40, val_check_interval=1.0, check_val_every_n_epoch=1)
 
 
 @pytest.fixture(scope="module")
-def kill_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def kill_cache(corpus_cache) -> Path:
+    return corpus_cache
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
-@pytest.mark.parametrize(  # each thread setting once: a run's weights do not depend on which save it resumes from
-    ("settings", "threads"),
-    [(MID_EPOCH, 1), (END_OF_EPOCH, None)],
-    ids=["mid-epoch-one-thread", "end-of-epoch-default-threads"],
-)
-def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(tmp_path, kill_cache, settings, threads):
-    overrides = [*settings.overrides(), f"data.cache_dir={kill_cache}"]
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-
-    def train(runs: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
-        command = [sys.executable, "-m", "seq2seq.train", *overrides, f"paths.runs_dir={runs}", *extra]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        if wait:
-            _, stderr = process.communicate(timeout=600)
-            assert process.returncode == 0, stderr[-2000:]
-        return process
-
-    train(tmp_path / "whole")
-    (uninterrupted,) = (tmp_path / "whole").glob("*/*/checkpoints/last.ckpt")
-
-    killed = train(tmp_path / "killed", wait=False)
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
-    killed.communicate(timeout=60)
-    (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
-    saved = torch.load(last, map_location="cpu", weights_only=True)
-    assert 0 < saved["global_step"] < settings.max_steps
-    batches_done = saved["TranslationData"]["batches_done"]
-    if settings is MID_EPOCH:
-        assert saved["global_step"] % settings.val_check_interval == 0 and batches_done > 0, "a mid-epoch checkpoint"
-    else:
-        assert batches_done * (saved["epoch"] + 1) == saved["global_step"], "an end-of-epoch checkpoint"
-
-    train(tmp_path / "killed", f"resume={last.parent.parent}")
-    resumed = weights(last)
-    assert torch.load(last, weights_only=True)["global_step"] == settings.max_steps
-    assert torch.load(uninterrupted, weights_only=True)["epoch"] >= 1, "the runs should cross an epoch boundary"
-    expected = weights(uninterrupted)
-    assert expected.keys() == resumed.keys()
-    for name, value in expected.items():
-        assert torch.equal(value, resumed[name]), name
 
 
 # --------------------------------------------------------------------------- stopped by each stop rule, then resumed
@@ -282,13 +229,59 @@ def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
 
     register_recipes()  # as the command does; alone, this module imports nothing that registers them
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", [*EPOCH_END, f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
+        cfg = compose("train", [f"data.mirror={MIRROR}", f"data.cache_dir={cache}", *overrides])
     return train(cfg, run_dir)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, kill_cache) -> dict:
-    return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"))
+    return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"), *EPOCH_END)
+
+
+# (the killed run's overrides, whether it is killed mid-epoch): each thread setting once, as a run's weights do not
+# depend on which save it resumes from; the end-of-epoch run's uninterrupted twin is the stop rules' own
+KILLED = {
+    "mid-epoch-one-thread": ([*MID_EPOCH.overrides(), "threads=1"], True),
+    "end-of-epoch-default-threads": (EPOCH_END, False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+@pytest.mark.parametrize("kind", KILLED)
+def test_a_killed_run_resumes_from_its_last_validation_to_the_same_weights(
+    tmp_path, kill_cache, uninterrupted, torch_threads, kind
+):
+    """SIGKILL on the command line; the uninterrupted run and the resumed one train in this process."""
+    overrides, mid_epoch = KILLED[kind]
+    whole = train_in_process(kill_cache, tmp_path / "whole", *overrides) if mid_epoch else uninterrupted
+    command = [sys.executable, "-m", "seq2seq.train", *overrides, f"data.cache_dir={kill_cache}",
+               f"paths.runs_dir={tmp_path / 'killed'}"]  # fmt: skip
+    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # no handler runs: only what was already on disk survives
+    killed.communicate(timeout=60)
+    (last,) = (tmp_path / "killed").glob("*/*/checkpoints/last.ckpt")
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert 0 < saved["global_step"] < whole["steps"] == 30
+    batches_done = saved["TranslationData"]["batches_done"]
+    if mid_epoch:
+        assert saved["global_step"] % MID_EPOCH.val_check_interval == 0 and batches_done > 0, "a mid-epoch checkpoint"
+    else:
+        assert batches_done * (saved["epoch"] + 1) == saved["global_step"], "an end-of-epoch checkpoint"
+
+    train_in_process(kill_cache, tmp_path / "resumed", *overrides, f"resume={last.parent.parent}")
+    resumed = weights(last)
+    assert torch.load(last, weights_only=True)["global_step"] == 30
+    finished = Path(whole["best_checkpoint"]).parent / "last.ckpt"
+    assert torch.load(finished, weights_only=True)["epoch"] >= 1, "the runs should cross an epoch boundary"
+    expected = weights(finished)
+    assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        assert torch.equal(value, resumed[name]), name
 
 
 @pytest.mark.slow
@@ -306,10 +299,10 @@ def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_u
             return step(self, batch, batch_idx)
 
         monkeypatch.setattr(TranslationTask, "training_step", slow_step)
-    stopped = train_in_process(kill_cache, tmp_path / "first", *first)
+    stopped = train_in_process(kill_cache, tmp_path / "first", *EPOCH_END, *first)
     monkeypatch.undo()
     assert 0 < stopped["steps"] < 30
-    resumed = train_in_process(kill_cache, tmp_path / "resumed", f"resume={tmp_path / 'first'}", *rest)
+    resumed = train_in_process(kill_cache, tmp_path / "resumed", *EPOCH_END, f"resume={tmp_path / 'first'}", *rest)
     assert resumed["steps"] == uninterrupted["steps"] == 30
     assert all(epoch["steps"] > 0 for epoch in resumed["throughput"]), "no empty epoch after the resume"
     checkpoints = sorted(path.name for path in (tmp_path / "first" / "checkpoints").iterdir())

@@ -49,14 +49,6 @@ def composed(command: str, *overrides: str):
         return compose(command, overrides=list(overrides))
 
 
-@pytest.fixture
-def torch_threads():
-    """The test changes torch's thread count; put it back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 # --------------------------------------------------------------------------- progress bars, threads
 
 
@@ -215,10 +207,12 @@ def test_a_bad_threads_or_progress_setting_is_one_line_before_the_checkpoint_is_
 
 
 @pytest.mark.slow
-def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_reaches_the_logger(tmp_path, caplog):
+def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_reaches_the_logger(
+    tmp_path, caplog, corpus_cache
+):
     own_logger = tmp_path / "own"
     cfg = composed(
-        "train", *TINY, f"data.mirror={MIRROR}", f"data.cache_dir={tmp_path / 'cache'}", "data.test_fraction=0.005",
+        "train", *TINY, f"data.mirror={MIRROR}", f"data.cache_dir={corpus_cache}", "data.test_fraction=0.005",
         "trainer.max_steps=30", "trainer.max_time=null", "trainer.val_check_interval=30", "trainer.limit_val_batches=2",
         "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
         f"+trainer.logger={{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {own_logger}, version: ''}}",
@@ -327,11 +321,13 @@ def test_in_a_terminal_warnings_and_log_lines_print_above_the_training_bar_not_o
 
 
 @pytest.mark.slow
-def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_summary_on_stdout(tmp_path):
+def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_summary_on_stdout(
+    tmp_path, corpus_cache
+):
     overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
     command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
                "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
-               "test_decode.beam_size=1", f"data.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path}"]
+               "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]
     with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
         result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
                                 env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import site
 import subprocess
 import sys
@@ -26,33 +28,48 @@ def installed(tmp_path_factory) -> Path:
     lib = next((environment / "lib").glob("python3.*")) / "site-packages"
     # torch, Lightning, Hydra, ... from here: a path line adds them without this environment's editable seq2seq
     (lib / "dependencies.pth").write_text("".join(f"{path}\n" for path in site.getsitepackages()))
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet"]
-    subprocess.run([*install, str(next(work.glob("seq2seq-*.whl")))], check=True, capture_output=True, timeout=300)
+    # --ignore-installed: through the path line pip sees this environment's editable seq2seq as already installed
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed"]
+    subprocess.run([*install, "--quiet", str(next(work.glob("seq2seq-*.whl")))], check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
     return python
 
 
-def test_a_wheel_installed_outside_the_checkout_translates(installed, checkpoint, tmp_path, monkeypatch):
+# what the installed package holds, asked of one interpreter: where it is, a recipe, the serve page's files
+CONTENTS = """
+import json, seq2seq
+from hydra import compose, initialize_config_dir
+from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.serving import STATIC
+from seq2seq.settings.presets import register_schemas
+register_schemas()
+register_recipes()
+with initialize_config_dir(CONF_DIR, version_base="1.3"):
+    recipe = compose("train", ["recipe=fra-eng-small"]).name
+print(json.dumps({"file": seq2seq.__file__, "recipe": recipe, "static": sorted(p.name for p in STATIC.iterdir())}))
+"""
+
+
+@pytest.fixture(scope="module")
+def contents(installed, tmp_path_factory) -> dict:
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # it could name the checkout
+    listed = subprocess.run([installed, "-c", CONTENTS], cwd=tmp_path_factory.mktemp("elsewhere"), env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def test_a_wheel_installed_outside_the_checkout_translates(installed, contents, checkpoint, tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)  # a developer's PYTHONPATH could point into the checkout
-    where = subprocess.run(
-        [installed, "-c", "import seq2seq; print(seq2seq.__file__)"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert CHECKOUT not in Path(where.stdout.strip()).parents, "the wheel's copy, not the checkout's"
+    assert CHECKOUT not in Path(contents["file"]).parents, "the wheel's copy, not the checkout's"
     result = subprocess.run(
         [installed, "-m", "seq2seq.translate", f"checkpoint={checkpoint}", "decode=beam"],
         input="Je suis content.\nIl fait froid.\n", cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
-    recipe = subprocess.run(
-        [installed, "-m", "seq2seq.train", "recipe=fra-eng-small", "--cfg", "job"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
-    assert recipe.returncode == 0, recipe.stderr
-    assert "name: fra-eng-small" in recipe.stdout  # recipes/ travelled inside the wheel
+    assert contents["recipe"] == "fra-eng-small"  # recipes/ travelled inside the wheel
 
 
-def test_a_wheel_carries_the_serve_page(installed, tmp_path, monkeypatch):
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    listing = "from seq2seq.serving import STATIC; print(sorted(path.name for path in STATIC.iterdir()))"
-    result = subprocess.run([installed, "-c", listing], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.stdout.strip() == "['app.js', 'index.html', 'style.css']", result.stderr
+def test_a_wheel_carries_the_serve_page(contents):
+    assert contents["static"] == ["app.js", "index.html", "style.css"]

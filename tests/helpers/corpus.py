@@ -1,13 +1,17 @@
-"""Synthetic corpora, mirrors of them, the data settings that read one, and a local HTTP server to download from."""
+"""Synthetic corpora, mirrors of them, the data settings that read one, one hash of what they prepare into, and a
+local HTTP server to download from."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
 import random
 import threading
 import zipfile
 from types import SimpleNamespace
+
+from seq2seq.data.prepare import prepare
 
 
 def write_mirror(directory, pairs: list[tuple[str, str]]) -> None:
@@ -58,6 +62,15 @@ def data_cfg(tmp_path, src_lang="eng", tgt_lang="fra", **overrides):
     )
     settings.update(overrides)
     return SimpleNamespace(**settings)
+
+
+def prepared_digest(settings: dict) -> str:
+    """One hash of what ``prepare`` gives for these data settings: both tokenizers and every encoded split."""
+    encoded, src, tgt = prepare(SimpleNamespace(**settings))
+    digest = hashlib.sha256(src.model_proto + tgt.model_proto)
+    for name in sorted(encoded):
+        digest.update(encoded[name].source_ids.flat.numpy().tobytes() + encoded[name].target_ids.flat.numpy().tobytes())
+    return digest.hexdigest()
 
 
 class LocalServer:

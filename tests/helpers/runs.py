@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from unittest import mock
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ TINY = [
     "trainer.val_check_interval=75",
     "trainer.limit_val_batches=4",
     "trainer.enable_progress_bar=false",
+    "trainer.max_time=null",  # the recipe's 8 minutes would cut a run short on a slow or busy machine
 ]
 
 
@@ -85,6 +87,19 @@ def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
     assert exit.value.code == 1 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err.removeprefix("error: ").rstrip("\n")
+
+
+def run_tool(tool: ModuleType, *overrides: str, stdin: str | bytes = "") -> None:
+    """Run a tool's ``main`` in this process as its command line would, ``stdin`` its standard input (a pipe, as a
+    shell's): what it prints is the test's to read (``capsys``). One subprocess test per command keeps the command
+    line itself tested."""
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    read, write = os.pipe()
+    os.write(write, stdin if isinstance(stdin, bytes) else stdin.encode())  # a few lines: a pipe holds 64 KiB
+    os.close(write)
+    with os.fdopen(read) as stream, mock.patch.object(sys, "stdin", stream):
+        tool.main(cfg)
 
 
 def save_tiny_checkpoint(path: Path, *overrides: str) -> Path:
