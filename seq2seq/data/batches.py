@@ -112,7 +112,8 @@ class TokenBucketSampler(Sampler[list[int]]):
 
 
 def in_background(work: Callable[..., T], *args: Any) -> Future[T]:
-    """``work(*args)`` in a daemon thread: a run that ends does not wait for work it no longer needs."""
+    """``work(*args)`` in a thread of its own. Not a daemon: one would be unwound in the middle of sentencepiece's
+    C++ when the program ends, which aborts it; the work looks out for the end itself (``sampled_ids``)."""
     future: Future[T] = Future()
 
     def run() -> None:
@@ -121,7 +122,7 @@ def in_background(work: Callable[..., T], *args: Any) -> Future[T]:
         except BaseException as error:  # handed to whoever waits for the result
             future.set_exception(error)
 
-    threading.Thread(target=run, name=getattr(work, "__name__", "work"), daemon=True).start()
+    threading.Thread(target=run, name=getattr(work, "__name__", "work")).start()
     return future
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -273,9 +275,15 @@ def sampled_ids(
     tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int, seed: Sequence[int]
 ) -> Ragged:
     """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call, each call seeded by ``seed`` and
-    its place: the same ids however the chunks are scheduled."""
+    its place: the same ids however the chunks are scheduled.
+
+    Run in the background (``TranslationData``), it stops between calls once the main thread has ended: the
+    interpreter waits for it before exiting, and the epoch it samples will not be trained.
+    """
     ids = RaggedBuilder()
     for start in range(0, len(sentences), SAMPLE_CHUNK):
+        if not threading.main_thread().is_alive():
+            raise CancelledError("the program is ending")
         chunk_seed = int(np.random.SeedSequence([*seed, start]).generate_state(1)[0]) % UNSEEDED
         ids.extend(
             Ragged.from_lists(tokenizer.sample(sentences[start : start + SAMPLE_CHUNK], alpha, nbest_size, chunk_seed))
