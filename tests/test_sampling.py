@@ -1,6 +1,9 @@
 """Subword regularisation (``data.sampling``): training sentences re-segmented every epoch, reproducibly for a seed and
 an epoch, decoding to the same text; validation, test and a run without sampling see the plain segmentation only."""
 
+import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import lightning as L
@@ -12,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from seq2seq.data.batches import SplitDataset, TokenBucketSampler, TranslationData
 from seq2seq.data.prepare import prepare
+from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import corpus_scores
 from seq2seq.ragged import Ragged
@@ -122,6 +126,47 @@ def test_sampling_settings_sentencepiece_acts_on_are_accepted(overrides):
     assert check_data(cfg.data).sampling.alpha == cfg.data.sampling.alpha
 
 
+# --------------------------------------------------------------------------- sentencepiece's sampling, seeded
+
+SAMPLE_IN_A_NEW_PROCESS = """
+import json, sys
+from seq2seq.data.tokenizer import Tokenizer
+tokenizer = Tokenizer(open(sys.argv[1], "rb").read())
+print(json.dumps(tokenizer.sample(json.loads(sys.argv[2]), 0.2, -1, seed=7)))
+"""
+
+
+@pytest.mark.slow
+def test_sentencepiece_samples_the_same_for_a_seed_within_a_process_only_so_sampled_epochs_are_kept(tmp_path):
+    """If this fails across processes, sentencepiece seeds reproducibly again and the cache of sampled epochs
+    (``prepare.sampled_split``) is no longer needed."""
+    sentences = [sentence for sentence, _ in copy_corpus(200)]
+    tokenizer = Tokenizer(train_tokenizer(sentences, vocab_size=60))
+    (tmp_path / "spm.model").write_bytes(tokenizer.model_proto)
+    first = tokenizer.sample(sentences, 0.2, -1, seed=7)
+    tokenizer.sample(sentences, 0.2, -1, seed=8)
+    assert tokenizer.sample(sentences, 0.2, -1, seed=7) == first
+    assert tokenizer.sample(sentences, 0.2, -1, seed=8) != first
+    command = [sys.executable, "-c", SAMPLE_IN_A_NEW_PROCESS, str(tmp_path / "spm.model"), json.dumps(sentences)]
+    assert json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout) != first
+
+
+def test_a_sampled_epoch_is_kept_in_the_cache_and_a_resumed_run_trains_on_it_without_sampling_again(
+    tmp_path, monkeypatch
+):
+    pairs = copy_corpus(300)
+    first = sampled_data(tmp_path, pairs)
+    epochs = [rows(first.training_split(epoch).target_ids) for epoch in (1, 2)]
+    assert len(list((tmp_path / "cache" / "sampled").glob("*.pt"))) >= 2
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled again")
+
+    monkeypatch.setattr(Tokenizer, "sample", no_sampling)
+    resumed = sampled_data(tmp_path, pairs)  # another process would find what this one finds: the files
+    assert [rows(resumed.training_split(epoch).target_ids) for epoch in (1, 2)] == epochs
+
+
 # --------------------------------------------------------------------------- the data
 
 
@@ -186,6 +231,16 @@ def test_sampled_epochs_are_the_same_computed_in_the_background_or_not_and_batch
         assert source.shape == (len(indices), width)
         assert [row[row != 0].tolist() for row in source] == [in_order[1][i] for i in indices]
     assert sorted(i for indices, _, _ in batches for i in indices) == list(range(len(sampled)))
+
+
+@pytest.mark.slow
+def test_loader_workers_serve_the_sampled_batches_of_the_epoch_the_loader_was_made_for(tmp_path):
+    pairs = copy_corpus(300)
+    alone = epoch_batches(sampled_data(tmp_path, pairs), 1)
+    workers = epoch_batches(sampled_data(tmp_path, pairs, num_workers=2), 1)
+    assert [indices for indices, _, _ in workers] == [indices for indices, _, _ in alone]
+    for (_, source, target), (_, source_alone, target_alone) in zip(workers, alone):
+        assert torch.equal(source, source_alone) and torch.equal(target, target_alone)
 
 
 def test_validation_and_test_splits_are_never_sampled(tmp_path):

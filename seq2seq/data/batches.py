@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seq2seq.data.prepare import EncodedSplit, prepare, resegment
+from seq2seq.data.prepare import EncodedSplit, prepare, sampled_split, train_key
 from seq2seq.data.sources import absolute_files
 from seq2seq.data.tokenizer import Tokenizer
 
@@ -131,8 +131,8 @@ class TranslationData(L.LightningDataModule):
 
     Own files in ``data_cfg`` are made absolute paths, in place, so that the checkpoints that save it name them.
     With ``data.sampling`` on, each epoch's training loader is made for that epoch (``sampling``: the trainer
-    reloads it every epoch) from the training text re-segmented for the run's seed and the epoch, so that its
-    batches are bucketed by the lengths it trains on.
+    reloads it every epoch) from the training text re-segmented for the run's seed and the epoch (kept in the
+    cache, ``sampled_split``), so that its batches are bucketed by the lengths it trains on.
     """
 
     def __init__(self, data_cfg: Any, seed: int = 0):
@@ -145,6 +145,7 @@ class TranslationData(L.LightningDataModule):
         self.tgt_tok: Tokenizer | None = None
         self._resume_position: tuple[int, int] | None = None
         self._segmented: dict[int, Future[EncodedSplit]] = {}  # by epoch: this one's and the next one's
+        self._train_key = ""  # names the sampled epochs in the cache
 
     def state_dict(self) -> dict[str, int]:
         """Where training stands in the epoch's batch order, saved in every checkpoint."""
@@ -165,6 +166,8 @@ class TranslationData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits, self.src_tok, self.tgt_tok = prepare(self.cfg, keep_train_text=self.sampling)
+            if self.sampling:
+                self._train_key = train_key(self.splits["train"], self.src_tok, self.tgt_tok)
 
     def training_split(self, epoch: int) -> EncodedSplit:
         """What epoch ``epoch`` trains on: the prepared ids, or the text sampled anew (``data.sampling``).
@@ -179,8 +182,8 @@ class TranslationData(L.LightningDataModule):
         return self._segmented[epoch].result()
 
     def _resegment(self, epoch: int) -> EncodedSplit:
-        train, sampling = self.splits["train"], self.cfg.sampling
-        return resegment(train, self.src_tok, self.tgt_tok, sampling, self.cfg.max_tokens, self.seed, epoch)
+        train = self.splits["train"]
+        return sampled_split(train, self.src_tok, self.tgt_tok, self.cfg, self.seed, epoch, self._train_key)
 
     def loader(self, name: str, shuffle: bool = False) -> DataLoader:
         trainer = self.trainer

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,38 @@ def resegment(
         sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size, (seed, epoch, side))
         sides.append(sampled.where(sampled.lengths <= max_tokens, plain))
     return EncodedSplit(None, None, *sides)
+
+
+def sampled_split(
+    train: EncodedSplit,
+    src_tok: Tokenizer,
+    tgt_tok: Tokenizer,
+    data_cfg: Any,
+    seed: int,
+    epoch: int,
+    train_key: str,
+) -> EncodedSplit:
+    """``resegment``'s split for this ``seed`` and ``epoch``, sampled once and kept in the cache (``train_key``:
+    what the prepared training split is, see ``train_key``).
+
+    sentencepiece 0.2.3 mixes a per-process salt into its seed: the same seed samples the same within a process
+    and differently in another (measured, unigram and BPE). The file makes a resumed run, or another rank of a DDP
+    run, train on exactly what the first process sampled.
+    """
+    sampling = {"alpha": data_cfg.sampling.alpha, "nbest_size": data_cfg.sampling.nbest_size}
+    settings = {"format": CACHE_FORMAT, "sampling": sampling, "max_tokens": data_cfg.max_tokens, "seed": seed}
+    path = Path(data_cfg.cache_dir).expanduser() / "sampled" / f"{content_key([train_key], settings)}-{epoch}.pt"
+    with locked(path):
+        if path.is_file():
+            return load_encoded(path)["train"]
+        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens, seed, epoch)
+        atomic_write(path, lambda tmp: save_encoded({"train": split}, tmp))
+    return split
+
+
+def train_key(train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    """What a training split prepared with its text is: the text and the tokenizers that sample it."""
+    return content_key(chain(train.sources, train.targets, [src_tok.model_proto.hex(), tgt_tok.model_proto.hex()]), {})
 
 
 # what decides the pairs of a checkpoint's split; where its corpus is found (url, mirror, cache) is the user's to say

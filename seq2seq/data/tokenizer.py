@@ -40,12 +40,13 @@ class Tokenizer:
         return self.processor.encode(list(sentences), out_type=int)
 
     def sample(self, sentences: Sequence[str], alpha: float, nbest_size: int, seed: int) -> list[list[int]]:
-        """One sampled segmentation per sentence (subword regularisation), the same for the same ``seed``.
+        """One sampled segmentation per sentence (subword regularisation), the same for the same ``seed`` within
+        this process (sentencepiece salts the seed per process: see ``prepare.sampled_split``).
 
         sentencepiece samples with a generator per thread, seeded from its process-wide seed when the thread first
         samples. Several threads take sentences in whatever order they come, so the same seed gives other samples
-        from run to run; one thread, new for each call (sentencepiece starts its pool per call), seeded just before,
-        gives the same ones. ``seed`` must be below 2**32 - 1, which sentencepiece takes for "unseeded".
+        from call to call; one thread, new for each call (sentencepiece starts its pool per call), seeded just
+        before, gives the same ones. ``seed`` must be below 2**32 - 1, which sentencepiece takes for "unseeded".
         """
         with _SAMPLING:
             spm.set_random_generator_seed(seed)
