@@ -172,8 +172,8 @@ class TranslationData(L.LightningDataModule):
     def training_split(self, epoch: int) -> EncodedSplit:
         """What epoch ``epoch`` trains on: the prepared ids, or the text sampled anew (``data.sampling``).
 
-        Sampling takes one sentencepiece thread (``Tokenizer.sample``), so the next epoch's is started in the
-        background as soon as this one's is asked for: it is sampled while this epoch trains.
+        Sampling is several times slower than plain encoding, so the next epoch's is started in the background as
+        soon as this one's is asked for: it is sampled while this epoch trains.
         """
         if not self.sampling:
             return self.splits["train"]

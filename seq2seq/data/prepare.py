@@ -7,14 +7,13 @@ import pickle
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -31,8 +30,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = sources.SPLITS
 ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of text and ids a big corpus would make
-SAMPLE_CHUNK = 4096  # sentences per seeded sentencepiece call when sampling segmentations
-UNSEEDED = 2**32 - 1  # the seed sentencepiece reads as "none given"
+SAMPLE_CHUNK = 16_384  # sentences per sentencepiece call when sampling: enough for its threads, short to stop
 CACHE_FORMAT = 3  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
@@ -271,11 +269,8 @@ def prepare(data_cfg: Any, keep_train_text: bool = False) -> tuple[dict[str, Enc
     return encoded, src_tok, tgt_tok
 
 
-def sampled_ids(
-    tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int, seed: Sequence[int]
-) -> Ragged:
-    """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call, each call seeded by ``seed`` and
-    its place: the same ids however the chunks are scheduled.
+def sampled_ids(tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int) -> Ragged:
+    """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call, straight into flat ids.
 
     Run in the background (``TranslationData``), it stops between calls once the main thread has ended: the
     interpreter waits for it before exiting, and the epoch it samples will not be trained.
@@ -284,27 +279,25 @@ def sampled_ids(
     for start in range(0, len(sentences), SAMPLE_CHUNK):
         if not threading.main_thread().is_alive():
             raise CancelledError("the program is ending")
-        chunk_seed = int(np.random.SeedSequence([*seed, start]).generate_state(1)[0]) % UNSEEDED
-        ids.extend(
-            Ragged.from_lists(tokenizer.sample(sentences[start : start + SAMPLE_CHUNK], alpha, nbest_size, chunk_seed))
-        )
+        ids.extend(Ragged.from_lists(tokenizer.sample(sentences[start : start + SAMPLE_CHUNK], alpha, nbest_size)))
     return ids.build()
 
 
 def resegment(
-    train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer, sampling: Any, max_tokens: int, seed: int, epoch: int
+    train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer, sampling: Any, max_tokens: int
 ) -> EncodedSplit:
-    """The training split (prepared with its text) with every sentence's segmentation sampled for this ``seed`` and
-    ``epoch`` (``sampling``: ``data.sampling``).
+    """The training split (prepared with its text) with every sentence's segmentation sampled anew
+    (``sampling``: ``data.sampling``).
 
     A side sampled longer than ``max_tokens`` keeps its plain segmentation, so that every epoch trains on the same
     pairs within the same bounds.
     """
     sides = []
-    for side, (text, plain, tokenizer) in enumerate(
-        ((train.sources, train.source_ids, src_tok), (train.targets, train.target_ids, tgt_tok))
+    for text, plain, tokenizer in (
+        (train.sources, train.source_ids, src_tok),
+        (train.targets, train.target_ids, tgt_tok),
     ):
-        sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size, (seed, epoch, side))
+        sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size)
         sides.append(sampled.where(sampled.lengths <= max_tokens, plain))
     return EncodedSplit(None, None, *sides)
 
@@ -318,12 +311,13 @@ def sampled_split(
     epoch: int,
     train_key: str,
 ) -> EncodedSplit:
-    """``resegment``'s split for this ``seed`` and ``epoch``, sampled once and kept in the cache (``train_key``:
-    what the prepared training split is, see ``train_key``).
+    """``resegment``'s split for this ``seed`` and ``epoch``: sampled by the first process that needs it and kept
+    in the cache (``train_key``: what the prepared training split is), read by every other.
 
-    sentencepiece 0.2.3 mixes a per-process salt into its seed: the same seed samples the same within a process
-    and differently in another (measured, unigram and BPE). The file makes a resumed run, or another rank of a DDP
-    run, train on exactly what the first process sampled.
+    sentencepiece cannot sample reproducibly from a seed: 0.2.3 mixes a per-process salt into it (the same seed
+    samples the same within a process, differently in another: measured for unigram and BPE), and several threads
+    take sentences in whatever order they come. The file is what makes a resumed run, and every rank of a DDP run,
+    train on exactly what was sampled; so sampling may use every core.
     """
     sampling = {"alpha": data_cfg.sampling.alpha, "nbest_size": data_cfg.sampling.nbest_size}
     settings = {"format": CACHE_FORMAT, "sampling": sampling, "max_tokens": data_cfg.max_tokens, "seed": seed}
@@ -331,7 +325,7 @@ def sampled_split(
     with locked(path):
         if path.is_file():
             return load_encoded(path)["train"]
-        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens, seed, epoch)
+        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens)
         atomic_write(path, lambda tmp: save_encoded({"train": split}, tmp))
     return split
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,9 +15,6 @@ from seq2seq.errors import CheckpointError, SettingsError
 from seq2seq.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
-
-# sentencepiece seeds every thread's generator from one process-wide seed: one sampling call at a time
-_SAMPLING = threading.Lock()
 
 
 class Tokenizer:
@@ -39,20 +35,15 @@ class Tokenizer:
         """Batch-encode in sentencepiece's C++ (multi-threaded), no BOS/EOS."""
         return self.processor.encode(list(sentences), out_type=int)
 
-    def sample(self, sentences: Sequence[str], alpha: float, nbest_size: int, seed: int) -> list[list[int]]:
-        """One sampled segmentation per sentence (subword regularisation), the same for the same ``seed`` within
-        this process (sentencepiece salts the seed per process: see ``prepare.sampled_split``).
+    def sample(self, sentences: Sequence[str], alpha: float, nbest_size: int) -> list[list[int]]:
+        """One sampled segmentation per sentence (subword regularisation), in sentencepiece's C++ (multi-threaded).
 
-        sentencepiece samples with a generator per thread, seeded from its process-wide seed when the thread first
-        samples. Several threads take sentences in whatever order they come, so the same seed gives other samples
-        from call to call; one thread, new for each call (sentencepiece starts its pool per call), seeded just
-        before, gives the same ones. ``seed`` must be below 2**32 - 1, which sentencepiece takes for "unseeded".
+        Not reproducible from a seed: sentencepiece 0.2.3 mixes a per-process salt into its seed, and its threads
+        take sentences in whatever order they come; ``prepare.sampled_split`` keeps what was sampled instead.
         """
-        with _SAMPLING:
-            spm.set_random_generator_seed(seed)
-            return self.processor.encode(
-                list(sentences), out_type=int, enable_sampling=True, alpha=alpha, nbest_size=nbest_size, num_threads=1
-            )
+        return self.processor.encode(
+            list(sentences), out_type=int, enable_sampling=True, alpha=alpha, nbest_size=nbest_size
+        )
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Batch-decode in one thread: a translated batch is too small to share, and sentencepiece's threads would
