@@ -7,13 +7,14 @@ import pickle
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 SPLITS = sources.SPLITS
 ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of text and ids a big corpus would make
 SAMPLE_CHUNK = 16_384  # sentences per sentencepiece call when sampling: enough for its threads, short to stop
+UNSEEDED = 2**32 - 1  # the seed sentencepiece reads as "none given"
 CACHE_FORMAT = 3  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
@@ -269,8 +271,11 @@ def prepare(data_cfg: Any, keep_train_text: bool = False) -> tuple[dict[str, Enc
     return encoded, src_tok, tgt_tok
 
 
-def sampled_ids(tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int) -> Ragged:
-    """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call, straight into flat ids.
+def sampled_ids(
+    tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int, seed: Sequence[int]
+) -> Ragged:
+    """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call (each seeded by ``seed`` and its
+    place), straight into flat ids.
 
     Run in the background (``TranslationData``), it stops between calls once the main thread has ended: the
     interpreter waits for it before exiting, and the epoch it samples will not be trained.
@@ -279,25 +284,25 @@ def sampled_ids(tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_
     for start in range(0, len(sentences), SAMPLE_CHUNK):
         if not threading.main_thread().is_alive():
             raise CancelledError("the program is ending")
-        ids.extend(Ragged.from_lists(tokenizer.sample(sentences[start : start + SAMPLE_CHUNK], alpha, nbest_size)))
+        chunk_seed = int(np.random.SeedSequence([*seed, start]).generate_state(1)[0]) % UNSEEDED
+        chunk = sentences[start : start + SAMPLE_CHUNK]
+        ids.extend(Ragged.from_lists(tokenizer.sample(chunk, alpha, nbest_size, chunk_seed)))
     return ids.build()
 
 
 def resegment(
-    train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer, sampling: Any, max_tokens: int
+    train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer, sampling: Any, max_tokens: int, seed: int, epoch: int
 ) -> EncodedSplit:
-    """The training split (prepared with its text) with every sentence's segmentation sampled anew
-    (``sampling``: ``data.sampling``).
+    """The training split (prepared with its text) with every sentence's segmentation sampled anew for this
+    ``seed`` and ``epoch`` (``sampling``: ``data.sampling``).
 
     A side sampled longer than ``max_tokens`` keeps its plain segmentation, so that every epoch trains on the same
     pairs within the same bounds.
     """
     sides = []
-    for text, plain, tokenizer in (
-        (train.sources, train.source_ids, src_tok),
-        (train.targets, train.target_ids, tgt_tok),
-    ):
-        sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size)
+    pairs = ((train.sources, train.source_ids, src_tok), (train.targets, train.target_ids, tgt_tok))
+    for side, (text, plain, tokenizer) in enumerate(pairs):
+        sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size, (seed, epoch, side))
         sides.append(sampled.where(sampled.lengths <= max_tokens, plain))
     return EncodedSplit(None, None, *sides)
 
@@ -325,7 +330,7 @@ def sampled_split(
     with locked(path):
         if path.is_file():
             return load_encoded(path)["train"]
-        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens)
+        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens, seed, epoch)
         atomic_write(path, lambda tmp: save_encoded({"train": split}, tmp))
     return split
 
