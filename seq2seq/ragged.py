@@ -35,6 +35,14 @@ class Ragged:
     def select(self, keep: torch.Tensor) -> Ragged:
         return Ragged(self.flat[torch.repeat_interleave(keep, self.lengths)], self.lengths[keep])
 
+    def where(self, keep: torch.Tensor, other: Ragged) -> Ragged:
+        """Each sequence from ``self`` where ``keep`` (a boolean mask) is true, else from ``other``."""
+        lengths = torch.where(keep, self.lengths, other.lengths)
+        starts = torch.where(keep, self.offsets, other.offsets + len(self.flat))
+        within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        positions = torch.repeat_interleave(starts, lengths) + within
+        return Ragged(torch.cat([self.flat, other.flat])[positions], lengths)
+
     def pad(self, indices: torch.Tensor, bos: bool = False, eos: bool = False) -> torch.Tensor:
         """Gather ``indices`` into a ``(len(indices), max_len)`` int64 tensor padded with PAD."""
         lengths = self.lengths[indices]

@@ -312,9 +312,48 @@ def test_a_run_stopped_by_any_stop_rule_resumes_to_the_steps_and_weights_of_an_u
         assert [step for step, _ in resumed["validation_bleu_curve"]] == sorted({stopped["steps"], 15, 30})
         return
     assert resumed["validation_bleu_curve"] == uninterrupted["validation_bleu_curve"]
-    expected, got = weights(Path(uninterrupted["best_checkpoint"]).parent / "last.ckpt"), weights(
-        tmp_path / "first" / "checkpoints" / "last.ckpt"
+    expected, got = (
+        weights(Path(uninterrupted["best_checkpoint"]).parent / "last.ckpt"),
+        weights(tmp_path / "first" / "checkpoints" / "last.ckpt"),
     )
+    for name, value in expected.items():
+        assert torch.equal(value, got[name]), name
+
+
+# --------------------------------------------------------------------------- stopped inside a later epoch
+
+# validations every 10 steps in both runs (each one steps the LR schedule); epochs of 15 or 16 batches: the first part
+# stops 4 or 5 batches into the second epoch, the rest crosses into the third, where the loader is made anew
+IN_A_LATER_EPOCH = [*Settings(max_steps=40, val_check_interval=10, check_val_every_n_epoch=None).overrides(),
+                    "test_decode.beam_size=1", "threads=1"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
+@pytest.mark.parametrize("alpha", [0, 0.2], ids=["plain", "subword-sampling"])
+def test_a_run_stopped_inside_a_later_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, kill_cache, alpha):
+    from seq2seq.training.run import train
+
+    def run(run_dir: Path, *overrides: str) -> dict:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose("train", [*IN_A_LATER_EPOCH, f"data.sampling.alpha={alpha}", f"data.mirror={MIRROR}",
+                                    f"data.cache_dir={kill_cache}", *overrides])  # fmt: skip
+        return train(cfg, run_dir)
+
+    register_recipes()
+    threads = torch.get_num_threads()
+    try:
+        uninterrupted = run(tmp_path / "whole")
+        run(tmp_path / "first", "trainer.max_steps=20")
+        saved = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
+        assert saved["epoch"] == 1 and saved["TranslationData"]["batches_done"] > 0, "stopped inside the 2nd epoch"
+        resumed = run(tmp_path / "resumed", f"resume={tmp_path / 'first'}")
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["steps"] == uninterrupted["steps"] == 40
+    assert resumed["validation_bleu_curve"] == uninterrupted["validation_bleu_curve"]
+    expected = weights(Path(uninterrupted["best_checkpoint"]).parent / "last.ckpt")
+    got = weights(tmp_path / "first" / "checkpoints" / "last.ckpt")
     for name, value in expected.items():
         assert torch.equal(value, got[name]), name
 

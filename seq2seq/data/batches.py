@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, NamedTuple, TypeVar
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from seq2seq.data.prepare import EncodedSplit, prepare
+from seq2seq.data.prepare import EncodedSplit, prepare, sampled_split, train_key
 from seq2seq.data.sources import absolute_files
 from seq2seq.data.tokenizer import Tokenizer
+
+T = TypeVar("T")
 
 
 class Batch(NamedTuple):
@@ -107,10 +111,28 @@ class TokenBucketSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
+def in_background(work: Callable[..., T], *args: Any) -> Future[T]:
+    """``work(*args)`` in a thread of its own. Not a daemon: one would be unwound in the middle of sentencepiece's
+    C++ when the program ends, which aborts it; the work looks out for the end itself (``sampled_ids``)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work(*args))
+        except BaseException as error:  # handed to whoever waits for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=getattr(work, "__name__", "work")).start()
+    return future
+
+
 class TranslationData(L.LightningDataModule):
     """Prepares the corpus once (cached under a lock, so every rank may ask), then serves bucketed batches.
 
     Own files in ``data_cfg`` are made absolute paths, in place, so that the checkpoints that save it name them.
+    With ``data.sampling`` on, each epoch's training loader is made for that epoch (``sampling``: the trainer
+    reloads it every epoch) from the training text re-segmented for the run's seed and the epoch (kept in the
+    cache, ``sampled_split``), so that its batches are bucketed by the lengths it trains on.
     """
 
     def __init__(self, data_cfg: Any, seed: int = 0):
@@ -122,6 +144,8 @@ class TranslationData(L.LightningDataModule):
         self.src_tok: Tokenizer | None = None
         self.tgt_tok: Tokenizer | None = None
         self._resume_position: tuple[int, int] | None = None
+        self._segmented: dict[int, Future[EncodedSplit]] = {}  # by epoch: this one's and the next one's
+        self._train_key = ""  # names the sampled epochs in the cache
 
     def state_dict(self) -> dict[str, int]:
         """Where training stands in the epoch's batch order, saved in every checkpoint."""
@@ -135,14 +159,39 @@ class TranslationData(L.LightningDataModule):
         if state_dict:
             self._resume_position = (state_dict["epoch"], state_dict["batches_done"])
 
+    @property
+    def sampling(self) -> bool:
+        return self.cfg.sampling.alpha > 0
+
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits, self.src_tok, self.tgt_tok = prepare(self.cfg)
+            self.splits, self.src_tok, self.tgt_tok = prepare(self.cfg, keep_train_text=self.sampling)
+            if self.sampling:
+                self._train_key = train_key(self.splits["train"], self.src_tok, self.tgt_tok)
+
+    def training_split(self, epoch: int) -> EncodedSplit:
+        """What epoch ``epoch`` trains on: the prepared ids, or the text sampled anew (``data.sampling``).
+
+        Sampling is several times slower than plain encoding, so the next epoch's is started in the background as
+        soon as this one's is asked for: it is sampled while this epoch trains.
+        """
+        if not self.sampling:
+            return self.splits["train"]
+        wanted = (epoch, epoch + 1)
+        self._segmented = {e: self._segmented.get(e) or in_background(self._resegment, e) for e in wanted}
+        return self._segmented[epoch].result()
+
+    def _resegment(self, epoch: int) -> EncodedSplit:
+        train = self.splits["train"]
+        return sampled_split(train, self.src_tok, self.tgt_tok, self.cfg, self.seed, epoch, self._train_key)
 
     def loader(self, name: str, shuffle: bool = False) -> DataLoader:
-        split = self.splits[name]
-        lengths = torch.maximum(split.source_ids.lengths, split.target_ids.lengths + 1)
         trainer = self.trainer
+        # the epoch this loader starts in: Lightning makes the first one (and a resumed run's) before any
+        # set_epoch, and with workers the sampler is read as the loader starts
+        epoch = trainer.current_epoch if trainer else 0
+        split = self.training_split(epoch) if name == "train" else self.splits[name]
+        lengths = torch.maximum(split.source_ids.lengths, split.target_ids.lengths + 1)
         sampler = TokenBucketSampler(
             lengths,
             self.cfg.batch_tokens,
@@ -152,6 +201,7 @@ class TranslationData(L.LightningDataModule):
             world_size=trainer.world_size if trainer else 1,
         )
         if shuffle:
+            sampler.set_epoch(epoch)
             sampler.resume_at(self._resume_position)
         return DataLoader(
             SplitDataset(split),

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 SPLITS = sources.SPLITS
 ENCODE_CHUNK = 250_000  # pairs encoded at once: bounds the Python lists of text and ids a big corpus would make
+SAMPLE_CHUNK = 16_384  # sentences per sentencepiece call when sampling: enough for its threads, short to stop
+UNSEEDED = 2**32 - 1  # the seed sentencepiece reads as "none given"
 CACHE_FORMAT = 3  # part of the encoded cache's key: bump when its layout or what it drops changes
 
 
@@ -68,13 +73,20 @@ def unusable(name: str, split: EncodedSplit, max_tokens: int) -> dict[str, torch
 
 
 def encode_split(
-    name: str, pairs: Iterable[tuple[str, str]], size: int, src_tok: Tokenizer, tgt_tok: Tokenizer, max_tokens: int
+    name: str,
+    pairs: Iterable[tuple[str, str]],
+    size: int,
+    src_tok: Tokenizer,
+    tgt_tok: Tokenizer,
+    max_tokens: int,
+    keep_train_text: bool = False,
 ) -> EncodedSplit:
     """Encode ``size`` pairs a chunk at a time, dropping the unusable ones (counted), straight into flat ids.
 
-    Only one chunk's text and ids are ever Python objects; the training split's text is not kept.
+    Only one chunk's text and ids are ever Python objects; the training split's text is kept only when asked
+    (subword sampling re-encodes it every epoch).
     """
-    keep_text = name != "train"
+    keep_text = name != "train" or keep_train_text
     sources: list[str] = []
     targets: list[str] = []
     source_ids, target_ids = RaggedBuilder(), RaggedBuilder()
@@ -219,11 +231,11 @@ def load_encoded(path: Path) -> dict[str, EncodedSplit]:
     }
 
 
-def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenizer]:
+def prepare(data_cfg: Any, keep_train_text: bool = False) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenizer]:
     """Everything the model trains on, from the cache when the same inputs and settings made it before.
 
     A first pass over the pairs keys the text and samples the tokenizers' training pairs; only on a cache miss
-    does a second pass encode them.
+    does a second pass encode them. ``keep_train_text`` keeps the training split's text too, in a cache of its own.
     """
     splits = load_splits(data_cfg)
     sample_size = data_cfg.input_sentence_size // (2 if data_cfg.joint_vocab else 1)
@@ -242,17 +254,90 @@ def prepare(data_cfg: Any) -> tuple[dict[str, EncodedSplit], Tokenizer, Tokenize
     sizes = {name: train_sample.seen if name == "train" else len(splits[name]) for name in SPLITS}
     tokenizers = content_key([src_tok.model_proto.hex(), tgt_tok.model_proto.hex()], {})
     settings = {"format": CACHE_FORMAT, "tokenizers": tokenizers, "max_tokens": data_cfg.max_tokens}
+    if keep_train_text:  # only then: the cache without it keeps its key
+        settings["train_text"] = True
     path = Path(data_cfg.cache_dir).expanduser() / "encoded" / f"{content_key([text_key], settings)}.pt"
     with locked(path):
         if path.is_file():
             encoded = load_encoded(path)
         else:
             encoded = {
-                name: encode_split(name, splits[name], sizes[name], src_tok, tgt_tok, data_cfg.max_tokens)
+                name: encode_split(
+                    name, splits[name], sizes[name], src_tok, tgt_tok, data_cfg.max_tokens, keep_train_text
+                )
                 for name in SPLITS
             }
             atomic_write(path, lambda tmp: save_encoded(encoded, tmp))
     return encoded, src_tok, tgt_tok
+
+
+def sampled_ids(
+    tokenizer: Tokenizer, sentences: list[str], alpha: float, nbest_size: int, seed: Sequence[int]
+) -> Ragged:
+    """Sampled segmentations, ``SAMPLE_CHUNK`` sentences per sentencepiece call (each seeded by ``seed`` and its
+    place), straight into flat ids.
+
+    Run in the background (``TranslationData``), it stops between calls once the main thread has ended: the
+    interpreter waits for it before exiting, and the epoch it samples will not be trained.
+    """
+    ids = RaggedBuilder()
+    for start in range(0, len(sentences), SAMPLE_CHUNK):
+        if not threading.main_thread().is_alive():
+            raise CancelledError("the program is ending")
+        chunk_seed = int(np.random.SeedSequence([*seed, start]).generate_state(1)[0]) % UNSEEDED
+        chunk = sentences[start : start + SAMPLE_CHUNK]
+        ids.extend(Ragged.from_lists(tokenizer.sample(chunk, alpha, nbest_size, chunk_seed)))
+    return ids.build()
+
+
+def resegment(
+    train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer, sampling: Any, max_tokens: int, seed: int, epoch: int
+) -> EncodedSplit:
+    """The training split (prepared with its text) with every sentence's segmentation sampled anew for this
+    ``seed`` and ``epoch`` (``sampling``: ``data.sampling``).
+
+    A side sampled longer than ``max_tokens`` keeps its plain segmentation, so that every epoch trains on the same
+    pairs within the same bounds.
+    """
+    sides = []
+    pairs = ((train.sources, train.source_ids, src_tok), (train.targets, train.target_ids, tgt_tok))
+    for side, (text, plain, tokenizer) in enumerate(pairs):
+        sampled = sampled_ids(tokenizer, text, sampling.alpha, sampling.nbest_size, (seed, epoch, side))
+        sides.append(sampled.where(sampled.lengths <= max_tokens, plain))
+    return EncodedSplit(None, None, *sides)
+
+
+def sampled_split(
+    train: EncodedSplit,
+    src_tok: Tokenizer,
+    tgt_tok: Tokenizer,
+    data_cfg: Any,
+    seed: int,
+    epoch: int,
+    train_key: str,
+) -> EncodedSplit:
+    """``resegment``'s split for this ``seed`` and ``epoch``: sampled by the first process that needs it and kept
+    in the cache (``train_key``: what the prepared training split is), read by every other.
+
+    sentencepiece cannot sample reproducibly from a seed: 0.2.3 mixes a per-process salt into it (the same seed
+    samples the same within a process, differently in another: measured for unigram and BPE), and several threads
+    take sentences in whatever order they come. The file is what makes a resumed run, and every rank of a DDP run,
+    train on exactly what was sampled; so sampling may use every core.
+    """
+    sampling = {"alpha": data_cfg.sampling.alpha, "nbest_size": data_cfg.sampling.nbest_size}
+    settings = {"format": CACHE_FORMAT, "sampling": sampling, "max_tokens": data_cfg.max_tokens, "seed": seed}
+    path = Path(data_cfg.cache_dir).expanduser() / "sampled" / f"{content_key([train_key], settings)}-{epoch}.pt"
+    with locked(path):
+        if path.is_file():
+            return load_encoded(path)["train"]
+        split = resegment(train, src_tok, tgt_tok, data_cfg.sampling, data_cfg.max_tokens, seed, epoch)
+        atomic_write(path, lambda tmp: save_encoded({"train": split}, tmp))
+    return split
+
+
+def train_key(train: EncodedSplit, src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    """What a training split prepared with its text is: the text and the tokenizers that sample it."""
+    return content_key(chain(train.sources, train.targets, [src_tok.model_proto.hex(), tgt_tok.model_proto.hex()]), {})
 
 
 # what decides the pairs of a checkpoint's split; where its corpus is found (url, mirror, cache) is the user's to say

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from seq2seq.errors import CheckpointError, SettingsError
 from seq2seq.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
+
+_SEEDING = threading.Lock()  # sentencepiece's seed is process-wide: one sampling call at a time
 
 
 class Tokenizer:
@@ -34,6 +37,20 @@ class Tokenizer:
     def encode(self, sentences: Sequence[str]) -> list[list[int]]:
         """Batch-encode in sentencepiece's C++ (multi-threaded), no BOS/EOS."""
         return self.processor.encode(list(sentences), out_type=int)
+
+    def sample(self, sentences: Sequence[str], alpha: float, nbest_size: int, seed: int) -> list[list[int]]:
+        """One sampled segmentation per sentence (subword regularisation), in sentencepiece's C++ (multi-threaded).
+
+        sentencepiece seeds each new thread from one process-wide seed: set here for every call (below 2**32 - 1,
+        its "unseeded"), or every call after anyone set it would draw the same. Still not reproducible from the
+        seed: sentencepiece 0.2.3 salts it per process, and its threads take sentences in whatever order they come;
+        ``prepare.sampled_split`` keeps what was sampled instead.
+        """
+        with _SEEDING:
+            spm.set_random_generator_seed(seed)
+            return self.processor.encode(
+                list(sentences), out_type=int, enable_sampling=True, alpha=alpha, nbest_size=nbest_size
+            )
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Batch-decode in one thread: a translated batch is too small to share, and sentencepiece's threads would

@@ -18,6 +18,7 @@ from seq2seq.settings.rules import (
     TEXT,
     Rule,
     Settings,
+    group,
     integer,
     number,
     one_of,
@@ -27,6 +28,25 @@ from seq2seq.settings.rules import (
 from seq2seq.vocab import EOS
 
 SOURCES = ("tatoeba", "files")
+WHOLE_LATTICE = -1  # nbest_size: sample from every segmentation, not from the n best
+
+
+@dataclass(frozen=True)
+class SamplingSettings(Settings):
+    """Subword regularisation: sentencepiece samples each training sentence's segmentation anew every epoch.
+
+    ``alpha`` is the unigram model's smoothing exponent (small: nearly uniform over segmentations, 1: the model's
+    own probabilities) or BPE-dropout's probability of skipping a merge; 0 turns sampling off. ``nbest_size``
+    (unigram only) samples among the n best segmentations instead of the whole lattice.
+    """
+
+    alpha: float = setting(number(0, 1))
+    nbest_size: int = setting(
+        Rule(
+            f"{WHOLE_LATTICE} (the whole lattice) or an integer >= 2",
+            lambda v: v == WHOLE_LATTICE or integer(2).accepts(v),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -46,8 +66,10 @@ class DataSettings(Settings):
     input_sentence_size: int = setting(integer(2, " (one sentence per side of a pair)"))
     batch_tokens: int = setting(integer(1))
     num_workers: int = setting(integer(0))
+    sampling: SamplingSettings = group(SamplingSettings)
 
     def check(self, key: str) -> None:
+        self.check_sampling(key)
         if self.valid_fraction + self.test_fraction >= 1:
             raise SettingsError(
                 f"{key}.valid_fraction={self.valid_fraction} and {key}.test_fraction={self.test_fraction} must be "
@@ -55,6 +77,25 @@ class DataSettings(Settings):
             )
         longest = self.max_tokens + 2  # the longest kept sentence with BOS and EOS: a batch must hold one
         integer(longest, f" ({key}.max_tokens + 2)").check(f"{key}.batch_tokens", self.batch_tokens)
+
+    def check_sampling(self, key: str) -> None:
+        """Refuse what sentencepiece would ignore: every key set must change the segmentation."""
+        alpha, nbest_size, model_type = self.sampling.alpha, self.sampling.nbest_size, self.spm_model_type
+        if alpha == 0 and nbest_size != WHOLE_LATTICE:
+            raise SettingsError(
+                f"{key}.sampling.nbest_size={nbest_size} does nothing while {key}.sampling.alpha=0 (sampling off); "
+                f"set {key}.sampling.alpha too, or leave nbest_size at {WHOLE_LATTICE}"
+            )
+        if alpha > 0 and model_type in ("char", "word"):
+            raise SettingsError(
+                f"{key}.sampling.alpha={alpha}: a {model_type} model has one segmentation only; "
+                f"use {key}.spm_model_type=unigram or bpe, or {key}.sampling.alpha=0"
+            )
+        if alpha > 0 and model_type == "bpe" and nbest_size != WHOLE_LATTICE:
+            raise SettingsError(
+                f"{key}.sampling.nbest_size={nbest_size} is ignored by BPE-dropout ({key}.spm_model_type=bpe, where "
+                f"alpha is the dropout probability); leave it at {WHOLE_LATTICE}, or use {key}.spm_model_type=unigram"
+            )
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,8 @@ def train_into(
     trainer_args["precision"] = trainer_args["precision"] or default_precision(trainer_args["accelerator"])
     # the bar redraws itself on standard output: in a file or a pipe, the validation log lines say enough
     trainer_args["enable_progress_bar"] = trainer_args["enable_progress_bar"] and sys.stdout.isatty()
+    if data.sampling:  # each epoch's loader is made for its own segmentation, and so its own number of batches
+        trainer_args["reload_dataloaders_every_n_epochs"] = 1
     if trainer_args["strategy"] == "ddp":
         trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
