@@ -4,11 +4,10 @@
 import pytest
 import torch
 from helpers.runs import SENTENCES, save_tiny_checkpoint
-from helpers.toy import VOCAB, model_settings, reversal_batch, train_reversal
+from helpers.toy import VOCAB, greedy_search, model_settings, reversal_batch, train_reversal
 
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint, write_export
 from seq2seq.core.model import Seq2Seq
-from seq2seq.core.search import greedy_search
 from seq2seq.core.translator import Translator
 from seq2seq.settings import DecodeSettings
 

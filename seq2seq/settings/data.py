@@ -40,12 +40,15 @@ class SamplingSettings(Settings):
     (unigram only) samples among the n best segmentations instead of the whole lattice.
     """
 
-    alpha: float = setting(number(0, 1))
+    alpha: float = setting(
+        number(0, 1), doc="training subwords re-sampled each epoch: unigram smoothing or BPE-dropout; 0: off"
+    )
     nbest_size: int = setting(
         Rule(
             f"{WHOLE_LATTICE} (the whole lattice) or an integer >= 2",
             lambda v: v == WHOLE_LATTICE or integer(2).accepts(v),
-        )
+        ),
+        doc="unigram: sample among the n best segmentations; -1: the whole lattice",
     )
 
 
