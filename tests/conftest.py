@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,10 @@ from helpers.toy import train_reversal
 from seq2seq.settings.presets import register_schemas
 
 register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the cores; two OpenMP teams each would thrash
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the interpreters the tests start
 
 
 def pytest_collection_modifyitems(items):
