@@ -190,6 +190,14 @@ def test_evaluate_keeps_int8_results_apart_from_the_float_ones(checkpoint, tmp_p
     assert all((tmp_path / f"{stem}.hyp").is_file() for stem in metrics)
 
 
+def test_bench_reads_the_model_shapes_of_a_model_file_saved_before_a_models_key_existed(tmp_path, checkpoint):
+    raw = torch.load(checkpoint, weights_only=True)
+    del raw["hyper_parameters"]["config"]["model"]["tie_embeddings"]  # as files written before the key was added
+    torch.save(raw, tmp_path / "older.ckpt")
+    older = load_checkpoint(tmp_path / "older.ckpt")
+    assert bench.matmul_line(older, set()) == "matrix products (torch.mm, GFLOP/s): no device measured"
+
+
 @pytest.mark.slow
 def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypatch, capsys):
     pairs = [(sentence, "I am here.") for sentence in SENTENCES]

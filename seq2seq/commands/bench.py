@@ -21,7 +21,7 @@ from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import corpus_split
 from seq2seq.metrics import corpus_scores, timed_translation
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import PRECISIONS, ModelSettings, check_tool_settings, read
+from seq2seq.settings import PRECISIONS, ModelSettings, check_tool_settings, read, with_defaults
 
 
 class Measurement(NamedTuple):
@@ -48,7 +48,7 @@ def table_header(precisions: list[str]) -> str:
 
 def matmul_line(trained, devices: set[torch.device]) -> str:
     """The devices' measured matrix-product rates on the model's shapes: the ceiling its speed is read against."""
-    settings = read(ModelSettings, trained.config["model"], "model")
+    settings = read(ModelSettings, with_defaults(ModelSettings, trained.config["model"]), "model")  # older files too
     shapes = model_shapes(settings, len(trained.target_tokenizer), trained.config["data"]["batch_tokens"])
     rates = []
     for device in sorted((d for d in devices if d.type in ("cpu", "cuda")), key=str):  # not a test's meta device
