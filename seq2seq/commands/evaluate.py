@@ -16,10 +16,9 @@ from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models, members
 from seq2seq.commands.common import (
-    log_to_stderr,
     one_line_errors,
     progress_bar,
-    stop_on_sigterm,
+    start_decoding_command,
     use_threads,
     with_schemas,
     writing,
@@ -32,7 +31,6 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CorpusError, PathError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.vocab import UNK
 
 log = logging.getLogger(__name__)
@@ -159,10 +157,7 @@ def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    log_to_stderr()
-    stop_on_sigterm()
-    read(DecodeSettings, cfg.decode, "decode")
-    check_tool_settings(cfg)
+    start_decoding_command(cfg)
     check_input(cfg.input)
     models = members(cfg.checkpoint)  # an ensemble's results go beside its first model's
     output_dir = check_output_dir(cfg, models[0])

@@ -17,9 +17,8 @@ from tqdm import tqdm
 
 from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import (
-    log_to_stderr,
     one_line_errors,
-    stop_on_sigterm,
+    start_decoding_command,
     use_threads,
     with_schemas,
     write_whole,
@@ -28,7 +27,6 @@ from seq2seq.commands.translate import UTF8_MAX_BYTES, check_files, decode_lines
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Scored, Translator, pick_device
 from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import DecodeSettings, check_tool_settings, read
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +101,7 @@ def score_stream(
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="score")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    log_to_stderr()
-    stop_on_sigterm()
-    read(DecodeSettings, cfg.decode, "decode")
-    check_tool_settings(cfg)
+    start_decoding_command(cfg)
     if (cfg.input and (cfg.source or cfg.target)) or bool(cfg.source) != bool(cfg.target):
         raise SettingsError("give input=PAIRS.tsv, or source=FILE target=FILE (aligned), or neither "
                             "(SOURCE<TAB>TARGET lines on standard input)")  # fmt: skip

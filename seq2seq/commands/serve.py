@@ -13,11 +13,10 @@ import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models
-from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm, use_threads, with_schemas
+from seq2seq.commands.common import one_line_errors, start_decoding_command, use_threads, with_schemas
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.errors import UserError
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import DecodeSettings, check_tool_settings, read
 from seq2seq.settings.serve import check_serve
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,7 @@ def drained(signum: int, frame: Any) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    log_to_stderr()
-    stop_on_sigterm()  # while the model loads; uvicorn drains from then on
-    read(DecodeSettings, cfg.decode, "decode")
-    check_tool_settings(cfg)
+    start_decoding_command(cfg)  # SIGTERM as Ctrl-C while the model loads; uvicorn drains from then on
     limits = check_serve(cfg)
     create_app, run = server_parts()
     use_threads(cfg.threads)

@@ -17,10 +17,9 @@ from tqdm import tqdm
 
 from seq2seq.checkpoint import load_models, model_files
 from seq2seq.commands.common import (
-    log_to_stderr,
     one_line_errors,
     progress_bar,
-    stop_on_sigterm,
+    start_decoding_command,
     use_threads,
     with_schemas,
     write_whole,
@@ -30,7 +29,6 @@ from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
 from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import DecodeSettings, check_tool_settings, read
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +174,7 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    log_to_stderr()
-    stop_on_sigterm()
-    read(DecodeSettings, cfg.decode, "decode")
-    check_tool_settings(cfg)
+    start_decoding_command(cfg)
     check_files(cfg)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
