@@ -1,10 +1,11 @@
-"""Load on ``seq2seq.serve``: N concurrent clients for S seconds on loopback, each sending one sentence per request.
+"""Load on ``seq2seq.serve``: N concurrent clients for S seconds on loopback, each sending K sentences per request.
 
-    python bench/serve_load.py checkpoint=PATH [input=FILE] [clients=32] [seconds=60] [key=value for serve ...]
+    python bench/serve_load.py checkpoint=PATH [input=FILE] [clients=32] [seconds=60] [per_request=1] [key=value ...]
 
 The sentences are FILE's lines, or without ``input``, the checkpoint's test split, which ``bench`` times. Starts the
 server, takes the expected answers from ``python -m seq2seq.translate`` on the same sentences, and prints
-throughput, p50/p99 latency, errors, answers that differ, and the server's peak RSS (sampled), then stops the server
+throughput, p50/p99 latency, errors, answers that differ (``per_request`` > 1: ``q`` a list, as LibreTranslate's
+clients send several sentences at once), and the server's peak RSS (sampled), then stops the server
 with SIGTERM. With ``clients=1`` it also times each sentence translated alone in this process right after the
 server's answer, so that a busy machine slows both alike. The tests import ``start_server`` and ``load``.
 """
@@ -68,6 +69,7 @@ def start_server(checkpoint: str | Path, *overrides: str, timeout: float = 120) 
 @dataclass
 class Report:
     latencies: list[float] = field(default_factory=list)  # seconds, of the requests answered 200
+    per_request: int = 1  # sentences in each request
     errors: int = 0  # answers not 200, and requests that got no answer
     differ: int = 0  # answers 200 that are not the expected translation
     seconds: float = 0.0
@@ -77,8 +79,8 @@ class Report:
         ms = sorted(1000 * s for s in self.latencies) or [0.0]
         rss = self.rss_kib or [0]
         return [
-            f"requests answered: {len(self.latencies)} in {self.seconds:.1f} s "
-            f"({len(self.latencies) / self.seconds:.1f} sentences/s)",
+            f"requests answered: {len(self.latencies)} of {self.per_request} sentences in {self.seconds:.1f} s "
+            f"({self.per_request * len(self.latencies) / self.seconds:.1f} sentences/s)",
             f"errors: {self.errors}   answers differing from translate: {self.differ}",
             f"latency p50 {statistics.median(ms):.1f} ms, p99 {ms[int(0.99 * (len(ms) - 1))]:.1f} ms",
             f"server RSS: first {rss[0] / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB, last {rss[-1] / 1024:.0f} MiB",
@@ -91,29 +93,37 @@ def rss_kib(pid: int) -> int:
 
 
 async def load(
-    url: str, expected: dict[str, str], clients: int, seconds: float, pair: tuple[str, str], pid: int | None = None
+    url: str,
+    expected: dict[str, str],
+    clients: int,
+    seconds: float,
+    pair: tuple[str, str],
+    pid: int | None = None,
+    per_request: int = 1,
 ) -> Report:
     """``clients`` concurrent clients sending the sentences of ``expected`` round-robin to LibreTranslate's
-    ``/translate`` for ``seconds``; stops by itself."""
-    report, texts = Report(), list(expected)
+    ``/translate``, ``per_request`` at a time (a list when more than one), for ``seconds``; stops by itself."""
+    report, texts = Report(per_request=per_request), list(expected)
     next_text = iter(range(sys.maxsize))
     deadline = time.monotonic() + seconds
 
     async def client(http: aiohttp.ClientSession) -> None:
         while time.monotonic() < deadline:
-            text = texts[next(next_text) % len(texts)]
+            sent = [texts[next(next_text) % len(texts)] for _ in range(per_request)]
+            query = sent if per_request > 1 else sent[0]
             start = time.perf_counter()
             try:
-                async with http.post("/translate", json={"q": text, "source": pair[0], "target": pair[1]}) as answer:
+                async with http.post("/translate", json={"q": query, "source": pair[0], "target": pair[1]}) as answer:
                     if answer.status != 200:
                         report.errors += 1
                         continue
-                    translation = (await answer.json())["translatedText"]
+                    translations = (await answer.json())["translatedText"]
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 report.errors += 1
                 continue
             report.latencies.append(time.perf_counter() - start)
-            report.differ += translation != expected[text]
+            translations = translations if per_request > 1 else [translations]
+            report.differ += sum(got != expected[text] for got, text in zip(translations, sent, strict=True))
 
     async def sample() -> None:
         while pid is not None and time.monotonic() < deadline:
@@ -130,7 +140,7 @@ async def load(
     return report
 
 
-OWN = ("checkpoint", "input", "clients", "seconds")  # this script's keys; the rest are the server's
+OWN = ("checkpoint", "input", "clients", "seconds", "per_request")  # this script's keys; the rest are the server's
 
 
 def alone(
@@ -200,7 +210,10 @@ def main(argv: list[str]) -> None:
             threads = next((int(arg.split("=")[1]) for arg in overrides if arg.startswith("threads=")), None)
             lines = alone(server.url, texts, own["checkpoint"], seconds, (source, target), threads)
         else:
-            report = asyncio.run(load(server.url, expected, clients, seconds, (source, target), server.process.pid))
+            per_request = int(own.get("per_request", 1))
+            report = asyncio.run(
+                load(server.url, expected, clients, seconds, (source, target), server.process.pid, per_request)
+            )
             lines = report.lines()
     finally:
         status = server.stop()

@@ -400,16 +400,17 @@ def test_sigterm_with_32_requests_in_flight_answers_all_then_exits_0(checkpoint)
 
 
 @pytest.mark.slow
-def test_a_short_load_gets_every_answer_right_and_stops_by_itself(checkpoint):
-    translations = Translator.load(checkpoint).translate(SENTENCES)
+def test_a_short_load_of_single_sentences_and_of_lists_gets_every_answer_right_and_stops_by_itself(checkpoint):
+    expected = dict(zip(SENTENCES, Translator.load(checkpoint).translate(SENTENCES)))
     server = start_server(checkpoint)
     try:
-        report = asyncio.run(load(server.url, dict(zip(SENTENCES, translations)), 8, 2.0, ("fr", "en"),
-                                  server.process.pid))  # fmt: skip
+        reports = [asyncio.run(load(server.url, expected, 8, 1.0, ("fr", "en"), server.process.pid, per_request))
+                   for per_request in (1, 3)]  # fmt: skip
     finally:
         assert server.stop() == 0
-    assert (report.errors, report.differ) == (0, 0)
-    assert len(report.latencies) >= 8 and report.rss_kib  # each client answered, however busy the machine
+    for report in reports:
+        assert (report.errors, report.differ) == (0, 0)
+        assert len(report.latencies) >= 8 and report.rss_kib  # each client answered, however busy the machine
 
 
 class DevTools:
