@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import re
 import signal
 import statistics
@@ -176,6 +177,25 @@ def alone(
             f"{alone_p50:.1f} ms ({100 * (p50 / alone_p50 - 1):+.0f}%)"]  # fmt: skip
 
 
+def decoder_ceiling(texts: list[str], checkpoint: str, batch: int, seconds: float, threads: int | None) -> str:
+    """The most the server could answer: the ``Translator`` alone on batches of ``batch`` sentences drawn at random,
+    as the server's batches are (``bench`` sorts the whole split by length, so its batches pad less)."""
+    from seq2seq.api import Translator
+    from seq2seq.commands.common import use_threads
+
+    use_threads(threads)
+    translator = Translator.load(checkpoint, device="cpu")
+    shuffled = random.Random(0).sample(texts, len(texts))
+    translator.translate(shuffled[:batch])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        chunk = [shuffled[(done + i) % len(shuffled)] for i in range(batch)]
+        translator.translate(chunk)
+        done += batch
+    rate = done / (time.perf_counter() - start)
+    return f"the Translator alone on random batches of {batch}: {rate:.1f} sentences/s"
+
+
 def test_sources(checkpoint: str) -> list[str]:
     """The checkpoint's test split's source sentences, found as ``bench`` finds them (its ``paths``)."""
     from hydra import compose, initialize_config_dir
@@ -202,22 +222,22 @@ def main(argv: list[str]) -> None:
                  *(arg for arg in overrides if not arg.startswith("limits."))]  # fmt: skip
     translations = subprocess.run(translate, input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
     expected = dict(zip(texts, translations.stdout.splitlines()))
-    clients, seconds = int(own.get("clients", 32)), float(own.get("seconds", 60))
+    clients, seconds, per_request = (int(own.get("clients", 32)), float(own.get("seconds", 60)),
+                                     int(own.get("per_request", 1)))  # fmt: skip
+    threads = next((int(arg.split("=")[1]) for arg in overrides if arg.startswith("threads=")), None)
     server = start_server(own["checkpoint"], *overrides)
     try:
-        source, target = [language["code"] for language in httpx.get(server.url + "/languages").json()]
+        pair = tuple(language["code"] for language in httpx.get(server.url + "/languages").json())
         if clients == 1:
-            threads = next((int(arg.split("=")[1]) for arg in overrides if arg.startswith("threads=")), None)
-            lines = alone(server.url, texts, own["checkpoint"], seconds, (source, target), threads)
+            lines = alone(server.url, texts, own["checkpoint"], seconds, pair, threads)
         else:
-            per_request = int(own.get("per_request", 1))
-            report = asyncio.run(
-                load(server.url, expected, clients, seconds, (source, target), server.process.pid, per_request)
-            )
+            report = asyncio.run(load(server.url, expected, clients, seconds, pair, server.process.pid, per_request))
             lines = report.lines()
     finally:
         status = server.stop()
-    print(*lines, f"server exit status after SIGTERM: {status}", sep="\n")
+    print(*lines, f"server exit status after SIGTERM: {status}", sep="\n", flush=True)
+    if clients > 1:  # measured once the server has gone, so that neither slows the other
+        print(decoder_ceiling(texts, own["checkpoint"], clients * per_request, min(seconds, 30), threads))
 
 
 if __name__ == "__main__":
