@@ -9,7 +9,7 @@ from typing import Any
 import sacrebleu
 from tqdm import tqdm
 
-from seq2seq.core.translator import Translator
+from seq2seq.core.translator import Scored, Translator
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
@@ -59,3 +59,17 @@ def timed_translation(translator: Translator, sources: list[str], warm_up: bool 
     started = time.perf_counter()
     translations = translator.translate(sources)
     return len(sources) / (time.perf_counter() - started), translations
+
+
+def timed_scoring(
+    translator: Translator, pairs: list[tuple[str, str]], warm_up: bool = True
+) -> tuple[float, list[Scored]]:
+    """Pairs/s that ``Translator.score`` gives the log-probability of their target (teacher forcing, no search),
+    and the scores."""
+    sources, targets = [source for source, _ in pairs], [target for _, target in pairs]
+    if warm_up:
+        size = translator.decode.batch_size
+        translator.score(sources[:size], targets[:size])
+    started = time.perf_counter()
+    scored = translator.score(sources, targets)
+    return len(pairs) / (time.perf_counter() - started), scored

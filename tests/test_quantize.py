@@ -203,20 +203,22 @@ def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypat
     pairs = [(sentence, "I am here.") for sentence in SENTENCES]
     monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: pairs)
     measured = bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=2"))
-    runs = [(search, batch, precision) for search in ("greedy", "beam") for batch in (4, 1) for precision in PRECISIONS]
-    assert [(m.search, m.batch_size, m.precision) for m in measured] == runs
-    assert [m.bleu is None for m in measured] == [False, False, True, True] * 2
+    cells = [(search, batch) for search in ("greedy", "beam") for batch in (4, 1)] + [("score", 4)]
+    assert [(m.search, m.batch_size, m.precision) for m in measured] == [
+        (*cell, p) for cell in cells for p in PRECISIONS
+    ]
+    assert [m.bleu is None for m in measured] == [False, False, True, True] * 2 + [True, True]
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("threads, fp32 on cpu, int8 on cpu; 20 test sentences, 2 of them one at a time")
     assert lines[1].startswith("matrix products (torch.mm, GFLOP/s): ")  # the ceiling the speeds are read against
     assert lines[2].split() == ["search", "batch", "fp32", "sent/s", "fp32", "BLEU", "int8", "sent/s", "int8", "BLEU",
                                 "int8/fp32"]  # fmt: skip
-    for line, (fp32, int8) in zip(lines[3:], zip(measured[::2], measured[1::2])):
+    assert lines[7] == "score: the references' log-probabilities by teacher forcing, no search (pairs/s)"
+    for line, (fp32, int8) in zip(lines[3:7] + lines[8:], zip(measured[::2], measured[1::2]), strict=True):
         bleu = [f"{m.bleu:.2f}" if m.bleu is not None else "-" for m in (fp32, int8)]
         speeds = [f"{m.sentences_per_second:.1f}" for m in (fp32, int8)]
         ratio = f"{int8.sentences_per_second / fp32.sentences_per_second:.2f}"
         assert line.split() == [fp32.search, str(fp32.batch_size), speeds[0], bleu[0], speeds[1], bleu[1], ratio]
-    assert len(lines) == 7
 
 
 def test_bench_times_each_precision_on_its_own_device_whatever_the_order_its_translators_are_built(
@@ -232,22 +234,24 @@ def test_bench_times_each_precision_on_its_own_device_whatever_the_order_its_tra
         return 1.0, ["I am here."] * len(sources)
 
     monkeypatch.setattr(bench, "timed_translation", timed)
+    monkeypatch.setattr(bench, "timed_scoring", lambda translator, pairs, warm_up=True: timed(translator, pairs))
     bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=2", "repeats=1"))
-    assert timed_on == ["meta", "cpu"] * 4
+    assert timed_on == ["meta", "cpu"] * 5  # greedy and beam at 4 and 1, scoring at 4
     assert "fp32 on meta, int8 on cpu;" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_bench_runs_the_precisions_in_turn_and_keeps_each_ones_fastest_run(checkpoint, monkeypatch):
     monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: [(s, "I am here.") for s in SENTENCES])
-    speeds = iter([10.0, 30.0, 50.0, 20.0, 40.0, 60.0] * 4)  # fp32, int8, fp32, int8, fp32, int8 per cell
+    speeds = iter([10.0, 30.0, 50.0, 20.0, 40.0, 60.0] * 5)  # fp32, int8, fp32, int8, fp32, int8 per cell
     warm_ups = []
 
-    def timed(translator, sources, warm_up=True):
+    def timed(translator, sources=None, warm_up=True, pairs=None):
         warm_ups.append(warm_up)
-        return next(speeds), ["I am here."] * len(sources)
+        return next(speeds), ["I am here."] * len(sources or pairs)
 
     monkeypatch.setattr(bench, "timed_translation", timed)
+    monkeypatch.setattr(bench, "timed_scoring", timed)
     measured = bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=2",
                                            "repeats=3"))  # fmt: skip
-    assert [(m.precision, m.sentences_per_second) for m in measured] == [("fp32", 50.0), ("int8", 60.0)] * 4
-    assert warm_ups == [True, True, False, False, False, False] * 4, "only each translator's first run warms up"
+    assert [(m.precision, m.sentences_per_second) for m in measured] == [("fp32", 50.0), ("int8", 60.0)] * 5
+    assert warm_ups == [True, True, False, False, False, False] * 5, "only each translator's first run warms up"

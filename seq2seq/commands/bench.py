@@ -1,5 +1,5 @@
-"""``python -m seq2seq.bench checkpoint=PATH``: decoding speed and BLEU, batched and one sentence at a time, in each
-of the config's ``precisions`` (fp32, and int8 as ``quantize=int8``) side by side.
+"""``python -m seq2seq.bench checkpoint=PATH``: decoding speed and BLEU, batched and one sentence at a time, and
+scoring speed, in each of the config's ``precisions`` (fp32, and int8 as ``quantize=int8``) side by side.
 
 A benchmark prints figures; it asserts nothing. The searches timed are the config's ``searches`` (``decode``
 group presets: greedy, and beam as ``decode=beam``). Ours against JoeyNMT is a tool of the repository, not
@@ -8,7 +8,9 @@ of the package: ``python bench/peer.py``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
 
 import hydra
 import torch
@@ -17,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
 from seq2seq.core.flops import bf16_matmul, matmul_rate, model_shapes
-from seq2seq.core.translator import Translator, pick_device
+from seq2seq.core.translator import TranslationModel, Translator, pick_device
 from seq2seq.data.prepare import corpus_split
-from seq2seq.metrics import corpus_scores, timed_translation
+from seq2seq.metrics import corpus_scores, timed_scoring, timed_translation
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import PRECISIONS, ModelSettings, check_tool_settings, read, with_defaults
 
@@ -58,9 +60,32 @@ def matmul_line(trained, devices: set[torch.device]) -> str:
     return f"matrix products (torch.mm, GFLOP/s): {', '.join(rates) or 'no device measured'}"
 
 
+def translators_at(
+    trained: TranslationModel, decode: DictConfig, batch_size: int, devices: dict[str, torch.device]
+) -> dict[str, Translator]:
+    """One ``Translator`` per precision, each on its own device, decoding ``batch_size`` sentences at a time."""
+    settings = OmegaConf.merge(decode, {"batch_size": batch_size})
+    return {precision: Translator(trained, settings, device, PRECISIONS[precision]) for precision, device in
+            devices.items()}  # fmt: skip
+
+
+def fastest_runs(
+    translators: dict[str, Translator], repeats: int, run: Callable[..., tuple[float, Any]]
+) -> dict[str, tuple[float, Any]]:
+    """Each precision's fastest of ``repeats`` runs, the precisions taking turns (the first run of each warms up)."""
+    fastest: dict[str, tuple[float, Any]] = {}
+    for repeat in range(repeats):
+        for precision, translator in translators.items():
+            speed, result = run(translator, warm_up=repeat == 0)
+            if precision not in fastest or speed > fastest[precision][0]:
+                fastest[precision] = speed, result
+    return fastest
+
+
 def bench_decode(cfg: DictConfig) -> list[Measurement]:
-    """Every search, batch size and precision; the precisions alternate ``repeats`` times, so the machine's drift
-    touches each alike, and each keeps its fastest run (the one least disturbed by the rest of the machine)."""
+    """Every search, batch size and precision, then scoring the references at each batch size; the precisions
+    alternate ``repeats`` times, so the machine's drift touches each alike, and each keeps its fastest run (the one
+    least disturbed by the rest of the machine)."""
     check_tool_settings(cfg)
     use_threads(cfg.threads)
     devices = {precision: pick_device(cfg.device, PRECISIONS[precision]) for precision in cfg.precisions}
@@ -76,14 +101,8 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     for name, decode in cfg.searches.items():
         for batch_size in [*cfg.batch_sizes, 1]:
             subset = sources[: cfg.single] if batch_size == 1 else sources
-            settings = OmegaConf.merge(decode, {"batch_size": batch_size})
-            translators = {p: Translator(trained, settings, devices[p], PRECISIONS[p]) for p in cfg.precisions}
-            fastest: dict[str, tuple[float, list[str]]] = {}
-            for repeat in range(cfg.repeats):  # the precisions take turns; each keeps its fastest run
-                for precision, translator in translators.items():
-                    speed, translations = timed_translation(translator, subset, warm_up=repeat == 0)
-                    if precision not in fastest or speed > fastest[precision][0]:
-                        fastest[precision] = speed, translations
+            translators = translators_at(trained, decode, batch_size, devices)
+            fastest = fastest_runs(translators, cfg.repeats, partial(timed_translation, sources=subset))
             row = [
                 Measurement(name, batch_size, precision, speed,
                             None if batch_size == 1 else corpus_scores(translations, references)["bleu"])
@@ -91,6 +110,13 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
             ]  # fmt: skip
             print(table_row(row), flush=True)
             measurements += row
+    print("score: the references' log-probabilities by teacher forcing, no search (pairs/s)", flush=True)
+    for batch_size in cfg.batch_sizes:
+        translators = translators_at(trained, next(iter(cfg.searches.values())), batch_size, devices)
+        fastest = fastest_runs(translators, cfg.repeats, partial(timed_scoring, pairs=pairs))
+        row = [Measurement("score", batch_size, precision, speed, None) for precision, (speed, _) in fastest.items()]
+        print(table_row(row), flush=True)
+        measurements += row
     return measurements
 
 
