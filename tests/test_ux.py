@@ -35,7 +35,7 @@ from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
-from seq2seq.settings import check_train_config
+from seq2seq.settings import TrainingSettings, check_command
 from seq2seq.training import run
 from seq2seq.training.monitor import ProjectedTime, duration
 
@@ -368,7 +368,7 @@ def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tm
 @pytest.mark.parametrize("recipe", register_recipes())
 def test_every_recipe_passes_the_training_checks_and_builds_its_model(recipe):
     cfg = composed("train", f"recipe={recipe}")
-    check_train_config(cfg)  # every key, and the rules between keys
+    check_command(TrainingSettings, cfg)  # every key, and the rules between keys
     assert cfg.name == recipe
 
 
