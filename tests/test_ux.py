@@ -327,7 +327,7 @@ def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_
     overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
     command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
                "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
-               "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]
+               "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]  # fmt: skip
     with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
         result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
                                 env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip

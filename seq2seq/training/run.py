@@ -104,7 +104,7 @@ def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
         message = " ".join(str(error.__cause__ or error).split())
         classes = {str(one.get("_target_", "")).rsplit(".", 1)[-1] for one in specs} & set(LOGGER_EXTRAS)
         if isinstance(error.__cause__, ImportError) and (extras := sorted(LOGGER_EXTRAS[c] for c in classes)):
-            message += f"; install it with pip install -e \".[{','.join(extras)}]\""
+            message += f'; install it with pip install -e ".[{",".join(extras)}]"'
         raise SettingsError(f"{key}: {message}") from error
 
 
