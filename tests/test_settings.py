@@ -33,6 +33,7 @@ from seq2seq.settings import (
     TatoebaSettings,
     TrainerSettings,
     TrainingSettings,
+    TranslateSettings,
     check_command,
     read,
     with_defaults,
@@ -327,15 +328,20 @@ def test_each_command_checks_its_keys_before_it_reads_any_model_run_or_data(comm
          "standard input)"),
         ("translate", ["checkpoint=[a.ckpt,b.ckpt]", "attention_plot=plots"],
          "attention_plot draws one model's attention, not an ensemble's; give one checkpoint"),
-        ("translate", ["+threds=2"],
-         "threds is not a setting; use one of ['checkpoint', 'input', 'output', 'attention_plot', 'prefix_column', "
-         "'device', 'quantize', 'threads', 'progress'], or GROUP.KEY for a group in ['decode']"),
+        ("export", ["+outptu=exported"], "outptu is not a setting; use one of ['checkpoint', 'output']"),
     ],
 )  # fmt: skip
 def test_each_rule_between_a_commands_keys_is_one_line_naming_the_keys_and_the_fix(command, overrides, message):
     with pytest.raises(SettingsError) as error:
         check_command(COMMAND_SETTINGS[command], command_config(command, *overrides))
     assert str(error.value) == message
+
+
+def test_a_key_neither_a_commands_nor_a_groups_is_one_line_naming_the_commands_keys_and_groups():
+    with pytest.raises(SettingsError) as error:
+        check_command(TranslateSettings, command_config("translate", "+threds=2"))
+    keys = [each.name for each in fields(TranslateSettings)]
+    assert str(error.value) == f"threds is not a setting; use one of {keys}, or GROUP.KEY for a group in ['decode']"
 
 
 @pytest.mark.parametrize(

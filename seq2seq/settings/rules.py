@@ -166,8 +166,8 @@ def check_command(settings: type[CommandType], cfg: Mapping[str, Any]) -> Comman
     """
     own = [each.name for each in fields(settings)]
     if unknown := [name for name in cfg if name not in own and name not in settings.groups and name != HYDRA]:
-        groups = list(settings.groups)
-        raise SettingsError(f"{unknown[0]} is not a setting; use one of {own}, or GROUP.KEY for a group in {groups}")
+        groups = f", or GROUP.KEY for a group in {list(settings.groups)}" if settings.groups else ""
+        raise SettingsError(f"{unknown[0]} is not a setting; use one of {own}{groups}")
     built = read(settings, {name: cfg[name] for name in cfg if name in own}, "")  # ``in cfg`` is false for ???
     for name, check in settings.groups.items():
         if check is not None:
