@@ -275,7 +275,7 @@ def test_a_required_key_not_given_fails_the_commands_check_naming_it(command):
     assert error.value.full_key == required  # one_line_errors: "KEY is required: give KEY=..."
 
 
-EVERY_COMMAND_KEY = [(command, key) for command, settings in COMMAND_SETTINGS.items() for key in setting_keys(settings)]
+EVERY_COMMAND_KEY = [(command, key) for command, settings in COMMAND_SETTINGS.items() for key in rules(settings)]
 
 
 @pytest.mark.parametrize("command, key", EVERY_COMMAND_KEY)
