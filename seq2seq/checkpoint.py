@@ -25,6 +25,7 @@ from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.settings import ModelSettings, read, with_defaults
+from seq2seq.settings.keys import ONE_MODEL
 from seq2seq.settings.model_file import LOCATION_KEYS, plain_config
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     with one clear line.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise CheckpointError(f"checkpoint={path}: this command reads one model; ensembles ([A,B,...]) are for "
-                              "translate, evaluate, score, serve and bench")  # fmt: skip
+        raise CheckpointError(f"checkpoint={path}: {ONE_MODEL}")
     path = model_path(path)
     raw = read_export(path) if path.is_dir() else read_checkpoint(path)
     hparams = raw["hyper_parameters"]

@@ -32,8 +32,8 @@ from seq2seq.core import translator as core
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR
 from seq2seq.serving import create_app
+from seq2seq.settings import Limits, ServeSettings, check_command
 from seq2seq.settings.presets import decode_preset
-from seq2seq.settings.serve import Limits, check_serve
 
 PAIR = {"source": "fr", "target": "en"}
 TEXTS = ["Je suis content.", "Il fait froid.", "Nous sommes en retard."]
@@ -512,7 +512,7 @@ def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(chec
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
     with pytest.raises(SettingsError, match=re.escape(error)):
-        check_serve(cfg)
+        check_command(ServeSettings, cfg)
 
 
 def test_serving_without_the_serve_extra_says_how_to_install_it(monkeypatch):

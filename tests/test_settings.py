@@ -5,6 +5,7 @@ conf/ its value. Each mistake is one line naming the full key, and only the user
 import ast
 import copy
 import functools
+import importlib
 import subprocess
 import sys
 from dataclasses import fields
@@ -15,27 +16,29 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from seq2seq import __main__ as umbrella
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.common import one_line_errors
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import (
+    COMMAND_SETTINGS,
     DecodeSettings,
     FilesSettings,
+    Limits,
     ModelSettings,
     OptimSettings,
     PathsSettings,
     Settings,
     TatoebaSettings,
-    ToolSettings,
     TrainerSettings,
     TrainingSettings,
-    check_keys,
-    check_train_config,
+    TranslateSettings,
+    check_command,
     read,
     with_defaults,
 )
-from seq2seq.settings.serve import Limits, ServeSettings
+from seq2seq.training import run
 
 CONF = Path(CONF_DIR)
 INVALID = ("no such value", -1)  # every rule refuses one of these
@@ -102,21 +105,51 @@ def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_som
         assert yaml_keys(yaml(f"decode/{preset}.yaml"), DecodeSettings) <= setting_keys(DecodeSettings)
 
 
-def test_the_training_extras_are_keys_of_conf_train_yaml():
-    assert setting_keys(TrainingSettings) <= set(yaml("train.yaml"))
-
-
-def test_every_shared_tool_setting_is_a_key_of_a_command_and_serves_own_and_limits_keys_are_its_yaml_and_schema():
-    command_keys = set().union(
-        *(yaml(f"{command}.yaml") for command in ("translate", "evaluate", "bench", "serve", "score"))
-    )
-    assert setting_keys(ToolSettings) <= command_keys
-    assert setting_keys(ServeSettings) <= set(yaml("serve.yaml"))
+def test_serves_limits_are_the_keys_of_its_schema():
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         assert set(compose("serve").limits) == setting_keys(Limits)
 
 
 COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: python -m seq2seq.NAME
+
+
+def test_every_command_has_a_class_of_its_own_keys_and_every_class_is_a_commands():
+    assert list(COMMAND_SETTINGS) == list(umbrella.COMMANDS)  # in the order seq2seq lists them
+    assert sorted(COMMAND_SETTINGS) == COMMANDS
+
+
+def composed(command: str, *overrides: str, with_hydra: bool = False) -> DictConfig:
+    """A command's config as Hydra composes it for ``python -m seq2seq.COMMAND OVERRIDES`` (and Hydra's own)."""
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose(command, overrides=list(overrides), return_hydra_config=with_hydra)
+
+
+def top_level(group: str) -> str:
+    """Where a composed group sits: ``decode@searches.beam`` in ``searches``, ``hydra/env`` in ``hydra``."""
+    return group.split("@")[1].split(".")[0] if "@" in group else group.split("/")[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_key_of_a_command_is_a_field_of_its_class_and_every_field_a_key_and_the_rest_its_groups(command):
+    """Its own keys: the composed config's top-level keys, less Hydra's and the groups Hydra composed into it."""
+    cfg = composed(command, with_hydra=True)
+    chosen = {top_level(group) for group, option in cfg.hydra.runtime.choices.items() if option is not None}
+    settings = COMMAND_SETTINGS[command]
+    assert set(cfg) - chosen == setting_keys(settings)
+    assert chosen - {"hydra"} == set(settings.groups)
+
+
+@pytest.mark.parametrize(
+    "name", sorted({each.name for settings in COMMAND_SETTINGS.values() for each in fields(settings)})
+)
+def test_a_key_that_several_commands_share_is_checked_by_one_rule_never_a_copy(name):
+    """Equal words, one object: a rule several commands share is written once (``keys.py``), so it cannot drift."""
+    held = [each for settings in COMMAND_SETTINGS.values() for each in fields(settings) if each.name == name]
+    by_words = {}
+    for each in held:
+        by_words.setdefault(each.metadata["rule"].allowed, set()).add(id(each.metadata["rule"]))
+    assert all(len(rules) == 1 for rules in by_words.values()), by_words
 
 
 def hydra_settings(command: str) -> dict:
@@ -148,7 +181,7 @@ def test_each_command_composes_with_hydras_settings_from_conf_hydra_and_keeps_on
             assert hydra[logging]["root"] is None and "class" not in console
 
 
-# each group of a training config as check_train_config reads it: where it sits, and its class
+# each group of a training config as check_command(TrainingSettings, ...) reads it: where it sits, and its class
 TRAINING_GROUPS = [
     ("model", ModelSettings),
     ("optim", OptimSettings),
@@ -157,7 +190,6 @@ TRAINING_GROUPS = [
     ("data", TatoebaSettings),
     ("decode", DecodeSettings),
     ("test_decode", DecodeSettings),
-    ("", TrainingSettings),
 ]
 
 
@@ -192,7 +224,7 @@ def test_each_invalid_training_setting_is_one_line_naming_its_full_key(key):
     cfg = untyped()
     OmegaConf.update(cfg, key, invalid(EVERY_TRAINING_RULE[key]))
     with pytest.raises(SettingsError) as error:
-        check_train_config(cfg)  # train() calls it first, before any data work (test_cli)
+        check_command(TrainingSettings, cfg)  # train() calls it first, before any data work (test_cli)
     one_line_naming(key, error)
 
 
@@ -201,15 +233,129 @@ def test_each_invalid_setting_of_own_files_is_one_line_naming_its_full_key(key):
     cfg = untyped("data=files", "data.train=a.tsv")
     cfg.data[key] = invalid(rules(FilesSettings)[key])
     with pytest.raises(SettingsError) as error:
-        check_train_config(cfg)
+        check_command(TrainingSettings, cfg)
     one_line_naming(f"data.{key}", error)
 
 
-@pytest.mark.parametrize("key", sorted(setting_keys(ToolSettings)))
-def test_each_invalid_tool_setting_is_one_line_naming_it(key):
+# what a command's check needs besides its defaults: its required keys (???), and average's run or checkpoints
+GIVEN = {
+    "train": [],
+    "evaluate": ["checkpoint=model.ckpt"],
+    "translate": ["checkpoint=model.ckpt"],
+    "score": ["checkpoint=model.ckpt"],
+    "probe": [],
+    "compare": ["sweep=runs/fra-eng-small-context-sweep/DATE"],
+    "bench": ["checkpoint=model.ckpt"],
+    "export": ["checkpoint=model.ckpt", "output=exported"],
+    "average": ["run=runs/fra-eng-cpu/DATE", "output=averaged"],
+    "serve": ["checkpoint=model.ckpt"],
+}
+
+
+@functools.cache
+def plain_command_config(command: str, *overrides: str) -> dict:
+    return OmegaConf.to_container(composed(command, *GIVEN[command], *overrides), resolve=True)
+
+
+def command_config(command: str, *overrides: str) -> DictConfig:
+    """A command's composed config with its required keys given, untyped: a test may set any value."""
+    return OmegaConf.create(plain_command_config(command, *overrides))
+
+
+@pytest.mark.parametrize("command", COMMAND_SETTINGS)
+def test_each_commands_defaults_pass_its_check_once_its_required_keys_are_given(command):
+    assert isinstance(check_command(COMMAND_SETTINGS[command], command_config(command)), COMMAND_SETTINGS[command])
+
+
+@pytest.mark.parametrize("command", ["translate", "export", "compare"])
+def test_a_required_key_not_given_fails_the_commands_check_naming_it(command):
+    required = GIVEN[command][0].split("=")[0]
+    with pytest.raises(MissingMandatoryValue) as error:
+        check_command(COMMAND_SETTINGS[command], composed(command))
+    assert error.value.full_key == required  # one_line_errors: "KEY is required: give KEY=..."
+
+
+EVERY_COMMAND_KEY = [(command, key) for command, settings in COMMAND_SETTINGS.items() for key in rules(settings)]
+
+
+@pytest.mark.parametrize("command, key", EVERY_COMMAND_KEY)
+def test_each_invalid_key_of_a_command_is_one_line_naming_it_from_the_check_the_command_runs_first(command, key):
+    """Driven from the command classes: a new field is tried here without a new line of test."""
+    cfg = command_config(command)
+    cfg[key] = invalid(rules(COMMAND_SETTINGS[command])[key])
     with pytest.raises(SettingsError) as error:
-        check_keys(ToolSettings, OmegaConf.create({key: invalid(rules(ToolSettings)[key])}))
+        check_command(COMMAND_SETTINGS[command], cfg)
     one_line_naming(key, error)
+
+
+def first_error(command: str, cfg: DictConfig, tmp_path: Path, capsys) -> str:
+    """What a command says first, run as its command line runs it (train: its training, in a run directory)."""
+    if command == "train":
+        with pytest.raises(SettingsError) as error:
+            run.train(cfg, tmp_path / "run")
+        return str(error.value)
+    with pytest.raises(SystemExit) as exit:
+        importlib.import_module(f"seq2seq.commands.{command}").main(cfg)
+    assert exit.value.code == 1
+    return capsys.readouterr().err.removeprefix("error: ").rstrip("\n")
+
+
+@pytest.mark.parametrize("command", COMMAND_SETTINGS)
+def test_each_command_checks_its_keys_before_it_reads_any_model_run_or_data(command, tmp_path, monkeypatch, capsys):
+    """Every model, run and sweep named is missing, and training may not touch data: any work would fail otherwise."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run, "TranslationData", None)
+    key = fields(COMMAND_SETTINGS[command])[-1].name
+    value = invalid(rules(COMMAND_SETTINGS[command])[key])
+    given = ["checkpoint=missing.ckpt"] if command == "probe" else GIVEN[command]
+    cfg = composed(command, *given, f"{key}={value}")
+    assert first_error(command, cfg, tmp_path, capsys).startswith(f"{key}={value!r} is not ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command, overrides, message",
+    [
+        ("average", ["checkpoints=[a.ckpt,b.ckpt]"],
+         "give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none"),
+        ("average", ["run=null"],
+         "give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none"),
+        ("score", ["input=pairs.tsv", "source=a.txt", "target=b.txt"],
+         "give input=PAIRS.tsv, or source=FILE target=FILE (aligned), or neither (SOURCE<TAB>TARGET lines on "
+         "standard input)"),
+        ("score", ["source=a.txt"],
+         "give input=PAIRS.tsv, or source=FILE target=FILE (aligned), or neither (SOURCE<TAB>TARGET lines on "
+         "standard input)"),
+        ("translate", ["checkpoint=[a.ckpt,b.ckpt]", "attention_plot=plots"],
+         "attention_plot draws one model's attention, not an ensemble's; give one checkpoint"),
+        ("export", ["+outptu=exported"], "outptu is not a setting; use one of ['checkpoint', 'output']"),
+    ],
+)  # fmt: skip
+def test_each_rule_between_a_commands_keys_is_one_line_naming_the_keys_and_the_fix(command, overrides, message):
+    with pytest.raises(SettingsError) as error:
+        check_command(COMMAND_SETTINGS[command], command_config(command, *overrides))
+    assert str(error.value) == message
+
+
+def test_a_key_neither_a_commands_nor_a_groups_is_one_line_naming_the_commands_keys_and_groups():
+    with pytest.raises(SettingsError) as error:
+        check_command(TranslateSettings, command_config("translate", "+threds=2"))
+    keys = [each.name for each in fields(TranslateSettings)]
+    assert str(error.value) == f"threds is not a setting; use one of {keys}, or GROUP.KEY for a group in ['decode']"
+
+
+@pytest.mark.parametrize(
+    "command, overrides",
+    [
+        ("average", ["run=null", "checkpoints=[a.ckpt,b.ckpt]"]),
+        ("score", ["source=a.txt", "target=b.txt"]),
+        ("score", ["input=pairs.tsv"]),
+        ("translate", ["checkpoint=[a.ckpt]", "attention_plot=plots"]),  # a list of one is that model
+        ("evaluate", ["input=[source.txt,reference.txt]", "checkpoint=[a.ckpt,b.ckpt]"]),
+    ],
+)
+def test_what_the_rules_between_a_commands_keys_allow_passes(command, overrides):
+    check_command(COMMAND_SETTINGS[command], command_config(command, *overrides))
 
 
 @pytest.mark.parametrize(
@@ -260,13 +406,13 @@ def test_each_invalid_tool_setting_is_one_line_naming_it(key):
 )  # fmt: skip
 def test_each_rule_between_keys_is_one_line_naming_the_keys_and_the_fix(overrides, message):
     with pytest.raises(SettingsError) as error:
-        check_train_config(train_config(*overrides))
+        check_command(TrainingSettings, train_config(*overrides))
     assert str(error.value) == message
 
 
 def test_a_beam_only_setting_at_its_default_is_accepted_under_greedy_and_decode_beam_takes_any():
-    check_train_config(train_config("decode.beam_size=1", "decode.length_penalty=0"))
-    check_train_config(train_config("decode=beam", "decode.beam_size=3", "decode.length_penalty=0.6"))
+    check_command(TrainingSettings, train_config("decode.beam_size=1", "decode.length_penalty=0"))
+    check_command(TrainingSettings, train_config("decode=beam", "decode.beam_size=3", "decode.length_penalty=0.6"))
 
 
 def test_a_checkpoints_saved_model_group_converts_to_model_settings_in_one_call(checkpoint):

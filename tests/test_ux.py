@@ -35,7 +35,7 @@ from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
-from seq2seq.settings import check_train_config
+from seq2seq.settings import TrainingSettings, check_command
 from seq2seq.training import run
 from seq2seq.training.monitor import ProjectedTime, duration
 
@@ -327,7 +327,7 @@ def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_
     overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
     command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
                "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
-               "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]
+               "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]  # fmt: skip
     with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
         result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
                                 env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip
@@ -368,7 +368,7 @@ def test_a_gpu_sized_recipe_on_a_cpu_warns_at_the_start_naming_the_cpu_recipe(tm
 @pytest.mark.parametrize("recipe", register_recipes())
 def test_every_recipe_passes_the_training_checks_and_builds_its_model(recipe):
     cfg = composed("train", f"recipe={recipe}")
-    check_train_config(cfg)  # every key, and the rules between keys
+    check_command(TrainingSettings, cfg)  # every key, and the rules between keys
     assert cfg.name == recipe
 
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from seq2seq.checkpoint import STEP_PREFIX, load_checkpoint, write_export
 from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm
 from seq2seq.core.translator import TranslationModel
-from seq2seq.errors import CheckpointError, SettingsError
+from seq2seq.errors import CheckpointError
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import integer
+from seq2seq.settings import AverageSettings, check_command
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ def average_checkpoints(paths: Sequence[Path]) -> TranslationModel:
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
-    if bool(cfg.run) == bool(cfg.checkpoints):
-        raise SettingsError("give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none")
-    integer(1).check("last", cfg.last)
+    check_command(AverageSettings, cfg)
     paths = last_checkpoints(Path(cfg.run), cfg.last) if cfg.run else [Path(path) for path in cfg.checkpoints]
     write_export(average_checkpoints(paths), Path(cfg.output))
     print(f"averaged {len(paths)} checkpoints into {cfg.output}: " + ", ".join(map(str, paths)))

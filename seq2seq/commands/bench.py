@@ -23,7 +23,7 @@ from seq2seq.core.translator import TranslationModel, Translator, pick_device
 from seq2seq.data.prepare import corpus_split
 from seq2seq.metrics import corpus_scores, timed_scoring, timed_translation
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import PRECISIONS, ModelSettings, check_tool_settings, read, with_defaults
+from seq2seq.settings import PRECISIONS, BenchSettings, ModelSettings, check_command, read, with_defaults
 
 
 class Measurement(NamedTuple):
@@ -86,7 +86,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     """Every search, batch size and precision, then scoring the references at each batch size; the precisions
     alternate ``repeats`` times, so the machine's drift touches each alike, and each keeps its fastest run (the one
     least disturbed by the rest of the machine)."""
-    check_tool_settings(cfg)
+    check_command(BenchSettings, cfg)
     use_threads(cfg.threads)
     devices = {precision: pick_device(cfg.device, PRECISIONS[precision]) for precision in cfg.precisions}
     trained = load_models(cfg.checkpoint)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write
 from seq2seq.errors import Interrupted, PathError, UserError
-from seq2seq.settings import DecodeSettings, check_tool_settings, read
+from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
@@ -83,13 +83,12 @@ def write_whole(output: Path, write: Callable[[TextIO], int]) -> int:
     return count
 
 
-def start_decoding_command(cfg: Any) -> None:
-    """What every command that decodes does first: logs on standard error, SIGTERM as Ctrl-C, and its decode and
-    tool settings checked, before any model loads."""
+def start_decoding_command(cfg: Any, settings: type[CommandSettings]) -> None:
+    """What every command that decodes does first: logs on standard error, SIGTERM as Ctrl-C, and its whole config
+    checked by its ``settings`` class, before any model loads."""
     log_to_stderr()
     stop_on_sigterm()
-    read(DecodeSettings, cfg.decode, "decode")
-    check_tool_settings(cfg)
+    check_command(settings, cfg)
 
 
 def stop_on_sigterm() -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.commands.common import one_line_errors
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import CompareSettings, check_command
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
 IGNORED = {"seed", "name", "resume", "paths.runs_dir", "paths.cache_dir", "paths.mirror", "data.cache_dir",
@@ -152,6 +153,7 @@ def compare(sweep_dir: Path) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
+    check_command(CompareSettings, cfg)
     print(compare(Path(cfg.sweep)))
 
 

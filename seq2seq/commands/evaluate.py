@@ -31,6 +31,7 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CorpusError, PathError
 from seq2seq.metrics import score
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import EvaluateSettings
 from seq2seq.vocab import UNK
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    start_decoding_command(cfg)
+    start_decoding_command(cfg, EvaluateSettings)
     check_input(cfg.input)
     models = members(cfg.checkpoint)  # an ensemble's results go beside its first model's
     output_dir = check_output_dir(cfg, models[0])

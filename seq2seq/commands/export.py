@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import ExportSettings, check_command
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
@@ -21,6 +22,7 @@ from seq2seq.resources import CONF_DIR
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
+    check_command(ExportSettings, cfg)
     write_export(load_checkpoint(cfg.checkpoint), Path(cfg.output))
     print(f"exported {cfg.checkpoint} to {cfg.output}")
 

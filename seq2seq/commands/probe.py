@@ -22,7 +22,7 @@ from seq2seq.core.model import Seq2Seq
 from seq2seq.data.prepare import corpus_split, prepare
 from seq2seq.ragged import Ragged
 from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
-from seq2seq.settings import BRIDGES, MODES, ModelSettings, read
+from seq2seq.settings import BRIDGES, MODES, ModelSettings, ProbeSettings, check_command, read
 
 VERDICTS = ("exact", "float noise", "wrong")
 FLOAT_NOISE = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing.assert_close's float32 tolerances
@@ -106,6 +106,7 @@ def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
 @one_line_errors
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
+    check_command(ProbeSettings, cfg)
     check_recipe()
     if cfg.checkpoint:
         trained = load_checkpoint(cfg.checkpoint)

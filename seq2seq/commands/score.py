@@ -25,8 +25,9 @@ from seq2seq.commands.common import (
 )
 from seq2seq.commands.translate import UTF8_MAX_BYTES, check_files, decode_lines, file_progress, line_batches
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Scored, Translator, pick_device
-from seq2seq.errors import CorpusError, SettingsError
+from seq2seq.errors import CorpusError
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import ScoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,7 @@ def score_stream(
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="score")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    start_decoding_command(cfg)
-    if (cfg.input and (cfg.source or cfg.target)) or bool(cfg.source) != bool(cfg.target):
-        raise SettingsError("give input=PAIRS.tsv, or source=FILE target=FILE (aligned), or neither "
-                            "(SOURCE<TAB>TARGET lines on standard input)")  # fmt: skip
+    start_decoding_command(cfg, ScoreSettings)
     check_files(cfg, ("input", "source", "target"), "one pair (input) or one sentence (source, target) per line")
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)

@@ -10,14 +10,14 @@ from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import one_line_errors, start_decoding_command, use_threads, with_schemas
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.errors import UserError
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings.serve import check_serve
+from seq2seq.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,12 @@ def drained(signum: int, frame: Any) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    start_decoding_command(cfg)  # SIGTERM as Ctrl-C while the model loads; uvicorn drains from then on
-    limits = check_serve(cfg)
+    start_decoding_command(cfg, ServeSettings)  # SIGTERM as Ctrl-C while the model loads; uvicorn drains from then on
     create_app, run = server_parts()
     use_threads(cfg.threads)
     model = load_models(cfg.checkpoint)
     translator = Translator(model, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
-    app = create_app(model, translator, limits)
+    app = create_app(model, translator, OmegaConf.to_object(cfg.limits))  # its schema: a Limits
     signal.signal(signal.SIGTERM, drained)
     listener = log_from_a_thread()
     try:

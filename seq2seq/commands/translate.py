@@ -24,11 +24,11 @@ from seq2seq.commands.common import (
     with_schemas,
     write_whole,
 )
-from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
 from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings import TranslateSettings
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,11 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    start_decoding_command(cfg)
+    start_decoding_command(cfg, TranslateSettings)
     check_files(cfg)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
     translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
-    if cfg.attention_plot and isinstance(translator.model, Ensemble):
-        raise SettingsError("attention_plot draws one model's attention, not an ensemble's; give one checkpoint")
     if cfg.attention_plot and translator.model.decoder.attention is None:
         raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None

@@ -23,7 +23,7 @@ from seq2seq.core.quantize import quantize_int8
 from seq2seq.core.search import length_limits, search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.ragged import Ragged
-from seq2seq.settings import DecodeSettings, ToolSettings, check_keys, read
+from seq2seq.settings import QUANTIZE, DecodeSettings, read
 from seq2seq.vocab import BOS, EOS, PAD, UNK, Subwords
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Translator:
     ):
         self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
         self.settings = read(DecodeSettings, self.decode, "decode")  # the dataclass: search reads it at every batch
-        check_keys(ToolSettings, {"quantize": quantize})
+        QUANTIZE.rule.check("quantize", quantize)
         model = translation_model.model
         device = device or next(model.parameters()).device
         if quantize is not None and device.type != "cpu":

@@ -24,7 +24,7 @@ from seq2seq.data.tokenizer import Tokenizer, cached_tokenizer
 from seq2seq.errors import CacheError, CheckpointError, CorpusError, SettingsError
 from seq2seq.ragged import Ragged, RaggedBuilder
 from seq2seq.resources import resource_dir
-from seq2seq.settings import check_data
+from seq2seq.settings import SPLIT, check_data
 from seq2seq.settings.model_file import plain_config
 
 log = logging.getLogger(__name__)
@@ -355,8 +355,7 @@ def corpus_split(trained: Any, split: str, paths: Any) -> list[tuple[str, str]]:
     URL. Settings added since the checkpoint was trained take their defaults. Own files are read at the paths the
     checkpoint names (absolute since training makes them so), and only the split asked for when it has its own file.
     """
-    if split not in ("valid", "test"):
-        raise SettingsError(f"split={split!r} is not one of ('valid', 'test')")
+    SPLIT.rule.check("split", split)
     data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
     chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
     defaults = OmegaConf.merge(

@@ -157,7 +157,7 @@ class FilesSettings(DataSettings):
         super().check(key)
 
 
-def check_data(data: DictConfig) -> DataSettings:
-    """A ``data`` group: the keys every corpus has, then those of its source."""
-    source = one_of(*SOURCES).check("data.source", data.get("source"))
-    return read({"tatoeba": TatoebaSettings, "files": FilesSettings}[source], data, "data")
+def check_data(data: DictConfig, key: str = "data") -> DataSettings:
+    """A ``data`` group (at ``key``): the keys every corpus has, then those of its source."""
+    source = one_of(*SOURCES).check(f"{key}.source", data.get("source"))
+    return read({"tatoeba": TatoebaSettings, "files": FilesSettings}[source], data, key)

@@ -1,12 +1,12 @@
-"""What a key may hold (a ``Rule``), and how a config group is read against its settings class: every mistake one
-line naming the full key, before any work.
+"""What a key may hold (a ``Rule``), and how a config group, or a command's whole config, is read against its
+settings class: every mistake one line naming the full key, before any work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from seq2seq.errors import SettingsError
 
@@ -71,6 +71,19 @@ def setting(rule: Rule, default: Any = MISSING, doc: str = "") -> Any:
     return field(default=default, metadata={"rule": rule, "doc": doc})
 
 
+@dataclass(frozen=True)
+class Key:
+    """A key several commands have: its rule and what it does, written once for every settings class holding it."""
+
+    rule: Rule
+    doc: str
+
+
+def shared(key: Key) -> Any:
+    """A field of a settings class for a key several commands share (``threads: int | None = shared(THREADS)``)."""
+    return setting(key.rule, doc=key.doc)
+
+
 def group(settings: type[Settings]) -> Any:
     """A field that is a nested group (``model.encoder``), read by its own class."""
     return field(metadata={"group": settings})
@@ -84,6 +97,18 @@ class Settings:
 
 
 SettingsType = TypeVar("SettingsType", bound=Settings)
+GroupCheck = Callable[[Any, str], object]  # a config group's value and where it sits -> raises on a mistake
+HYDRA = "hydra"  # Hydra's own settings, in a config composed with them: never a command's key
+
+
+class CommandSettings(Settings):
+    """A command's own top-level keys, one field each; ``groups``: the config groups it composes, each with the
+    check that reads it (``None``: the group is checked where it is made, a Lightning logger's)."""
+
+    groups: ClassVar[Mapping[str, GroupCheck | None]] = {}
+
+
+CommandType = TypeVar("CommandType", bound=CommandSettings)
 
 
 def full_key(key: str, name: str) -> str:
@@ -131,4 +156,20 @@ def read(settings: type[SettingsType], values: Mapping[str, Any], key: str) -> S
         raise SettingsError(f"{full_key(key, missing[0])} is missing; give {full_key(key, missing[0])}=VALUE")
     built = settings(**{each.name: _value(each, values[each.name], key) for each in fields(settings)})
     built.check(key)
+    return built
+
+
+def check_command(settings: type[CommandType], cfg: Mapping[str, Any]) -> CommandType:
+    """A command's whole config, which it checks before any work: a key neither its own nor a group's is refused,
+    the command's own keys are read by its class (no key missing, each rule, the rules between them), then each group
+    by its check. A required key not given (``???``) raises OmegaConf's ``MissingMandatoryValue`` when read.
+    """
+    own = [each.name for each in fields(settings)]
+    if unknown := [name for name in cfg if name not in own and name not in settings.groups and name != HYDRA]:
+        groups = f", or GROUP.KEY for a group in {list(settings.groups)}" if settings.groups else ""
+        raise SettingsError(f"{unknown[0]} is not a setting; use one of {own}{groups}")
+    built = read(settings, {name: cfg[name] for name in cfg if name in own}, "")  # ``in cfg`` is false for ???
+    for name, check in settings.groups.items():
+        if check is not None:
+            check(cfg[name], name)
     return built

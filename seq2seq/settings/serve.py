@@ -1,12 +1,27 @@
-"""``serve``'s own keys: where it listens, and what one request, and all waiting ones, may hold."""
+"""``serve``'s own keys: where it listens, and what one request, and all waiting ones, may hold (``limits``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
 
-from omegaconf import DictConfig
-
-from seq2seq.settings.rules import TEXT, Rule, Settings, check_keys, integer, is_int, number, read, setting
+from seq2seq.settings.decode import DecodeSettings
+from seq2seq.settings.keys import DEVICE, MODELS, QUANTIZE, THREADS
+from seq2seq.settings.rules import (
+    TEXT,
+    CommandSettings,
+    GroupCheck,
+    Rule,
+    Settings,
+    integer,
+    is_int,
+    number,
+    read,
+    setting,
+    shared,
+)
 
 
 @dataclass  # not frozen: as the ``limits`` group's schema, Hydra's ``limits.KEY=VALUE`` must be able to set it
@@ -27,15 +42,20 @@ class Limits(Settings):
 
 
 @dataclass(frozen=True)
-class ServeSettings(Settings):
+class ServeSettings(CommandSettings):
+    """``conf/serve.yaml``'s own keys."""
+
+    groups: ClassVar[Mapping[str, GroupCheck | None]] = {
+        "decode": partial(read, DecodeSettings),
+        "limits": partial(read, Limits),
+    }
+
+    checkpoint: str | list[str] = shared(MODELS)
     host: str = setting(TEXT, doc="127.0.0.1: this machine only; 0.0.0.0: every network")
     port: int = setting(
         Rule("an integer from 0 to 65535 (0: any free port)", lambda v: is_int(v) and 0 <= v <= 65535),
         doc="LibreTranslate's is 5000",
     )
-
-
-def check_serve(cfg: DictConfig) -> Limits:
-    """``serve``'s own keys (the decode and tool keys are checked as the other commands check them)."""
-    check_keys(ServeSettings, cfg)
-    return read(Limits, cfg.limits, "limits")
+    device: str = shared(DEVICE)
+    quantize: str | None = shared(QUANTIZE)
+    threads: int | None = shared(THREADS)

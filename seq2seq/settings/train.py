@@ -1,22 +1,28 @@
 """What a training run reads besides the model and the data: ``optim``, ``paths``, ``trainer`` (Lightning's keyword
-arguments: those seq2seq's YAML sets are checked, any other passes to Lightning) and the run's own keys.
+arguments: those seq2seq's YAML sets are checked, any other passes to Lightning) and the run's own keys, with the
+check that reads each of its config groups.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import ListConfig
 
 from seq2seq.settings.data import check_data
 from seq2seq.settings.decode import DecodeSettings
+from seq2seq.settings.keys import THREADS
 from seq2seq.settings.model import ModelSettings
 from seq2seq.settings.rules import (
     BOOLEAN,
     FRACTION,
     OPTIONAL_TEXT,
     TEXT,
+    CommandSettings,
+    GroupCheck,
     Rule,
     Settings,
     check_keys,
@@ -27,6 +33,7 @@ from seq2seq.settings.rules import (
     one_of,
     read,
     setting,
+    shared,
 )
 
 
@@ -84,26 +91,30 @@ class TrainerSettings(Settings):
 
 
 @dataclass(frozen=True)
-class TrainingSettings(Settings):
-    """The run's own top-level keys (``conf/train.yaml``)."""
+class TrainingSettings(CommandSettings):
+    """A training run's own top-level keys (``conf/train.yaml``); ``probe`` composes them too."""
 
+    groups: ClassVar[Mapping[str, GroupCheck | None]] = {
+        "paths": partial(read, PathsSettings),
+        "data": check_data,
+        "model": partial(read, ModelSettings),
+        "optim": partial(read, OptimSettings),
+        "trainer": partial(check_keys, TrainerSettings),  # and any other keyword argument of Lightning's Trainer
+        "decode": partial(read, DecodeSettings),
+        "test_decode": partial(read, DecodeSettings),
+        "logger": None,  # a Lightning logger's arguments: made, and so checked, before any data work
+    }
+
+    name: str = setting(TEXT, doc="names the run directory, runs_dir/NAME/DATE_TIME_PID/; each recipe sets its own")
+    resume: str | None = setting(
+        OPTIONAL_TEXT, doc='continue a run: a checkpoint, a run directory, or "last" (the newest run of this name)'
+    )
     seed: int = setting(integer(0), doc="of the weights, the batches and dropout")
+    threads: int | None = shared(THREADS)
+    cpu_recipe: str | None = setting(
+        OPTIONAL_TEXT, doc="set by a recipe sized for a GPU: without one, training warns and names this recipe"
+    )
     patience: int = setting(integer(0), doc="stop after this many validations without a better BLEU")
     keep_last: int = setting(
         integer(0), doc="keep the last N validations' checkpoints (checkpoints/stepSTEP.ckpt) for averaging; 0: none"
     )
-    cpu_recipe: str | None = setting(
-        OPTIONAL_TEXT, doc="set by a recipe sized for a GPU: without one, training warns and names this recipe"
-    )
-
-
-def check_train_config(cfg: DictConfig) -> None:
-    """Every group of a training config, each key and the rules between keys, before any data work."""
-    check_keys(TrainingSettings, cfg)
-    read(PathsSettings, cfg.paths, "paths")
-    read(ModelSettings, cfg.model, "model")
-    read(OptimSettings, cfg.optim, "optim")
-    check_keys(TrainerSettings, cfg.trainer, "trainer")  # and any other keyword argument of Lightning's Trainer
-    check_data(cfg.data)
-    read(DecodeSettings, cfg.decode, "decode")
-    read(DecodeSettings, cfg.test_decode, "test_decode")

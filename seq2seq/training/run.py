@@ -34,7 +34,7 @@ from seq2seq.data.batches import TranslationData
 from seq2seq.data.prepare import EncodedSplit
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import score
-from seq2seq.settings import ModelSettings, check_tool_settings, check_train_config, read
+from seq2seq.settings import ModelSettings, TrainingSettings, check_command, read
 from seq2seq.training.monitor import EpochThroughput, ProjectedTime
 from seq2seq.training.resume import (
     EarlyStoppingOnBleu,
@@ -104,7 +104,7 @@ def instantiated(key: str, spec: Any, **kwargs: Any) -> list[Any]:
         message = " ".join(str(error.__cause__ or error).split())
         classes = {str(one.get("_target_", "")).rsplit(".", 1)[-1] for one in specs} & set(LOGGER_EXTRAS)
         if isinstance(error.__cause__, ImportError) and (extras := sorted(LOGGER_EXTRAS[c] for c in classes)):
-            message += f"; install it with pip install -e \".[{','.join(extras)}]\""
+            message += f'; install it with pip install -e ".[{",".join(extras)}]"'
         raise SettingsError(f"{key}: {message}") from error
 
 
@@ -168,9 +168,8 @@ def loggers_and_callbacks(cfg: DictConfig, run_dir: Path) -> tuple[list[Logger] 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg``, writing checkpoints and logs under ``run_dir``; return the run's summary."""
     started = time.perf_counter()
-    check_train_config(cfg)  # fail on a config mistake before any data work
+    check_command(TrainingSettings, cfg)  # fail on a config mistake before any data work
     check_trainer_keys(cfg.trainer)
-    check_tool_settings(cfg)
     if cfg.threads is not None:  # as the other commands' threads=N (seq2seq.commands.common.use_threads)
         torch.set_num_threads(cfg.threads)
     loggers, user_callbacks = loggers_and_callbacks(cfg, run_dir)
