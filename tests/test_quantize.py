@@ -221,6 +221,14 @@ def test_bench_times_and_scores_fp32_and_int8_side_by_side(checkpoint, monkeypat
         assert line.split() == [fp32.search, str(fp32.batch_size), speeds[0], bleu[0], speeds[1], bleu[1], ratio]
 
 
+def test_bench_without_any_search_times_scoring_alone(checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "corpus_split", lambda trained, split, paths: [(s, "I am here.") for s in SENTENCES])
+    measured = bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "precisions=[fp32]",
+                                           "repeats=1", "~searches.greedy", "~searches.beam"))  # fmt: skip
+    assert [(m.search, m.batch_size, m.precision) for m in measured] == [("score", 4, "fp32")]
+    assert capsys.readouterr().out.splitlines()[-1].split()[:2] == ["score", "4"]
+
+
 def test_bench_times_each_precision_on_its_own_device_whatever_the_order_its_translators_are_built(
     checkpoint, monkeypatch, capsys
 ):

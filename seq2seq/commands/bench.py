@@ -23,7 +23,18 @@ from seq2seq.core.translator import TranslationModel, Translator, pick_device
 from seq2seq.data.prepare import corpus_split
 from seq2seq.metrics import corpus_scores, timed_scoring, timed_translation
 from seq2seq.resources import CONF_DIR
-from seq2seq.settings import PRECISIONS, BenchSettings, ModelSettings, check_command, read, with_defaults
+from seq2seq.settings import (
+    PRECISIONS,
+    BenchSettings,
+    DecodeSettings,
+    ModelSettings,
+    check_command,
+    read,
+    with_defaults,
+)
+
+# scoring searches nothing: of the decode settings it reads only the batch limits, greedy's defaults but batch_size
+SCORING = OmegaConf.structured(DecodeSettings())
 
 
 class Measurement(NamedTuple):
@@ -112,7 +123,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
             measurements += row
     print("score: the references' log-probabilities by teacher forcing, no search (pairs/s)", flush=True)
     for batch_size in cfg.batch_sizes:
-        translators = translators_at(trained, next(iter(cfg.searches.values())), batch_size, devices)
+        translators = translators_at(trained, SCORING, batch_size, devices)
         fastest = fastest_runs(translators, cfg.repeats, partial(timed_scoring, pairs=pairs))
         row = [Measurement("score", batch_size, precision, speed, None) for precision, (speed, _) in fastest.items()]
         print(table_row(row), flush=True)
