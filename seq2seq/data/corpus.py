@@ -8,6 +8,7 @@ verified before it is renamed into the cache.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import random
 import re
@@ -40,6 +41,7 @@ TUTORIAL_PREFIXES = (
     "you are", "you re ", "we are", "we re ", "they are", "they re ",
 )  # fmt: skip
 TUTORIAL_MAX_WORDS = 10
+_NOT_TUTORIAL_TEXT = re.compile(r"[^a-z!?.]+")  # what the tutorial's normalisation turns into a space
 
 
 def sha256sum(path: Path) -> str:
@@ -156,6 +158,7 @@ class ParseReport:
 # C0 and C1 control characters but the tab and the newline, and U+FEFF (a BOM, at the start of any file or line)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff]")
 MAX_LINE_BYTES = 1 << 16  # no sentence pair is longer: a longer line is dropped as malformed, never held whole
+READ_BUFFER = 1 << 16  # bytes decompressed at a time from an archive: fast, and little memory
 
 
 def bounded_lines(file: IO[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
@@ -190,11 +193,11 @@ def parse_pairs(
         except UnicodeDecodeError:
             report.dropped["undecodable"] += 1
             continue
-        fields = text.replace("\r", " ").split("\t")
+        fields = _CONTROL.sub("", text.replace("\r", " ")).split("\t")  # the tab is no control character here
         if len(fields) < needed:
             report.dropped["without a tab" if len(fields) == 1 else f"without column {needed}"] += 1
             continue
-        first, second = (unicodedata.normalize("NFC", _CONTROL.sub("", fields[c])).strip() for c in columns)
+        first, second = (unicodedata.normalize("NFC", fields[c]).strip() for c in columns)
         if not first or not second:
             report.dropped["with an empty side"] += 1
             continue
@@ -215,15 +218,16 @@ def read_archive(path: Path, max_bytes: int, member: str = "fra.txt") -> tuple[l
     with zipfile.ZipFile(path) as archive:
         check_member_size(path, archive.getinfo(member), max_bytes)
         report = ParseReport()
-        with archive.open(member) as lines:
+        # zipfile's own readline is Python; a buffered reader's is C, four times faster on the whole corpus
+        with io.BufferedReader(archive.open(member), READ_BUFFER) as lines:
             return list(parse_pairs(bounded_lines(lines), report, origin=str(path))), report
 
 
 def is_tutorial_pair(eng: str, fra: str) -> bool:
     """The PyTorch seq2seq tutorial's filter, applied to its normalisation of the English side."""
-    normalized = re.sub(r"[^a-z!?.]+", " ", eng.lower()).strip()
-    short = len(eng.split()) < TUTORIAL_MAX_WORDS and len(fra.split()) < TUTORIAL_MAX_WORDS
-    return short and normalized.startswith(TUTORIAL_PREFIXES)
+    if len(eng.split()) >= TUTORIAL_MAX_WORDS or len(fra.split()) >= TUTORIAL_MAX_WORDS:
+        return False  # before the regular expression, which costs more
+    return _NOT_TUTORIAL_TEXT.sub(" ", eng.lower()).strip().startswith(TUTORIAL_PREFIXES)
 
 
 def select_subset(pairs: list[tuple[str, str]], subset: str | None) -> list[tuple[str, str]]:
