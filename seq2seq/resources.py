@@ -10,6 +10,8 @@ from omegaconf import OmegaConf
 
 from seq2seq.errors import SettingsError
 
+TRAINING_LOCK = ".training.lock"  # in a run directory while a process trains into it (seq2seq.training.resume)
+
 _PACKAGE = Path(__file__).resolve().parent
 
 

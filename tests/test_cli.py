@@ -392,6 +392,19 @@ def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
 
 
+@pytest.mark.slow
+def test_help_into_a_pipe_already_closed_exits_quietly():
+    """Hydra prints ``--help`` itself, outside the command's own handling of a closed pipe."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already stopped: the first write fails
+    try:
+        result = subprocess.run([sys.executable, "-m", "seq2seq.train", "--help"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (SIGPIPE_EXIT_STATUS, "")
+
+
 # --------------------------------------------------------------------------- translate: huge lines
 
 

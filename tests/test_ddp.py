@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.runs import MIRROR, TINY, config, run_tool
+from helpers.runs import MIRROR, TINY, config, run_tool, tutorial_mirror
 
 from seq2seq.commands import evaluate
 from seq2seq.data.prepare import load_splits
@@ -30,7 +30,7 @@ DDP = [
 
 
 def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path, corpus_cache):
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(tutorial_mirror()), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "seq2seq.train", *DDP, f"data.cache_dir={corpus_cache}",
          f"paths.runs_dir={tmp_path / 'runs'}"],
@@ -45,7 +45,7 @@ def test_ddp_on_two_processes_scores_the_whole_validation_split_once(tmp_path, c
 
     # the BLEU the two ranks computed together equals one process decoding the whole split with those weights
     run_tool(evaluate, f"checkpoint={summary['best_checkpoint']}", "split=valid", f"output_dir={tmp_path}",
-             f"paths.cache_dir={corpus_cache}", f"paths.mirror={MIRROR}")  # fmt: skip
+             f"paths.cache_dir={corpus_cache}", f"paths.mirror={tutorial_mirror()}")  # fmt: skip
     metrics = json.loads((tmp_path / "metrics.json").read_text())["best.valid.greedy"]
     assert metrics["sentences"] == len(load_splits(config(corpus_cache).data)["valid"])
     assert metrics["bleu"] == pytest.approx(summary["valid_bleu"], abs=1e-9)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.runs import MIRROR, TINY, cli, config, fails_with_one_line, run_tool
+from helpers.runs import MIRROR, TINY, cli, config, fails_with_one_line, run_tool, tutorial_mirror
 from omegaconf import open_dict
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import evaluate, translate
+from seq2seq.commands.common import stop_signals_as_interrupt
 from seq2seq.errors import CheckpointError
-from seq2seq.training.resume import stop_signals_as_interrupt
 from seq2seq.training.run import train
 
 pytestmark = pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}")
@@ -98,7 +98,7 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     assert metrics["bleu"] == pytest.approx(summary["test"]["greedy"]["bleu"])
     for alpha in ("0.6", "1.0"):  # beam runs with other settings keep their own hypotheses and scores
         args = (f"checkpoint={summary['best_checkpoint']}", f"output_dir={tmp_path}", "decode=beam")
-        paths = (f"paths.cache_dir={cache}", f"paths.mirror={MIRROR}")
+        paths = (f"paths.cache_dir={cache}", f"paths.mirror={tutorial_mirror()}")
         run_tool(evaluate, *args, *paths, f"decode.length_penalty={alpha}")
     scored = json.loads((tmp_path / "metrics.json").read_text())
     assert set(scored) == {"best.test.greedy", "best.test.beam5.lp0.6", "best.test.beam5.lp1"}
@@ -120,7 +120,7 @@ def test_validation_scores_are_what_evaluate_gives_on_the_valid_split(cache, tmp
     with (tmp_path / "run" / "logs" / "metrics.csv").open() as log:
         validated = [row for row in csv.DictReader(log) if row["val/chrf"]][-1]
     run_tool(evaluate, f"checkpoint={summary['best_checkpoint']}", "split=valid", f"output_dir={tmp_path}",
-             f"paths.cache_dir={cache}", f"paths.mirror={MIRROR}")  # fmt: skip
+             f"paths.cache_dir={cache}", f"paths.mirror={tutorial_mirror()}")  # fmt: skip
     evaluated = json.loads((tmp_path / "metrics.json").read_text())["best.valid.greedy"]
     assert evaluated["sentences"] > 500 and float(validated["val/chrf"]) > 0  # chrF sees any changed hypothesis
     for metric in ("bleu", "chrf"):  # the logged values are float32
@@ -215,7 +215,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path):
     resumed in this process, as ``resume=last`` finds the run."""
     runs = tmp_path / "runs"
     settings = ["trainer.val_check_interval=10", *BEAM_1, f"data.cache_dir={cache}", f"paths.runs_dir={runs}"]
-    env = {**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)}
+    env = {**os.environ, "SEQ2SEQ_MIRROR": str(tutorial_mirror())}
     process = subprocess.Popen(
         [sys.executable, "-m", "seq2seq.train", *TINY, *settings, "trainer.max_steps=100000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -240,6 +240,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path):
 @pytest.mark.slow
 def test_sigterm_while_training_saves_a_checkpoint_as_ctrl_c_does(cache, tmp_path, capsys):
     """A scheduler's SIGTERM reaches Lightning's own SIGTERM handlers and ours; it saves as Ctrl-C does."""
+
     def interrupted_config(*overrides: str):  # the same callback in both parts: a resumed run keeps its settings
         cfg = config(cache, *BEAM_1, *overrides)
         with open_dict(cfg):

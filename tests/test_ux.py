@@ -18,7 +18,7 @@ from types import ModuleType, SimpleNamespace
 import lightning as L
 import pytest
 import torch
-from helpers.runs import MIRROR, TINY
+from helpers.runs import TINY, tutorial_mirror
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
@@ -117,8 +117,8 @@ def test_threads_sets_torchs_cpu_threads(checkpoint, tmp_path, capsys, torch_thr
 @pytest.mark.slow
 def test_threads_default_leaves_torchs_choice(checkpoint, tmp_path, torch_threads):
     torch.set_num_threads(2)
-    bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=1",
-                                "sentences=2", f"paths.mirror={MIRROR}", f"paths.cache_dir={tmp_path}"))  # fmt: skip
+    bench.bench_decode(composed("bench", f"checkpoint={checkpoint}", "batch_sizes=[4]", "single=1", "sentences=2",
+                                f"paths.mirror={tutorial_mirror()}", f"paths.cache_dir={tmp_path}"))  # fmt: skip
     assert torch.get_num_threads() == 2
 
 
@@ -212,8 +212,9 @@ def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_rea
 ):
     own_logger = tmp_path / "own"
     cfg = composed(
-        "train", *TINY, f"data.mirror={MIRROR}", f"data.cache_dir={corpus_cache}", "data.test_fraction=0.005",
-        "trainer.max_steps=30", "trainer.max_time=null", "trainer.val_check_interval=30", "trainer.limit_val_batches=2",
+        "train", *TINY, f"data.mirror={tutorial_mirror()}", f"data.cache_dir={corpus_cache}",
+        "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.max_time=null", "trainer.val_check_interval=30",
+        "trainer.limit_val_batches=2",
         "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
         f"+trainer.logger={{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {own_logger}, version: ''}}",
     )  # fmt: skip
@@ -330,7 +331,7 @@ def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_
                "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]  # fmt: skip
     with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
         result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
-                                env={**os.environ, "SEQ2SEQ_MIRROR": str(MIRROR)})  # fmt: skip
+                                env={**os.environ, "SEQ2SEQ_MIRROR": str(tutorial_mirror())})  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     out = (tmp_path / "out.txt").read_text()
     assert "\r" not in out and out.startswith("run dir:") and len(out.splitlines()) == 4, out

@@ -13,7 +13,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TextIO
 
-import torch
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
@@ -45,6 +44,8 @@ def progress_bar(progress: str, **bar: Any) -> tqdm:
 def use_threads(threads: int | None) -> None:
     """``threads=N``: torch's intra-op CPU threads; ``null`` leaves torch's own choice."""
     if threads is not None:
+        import torch  # here, not above: train's setting mistakes are reported before torch has loaded
+
         torch.set_num_threads(threads)
 
 
@@ -100,6 +101,27 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM (a scheduler's or ``kill``'s polite stop) and SIGINT both mean Ctrl-C.
+
+    SIGINT is set too because a shell starts background jobs with it ignored, which Python would inherit.
+    """
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_keyboard_interrupt),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def with_schemas(main: Callable[..., Any]) -> Callable[..., Any]:
     """Register the settings' schemas in Hydra's ConfigStore when the command starts, before Hydra composes its
     config (``@with_schemas`` above ``@hydra.main``), rather than as a side effect of importing the library.
@@ -108,7 +130,10 @@ def with_schemas(main: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         register_schemas()
-        return main(*args, **kwargs)
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:  # Hydra's --help, which it prints without calling the command (one_line_errors)
+            exit_for_closed_pipe()
 
     return wrapper
 
@@ -137,8 +162,13 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             print(f"error: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
             sys.exit(128 + signum)
         except BrokenPipeError:
-            # what is still buffered for the closed pipe must not fail again, with a traceback, at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(SIGPIPE_EXIT_STATUS)
+            exit_for_closed_pipe()
 
     return wrapper
+
+
+def exit_for_closed_pipe() -> None:
+    """End quietly with a shell's status for SIGPIPE; what is still buffered for the closed pipe must not fail
+    again, with a traceback, at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(SIGPIPE_EXIT_STATUS)

@@ -11,10 +11,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.commands.common import one_line_errors, with_schemas
-from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
-from seq2seq.training.resume import TRAINING_LOCK, stop_signals_as_interrupt
-from seq2seq.training.run import quiet_library_notices, train
+from seq2seq.commands.common import one_line_errors, stop_signals_as_interrupt, with_schemas
+from seq2seq.resources import CONF_DIR, TRAINING_LOCK, check_recipe, register_recipes
+from seq2seq.settings import TrainingSettings, check_command
 
 
 def remove_if_unused(run_dir: Path) -> bool:
@@ -32,10 +31,13 @@ def remove_if_unused(run_dir: Path) -> bool:
 @one_line_errors
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    quiet_library_notices()
     try:
         with stop_signals_as_interrupt():  # from the start: SIGTERM during the data work must clean up too
             check_recipe()
+            check_command(TrainingSettings, cfg)  # as train() does, but before torch and Lightning load (seconds)
+            from seq2seq.training.run import quiet_library_notices, train
+
+            quiet_library_notices()
             summary = train(cfg, run_dir)
     except KeyboardInterrupt:  # outside trainer.fit, which saves interrupted.ckpt and exits itself
         removed = remove_if_unused(run_dir)

@@ -9,7 +9,6 @@ position in the epoch's batch order (``TranslationData.state_dict``), the epoch 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.data.cache import atomic_write
 from seq2seq.errors import RunBusyError, SettingsError
+from seq2seq.resources import TRAINING_LOCK
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
 MAY_CHANGE_ON_RESUME = (
@@ -117,9 +117,6 @@ def checkpoint_directory(resume_from: str | None, run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-TRAINING_LOCK = ".training.lock"
-
-
 @contextmanager
 def training_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir``'s lock while training into it: a second run resuming it would write the same checkpoints.
@@ -208,27 +205,6 @@ class SaveOnInterrupt(Callback):
         if trainer.is_global_zero:
             message = f"interrupted at step {trainer.global_step}: saved {self.path}"
             print(f"{message}\nresume with: {self.resume_command}", file=sys.stderr)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def stop_signals_as_interrupt() -> Iterator[None]:
-    """While training, SIGTERM (a scheduler's or ``kill``'s polite stop) and SIGINT both mean Ctrl-C.
-
-    SIGINT is set too because a shell starts background jobs with it ignored, which Python would inherit.
-    """
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_keyboard_interrupt),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class SamplerEpoch(Callback):
