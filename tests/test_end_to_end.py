@@ -230,6 +230,7 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(cache, tmp_path):
         process.kill()  # a run that ignored the signal must not train on behind the other tests
     interrupted = next(runs.glob("*/*/checkpoints/interrupted.ckpt"))
     assert "resume with: python -m seq2seq.train" in stderr and f"resume={interrupted.parent.parent}" in stderr
+    assert "weights_only" not in stderr, "no notice from Lightning about how it saved"
     step = torch.load(interrupted, weights_only=True)["global_step"]
     assert step >= 10  # at least one validation (and its last.ckpt) happened before the signal
     resumed = train(config(cache, *settings, f"trainer.max_steps={step + 5}", "resume=last"), tmp_path / "resumed")

@@ -201,7 +201,8 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt):
             return
-        trainer.save_checkpoint(self.path)  # every rank takes part; Lightning writes once
+        # every rank takes part; Lightning writes once; the whole state, said outright (or Lightning logs a notice)
+        trainer.save_checkpoint(self.path, weights_only=False)
         if trainer.is_global_zero:
             message = f"interrupted at step {trainer.global_step}: saved {self.path}"
             print(f"{message}\nresume with: {self.resume_command}", file=sys.stderr)
