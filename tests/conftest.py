@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from helpers.runs import save_tiny_checkpoint
-from helpers.toy import train_reversal
+from helpers.toy import REVERSAL, tiny_model, train_reversal
 
 from seq2seq.settings.presets import register_schemas
 
@@ -23,10 +24,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def reversal_model():
-    """A small model that has learned to reverse sequences (trained once per test session)."""
-    model, _ = train_reversal()
-    return model
+def reversal_model(tmp_path_factory, worker_id):
+    """A small model that has learned to reverse sequences, trained once per test session: under pytest-xdist the
+    first worker to need it trains and saves it, and the others load its weights (pytest-xdist's own recipe)."""
+    if worker_id == "master":  # not distributed: nothing to share
+        return train_reversal()[0]
+    shared = tmp_path_factory.getbasetemp().parent / "reversal-model.pt"  # the workers' common directory
+    with FileLock(f"{shared}.lock"):
+        if not shared.is_file():
+            torch.save(train_reversal()[0].state_dict(), shared)
+        model = tiny_model(**REVERSAL)
+        model.load_state_dict(torch.load(shared, weights_only=True))
+    return model.eval()
 
 
 @pytest.fixture(scope="session")

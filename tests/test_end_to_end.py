@@ -93,7 +93,7 @@ def test_evaluate_cli_prints_scores_with_signatures(run, cache, tmp_path):
     assert "BLEU" in result.stdout and "nrefs:1|case:mixed" in result.stdout and "chrF" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())["best.test.greedy"]
     hypotheses = (tmp_path / "best.test.greedy.hyp").read_text().splitlines()
-    assert len(hypotheses) == metrics["sentences"] > 100
+    assert len(hypotheses) == metrics["sentences"] > 50
     # evaluate and the end-of-training test score the same checkpoint the same way
     assert metrics["bleu"] == pytest.approx(summary["test"]["greedy"]["bleu"])
     for alpha in ("0.6", "1.0"):  # beam runs with other settings keep their own hypotheses and scores

@@ -193,7 +193,7 @@ class Settings:
     def overrides(self) -> list[str]:
         trainer = [f"trainer.{key}={'null' if value is None else value}" for key, value in asdict(self).items()]
         kept = [o for o in TINY if not o.startswith(tuple(f"trainer.{key}" for key in asdict(self)))]
-        data = ["data.max_tokens=7", "data.batch_tokens=400", "data.test_fraction=0.005"]
+        data = ["data.max_tokens=7", "data.batch_tokens=400"]
         return [*kept, *data, *trainer, "trainer.max_time=null", "trainer.max_epochs=-1", "patience=1000"]
 
 

@@ -212,9 +212,8 @@ def test_user_callbacks_and_loggers_are_added_to_the_runs_own_and_throughput_rea
 ):
     own_logger = tmp_path / "own"
     cfg = composed(
-        "train", *TINY, f"data.mirror={tutorial_mirror()}", f"data.cache_dir={corpus_cache}",
-        "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.max_time=null", "trainer.val_check_interval=30",
-        "trainer.limit_val_batches=2",
+        "train", *TINY, f"data.mirror={tutorial_mirror()}", f"data.cache_dir={corpus_cache}", "trainer.max_steps=30",
+        "trainer.max_time=null", "trainer.val_check_interval=30", "trainer.limit_val_batches=2",
         "+trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
         f"+trainer.logger={{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: {own_logger}, version: ''}}",
     )  # fmt: skip
@@ -327,7 +326,7 @@ def test_training_into_a_file_logs_a_line_per_validation_on_stderr_and_only_the_
 ):
     overrides = [o for o in TINY if "enable_progress_bar" not in o and "max_steps" not in o]
     command = [sys.executable, "-m", "seq2seq.train", *overrides, "data.max_tokens=7", "data.batch_tokens=400",
-               "data.test_fraction=0.005", "trainer.max_steps=30", "trainer.val_check_interval=1.0",
+               "trainer.max_steps=30", "trainer.val_check_interval=1.0",
                "test_decode.beam_size=1", f"data.cache_dir={corpus_cache}", f"paths.runs_dir={tmp_path}"]  # fmt: skip
     with (tmp_path / "out.txt").open("w") as stdout:  # not a terminal
         result = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=600,
@@ -441,6 +440,21 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
 # --------------------------------------------------------------------------- help, extras
 
 
+@pytest.fixture
+def logging_kept():
+    """Hydra sets up logging whenever a command starts, ``--help`` too, with handlers on this test's captured standard
+    error, which is closed after it: put the root logger's handlers and level, and each logger's state, back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: (logger.disabled, logger.level) for name, logger in logging.root.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger)}  # fmt: skip
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, (disabled, level) in loggers.items():
+        logging.getLogger(name).disabled, logging.getLogger(name).level = disabled, level
+
+
 @pytest.mark.parametrize(
     ("tool", "purpose", "example"),
     [
@@ -456,8 +470,8 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
         (serve, "an HTTP translation server", "python -m seq2seq.serve checkpoint=PATH"),
     ],
 )
-def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, monkeypatch, tool: ModuleType,
-                                                                       purpose, example):  # fmt: skip
+def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, monkeypatch, logging_kept,
+                                                                       tool: ModuleType, purpose, example):  # fmt: skip
     name = tool.__name__.rsplit(".", 1)[1]
     monkeypatch.setattr(sys, "argv", [f"seq2seq-{name}", "--help"])
     with pytest.raises(SystemExit) as exit:

@@ -73,17 +73,13 @@ def reversal_batch(batch_size: int, generator: torch.Generator, min_len: int = 2
     return source, lengths, target
 
 
+# the reversal model's shape: a bidirectional encoder whose h_n starts a decoder fed that context at every step
+REVERSAL = dict(embedding_dim=32, hidden_size=64, bidirectional=True, context="h_n", bridge="concat", feed_context=True)
+
+
 def train_reversal(steps: int = 400, seed: int = 0, **model_kwargs) -> tuple[Seq2Seq, list[float]]:
     torch.manual_seed(seed)
-    settings = dict(
-        embedding_dim=32,
-        hidden_size=64,
-        bidirectional=True,
-        context="h_n",
-        bridge="concat",
-        feed_context=True,
-    )
-    model = tiny_model(**{**settings, **model_kwargs})
+    model = tiny_model(**{**REVERSAL, **model_kwargs})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     losses = []
