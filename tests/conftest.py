@@ -53,7 +53,9 @@ def torch_threads():
 
 
 @pytest.fixture(scope="session")
-def corpus_cache(tmp_path_factory) -> Path:
-    """One cache for every training on the real corpus's slice: runs of the same data settings prepare it once (the
-    cache keys tokenizers and encoded splits by their settings, so other settings keep apart)."""
-    return tmp_path_factory.mktemp("corpus-cache")
+def corpus_cache(tmp_path_factory, worker_id) -> Path:
+    """One cache for every training on the real corpus's slice, shared by the xdist workers as runs share a user's
+    cache: runs of the same data settings prepare it once (the cache keys tokenizers and encoded splits by their
+    settings, so other settings keep apart, and locks what it builds, so concurrent runs wait for one another)."""
+    root = tmp_path_factory.getbasetemp()
+    return (root if worker_id == "master" else root.parent) / "corpus-cache"

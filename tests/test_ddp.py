@@ -16,7 +16,7 @@ pytestmark = [
     pytest.mark.skipif(not (MIRROR / "fra-eng.zip").is_file(), reason=f"no corpus mirror at {MIRROR}"),
 ]
 
-STEPS, EVERY = 40, 20
+STEPS, EVERY = 20, 10
 DDP = [
     *(o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval", "trainer.limit_val"))),
     "trainer=ddp",
