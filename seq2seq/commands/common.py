@@ -92,17 +92,13 @@ def start_decoding_command(cfg: Any, settings: type[CommandSettings]) -> None:
     check_command(settings, cfg)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def stop_on_sigterm() -> None:
     """Make SIGTERM interrupt as Ctrl-C does, so that the same ``finally`` clauses remove what is half written."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @contextmanager
@@ -112,7 +108,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
     SIGINT is set too because a shell starts background jobs with it ignored, which Python would inherit.
     """
     previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_keyboard_interrupt),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt),
         signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
     }
     try:
