@@ -29,7 +29,7 @@ from tqdm import tqdm
 import seq2seq.__main__ as umbrella
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.commands import average, bench, compare, evaluate, export, probe, serve, train, translate
+from seq2seq.commands import average, bench, common, compare, evaluate, export, probe, serve, train, translate
 from seq2seq.commands import score as score_command
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
@@ -481,6 +481,25 @@ def test_help_says_what_each_command_does_its_main_keys_and_an_example(capsys, m
     assert help_text.startswith(f"seq2seq-{name} (python -m seq2seq.{name}): {purpose}")
     assert "\nusage: python -m seq2seq." in help_text and "\nmain keys:\n" in help_text
     assert "\nexample" in help_text and example in help_text
+
+
+def test_help_printed_without_hydra_is_what_hydra_prints_and_the_trains_lists_the_recipes(capsys, monkeypatch,
+                                                                                         logging_kept):  # fmt: skip
+    """Every command but train prints its help template itself (Hydra first lists every config group, ~2 s); it
+    must be Hydra's text exactly. Train's help shows the config groups (the recipes), so Hydra prints it."""
+
+    def help_of(tool: ModuleType) -> str:
+        monkeypatch.setattr(sys, "argv", ["seq2seq", "--help"])
+        with pytest.raises(SystemExit) as exit:
+            tool.main()
+        assert exit.value.code == 0
+        return capsys.readouterr().out
+
+    ours = help_of(evaluate)
+    monkeypatch.setattr(common, "plain_help", lambda config_name: None)  # Hydra's own --help
+    assert help_of(evaluate) == ours
+    assert common.plain_help("train") is None
+    assert re.search(r"\nrecipe: .*\bfra-eng-small-attn\b", help_of(train))  # Hydra's list of the group's options
 
 
 def test_plotting_without_matplotlib_says_how_to_install_it(monkeypatch):

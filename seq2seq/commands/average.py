@@ -11,15 +11,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import STEP_PREFIX, load_checkpoint, write_export
-from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm
+from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm
 from seq2seq.core.translator import TranslationModel
 from seq2seq.errors import CheckpointError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import AverageSettings, check_command
 
 log = logging.getLogger(__name__)
@@ -58,8 +56,7 @@ def average_checkpoints(paths: Sequence[Path]) -> TranslationModel:
     return first
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="average")
-@one_line_errors
+@command("average")
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()

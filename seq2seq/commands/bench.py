@@ -12,17 +12,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_models
-from seq2seq.commands.common import log_to_stderr, one_line_errors, use_threads, with_schemas
+from seq2seq.commands.common import command, log_to_stderr, use_threads
 from seq2seq.core.flops import bf16_matmul, matmul_rate, model_shapes
 from seq2seq.core.translator import TranslationModel, Translator, pick_device
 from seq2seq.data.prepare import corpus_split
 from seq2seq.metrics import corpus_scores, timed_scoring, timed_translation
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import (
     PRECISIONS,
     BenchSettings,
@@ -131,9 +129,7 @@ def bench_decode(cfg: DictConfig) -> list[Measurement]:
     return measurements
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
-@one_line_errors
+@command("bench")
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     bench_decode(cfg)

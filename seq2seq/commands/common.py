@@ -13,11 +13,14 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TextIO
 
+import hydra
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write
 from seq2seq.errors import Interrupted, PathError, UserError
+from seq2seq.resources import CONF_DIR
 from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
 
@@ -118,20 +121,40 @@ def stop_signals_as_interrupt() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def with_schemas(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Register the settings' schemas in Hydra's ConfigStore when the command starts, before Hydra composes its
-    config (``@with_schemas`` above ``@hydra.main``), rather than as a side effect of importing the library.
-    """
+HELP_FLAGS = {"--help", "-h"}
 
-    @wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        register_schemas()
-        try:
-            return main(*args, **kwargs)
-        except BrokenPipeError:  # Hydra's --help, which it prints without calling the command (one_line_errors)
-            exit_for_closed_pipe()
 
-    return wrapper
+def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """A command's entry point: Hydra composes ``conf/CONFIG_NAME.yaml`` (the settings' schemas registered when the
+    command starts, not on import), the command's mistakes are one line (``one_line_errors``), and ``--help``
+    into a closed pipe ends quietly. A help template that shows none of Hydra's ``$`` fields is printed as it is:
+    Hydra's ``--help`` lists every config group first, whether shown or not (about 2 s)."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
+        hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+        composed = hydra_main(one_line_errors(task))
+
+        @wraps(task)
+        def main(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if not args and HELP_FLAGS & set(sys.argv[1:]) and (template := plain_help(config_name)):
+                    print(template)
+                    sys.exit(0)
+                register_schemas()
+                return composed(*args, **kwargs)
+            except BrokenPipeError:  # the help, printed outside the command's own handling (one_line_errors)
+                exit_for_closed_pipe()
+
+        return main
+
+    return decorate
+
+
+def plain_help(config_name: str) -> str | None:
+    """The command's help template when Hydra would print it unchanged (it names none of Hydra's ``$`` fields)."""
+    config = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR, f"{config_name}.yaml")))  # as written, unresolved
+    template = config.get("hydra", {}).get("help", {}).get("template")
+    return None if template is None or "$" in template else template
 
 
 def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:

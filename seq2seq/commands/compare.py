@@ -15,12 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.commands.common import one_line_errors
+from seq2seq.commands.common import command
 from seq2seq.plotting import pyplot
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import CompareSettings, check_command
 
 # seeds are averaged over; the rest are names, places and bookkeeping, not settings
@@ -150,8 +148,7 @@ def compare(sweep_dir: Path) -> str:
     return table
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
-@one_line_errors
+@command("compare")
 def main(cfg: DictConfig) -> None:
     check_command(CompareSettings, cfg)
     print(compare(Path(cfg.sweep)))

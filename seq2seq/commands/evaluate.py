@@ -11,16 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_models, members
 from seq2seq.commands.common import (
-    one_line_errors,
+    command,
     progress_bar,
     start_decoding_command,
     use_threads,
-    with_schemas,
     writing,
 )
 from seq2seq.core.translator import TranslationModel, Translator, pick_device
@@ -30,7 +28,6 @@ from seq2seq.data.prepare import corpus_split
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CorpusError, PathError
 from seq2seq.metrics import score
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import EvaluateSettings
 from seq2seq.vocab import UNK
 
@@ -154,9 +151,7 @@ def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:
     return stem
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
-@one_line_errors
+@command("evaluate")
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, EvaluateSettings)
     check_input(cfg.input)

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_checkpoint, write_export
-from seq2seq.commands.common import log_to_stderr, one_line_errors, stop_on_sigterm
-from seq2seq.resources import CONF_DIR
+from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm
 from seq2seq.settings import ExportSettings, check_command
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
-@one_line_errors
+@command("export")
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_checkpoint, model_settings
-from seq2seq.commands.common import log_to_stderr, one_line_errors, with_schemas
+from seq2seq.commands.common import command, log_to_stderr
 from seq2seq.core.encoder import Encoder
 from seq2seq.core.handoff import Handoff, final_states
 from seq2seq.core.model import Seq2Seq
 from seq2seq.data.prepare import corpus_split, prepare
 from seq2seq.ragged import Ragged
-from seq2seq.resources import CONF_DIR, check_recipe, register_recipes
+from seq2seq.resources import check_recipe, register_recipes
 from seq2seq.settings import BRIDGES, MODES, ModelSettings, ProbeSettings, check_command, read
 
 VERDICTS = ("exact", "float noise", "wrong")
@@ -101,9 +100,7 @@ def format_rows(rows: list[ProbeRow], lengths: list[int]) -> str:
     return "\n".join(lines)
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")
-@one_line_errors
+@command("probe")
 def main(cfg: DictConfig) -> None:
     log_to_stderr()
     check_command(ProbeSettings, cfg)

@@ -11,22 +11,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seq2seq.checkpoint import load_models
 from seq2seq.commands.common import (
-    one_line_errors,
+    command,
     start_decoding_command,
     use_threads,
-    with_schemas,
     write_whole,
 )
 from seq2seq.commands.translate import UTF8_MAX_BYTES, check_files, decode_lines, file_progress, line_batches
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Scored, Translator, pick_device
 from seq2seq.errors import CorpusError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ScoreSettings
 
 log = logging.getLogger(__name__)
@@ -98,9 +95,7 @@ def score_stream(
     return count
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="score")
-@one_line_errors
+@command("score")
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, ScoreSettings)
     check_files(cfg, ("input", "source", "target"), "one pair (input) or one sentence (source, target) per line")

@@ -9,14 +9,12 @@ from collections.abc import Callable
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_models
-from seq2seq.commands.common import one_line_errors, start_decoding_command, use_threads, with_schemas
+from seq2seq.commands.common import command, start_decoding_command, use_threads
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.errors import UserError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -48,9 +46,7 @@ def drained(signum: int, frame: Any) -> None:
     log.info("%s: every request in flight answered; exiting", signal.Signals(signum).name)
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
-@one_line_errors
+@command("serve")
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, ServeSettings)  # SIGTERM as Ctrl-C while the model loads; uvicorn drains from then on
     create_app, run = server_parts()

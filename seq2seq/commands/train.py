@@ -7,12 +7,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.commands.common import one_line_errors, stop_signals_as_interrupt, with_schemas
-from seq2seq.resources import CONF_DIR, TRAINING_LOCK, check_recipe, register_recipes
+from seq2seq.commands.common import command, stop_signals_as_interrupt
+from seq2seq.resources import TRAINING_LOCK, check_recipe, register_recipes
 from seq2seq.settings import TrainingSettings, check_command
 
 
@@ -26,9 +25,7 @@ def remove_if_unused(run_dir: Path) -> bool:
     return False
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-@one_line_errors
+@command("train")
 def main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

@@ -11,23 +11,20 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seq2seq.checkpoint import load_models, model_files
 from seq2seq.commands.common import (
-    one_line_errors,
+    command,
     progress_bar,
     start_decoding_command,
     use_threads,
-    with_schemas,
     write_whole,
 )
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
 from seq2seq.errors import PathError, SettingsError
 from seq2seq.heatmap import save_heatmap
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import TranslateSettings
 
 log = logging.getLogger(__name__)
@@ -170,9 +167,7 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
         raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
 
 
-@with_schemas
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="translate")
-@one_line_errors
+@command("translate")
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, TranslateSettings)
     check_files(cfg)
