@@ -15,21 +15,19 @@ import resource
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from seq2seq.commands.common import log_to_stderr, one_line_errors
 from seq2seq.data import corpus
 from seq2seq.data.prepare import prepare
-from seq2seq.resources import CONF_DIR
+from seq2seq.settings.presets import composed
 
 EVALUATION_PAIRS = 2_000  # pairs in dev.tsv and in test.tsv
 FILES = {"train": "train.tsv", "valid": "dev.tsv", "test": "test.tsv"}
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return composed("train", *overrides)
 
 
 def make(out_dir: Path, pairs: int) -> None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
@@ -35,8 +34,9 @@ from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import load_splits, prepare
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import corpus_scores, timed_translation
-from seq2seq.resources import CONF_DIR, register_recipes, resource_dir
+from seq2seq.resources import resource_dir
 from seq2seq.settings import decoder_hidden_size
+from seq2seq.settings.presets import composed
 from seq2seq.training.run import hardware
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,7 @@ def our_overrides(options: DictConfig) -> list[str]:
 
 def searches() -> DictConfig:
     """What ``python -m seq2seq.bench`` times: greedy, and ``decode=beam`` (beam 5, length penalty 1)."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("bench").searches
+    return composed("bench").searches
 
 
 FIGURE_KEYS = {"greedy": "greedy", "beam": "beam5"}  # a search's name → its key among the figures
@@ -197,9 +196,7 @@ FIGURE_KEYS = {"greedy": "greedy", "beam": "beam5"}  # a search's name → its k
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """Our training config as ``seq2seq.train`` will see it with these overrides."""
-    register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return composed("train", *overrides)
 
 
 def write_corpus(data_cfg: DictConfig, directory: Path, sentences: int | None) -> list[tuple[str, str]]:

@@ -198,16 +198,11 @@ def decoder_ceiling(texts: list[str], checkpoint: str, batch: int, seconds: floa
 
 def test_sources(checkpoint: str) -> list[str]:
     """The checkpoint's test split's source sentences, found as ``bench`` finds them (its ``paths``)."""
-    from hydra import compose, initialize_config_dir
-
     from seq2seq.checkpoint import load_checkpoint
     from seq2seq.data.prepare import corpus_split
-    from seq2seq.resources import CONF_DIR
-    from seq2seq.settings.presets import register_schemas
+    from seq2seq.settings.presets import composed
 
-    register_schemas()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        paths = compose("bench", overrides=[f"checkpoint={checkpoint}"]).paths
+    paths = composed("bench", f"checkpoint={checkpoint}").paths
     return [source for source, _ in corpus_split(load_checkpoint(checkpoint), "test", paths)]
 
 

@@ -15,14 +15,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seq2seq.core.model import Seq2Seq
 from seq2seq.data.batches import TranslationData
-from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import ModelSettings, read
-from seq2seq.settings.presets import register_schemas
+from seq2seq.settings.presets import composed
 from seq2seq.vocab import PAD
 
 
@@ -80,10 +78,7 @@ def a_b(model: Seq2Seq, batches: list) -> tuple[list[float], float, float]:
 
 def main(recipe: str, count: int = 20, threads: int = 1) -> None:
     torch.set_num_threads(threads)
-    register_recipes()
-    register_schemas()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"recipe={recipe}"])
+    cfg = composed("train", f"recipe={recipe}")
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
     start = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -26,14 +27,15 @@ def resource_dir(name: str) -> Path:
 CONF_DIR = str(resource_dir("conf"))
 
 
-def register_recipes() -> list[str]:
+@functools.cache  # once a process: Hydra's ConfigStore keeps them, and reading the YAML costs every compose ~50 ms
+def register_recipes() -> tuple[str, ...]:
     """Make each ``recipes/NAME.yaml`` selectable as ``recipe=NAME`` (a global-package config group)."""
     store = ConfigStore.instance()
     names = []
     for path in sorted(resource_dir("recipes").glob("*.yaml")):
         store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
         names.append(path.stem)
-    return names
+    return tuple(names)
 
 
 def check_recipe() -> None:

@@ -1,6 +1,8 @@
 """The peer benchmark's pieces that need neither JoeyNMT nor the corpus: its config, log parsing, figures."""
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -105,3 +107,15 @@ def test_run_measures_each_childs_own_peak_memory(tmp_path):
     assert small.output == "hello\n" and (tmp_path / "b").read_text() == "hello\n"
     with pytest.raises(RuntimeError, match="failed"):
         run([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "c", env)
+
+
+@pytest.mark.slow
+def test_each_bench_tool_composes_its_config_in_an_interpreter_of_its_own():
+    """The tests' conftest registers the settings' schemas for every test; a tool run alone has only its own code
+    (peer.py once failed there with "Could not load 'decode/schema'")."""
+    compose_each = ("import big_corpus, peer, train_step; peer.compose_config([]); peer.searches(); "
+                    "big_corpus.compose_config([]); print('composed')")  # fmt: skip
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    result = subprocess.run([sys.executable, "-c", compose_each], cwd=bench, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "composed\n"), result.stderr[-2000:]

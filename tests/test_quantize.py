@@ -8,7 +8,6 @@ import pytest
 import torch
 from helpers.runs import SENTENCES
 from helpers.toy import KINDS, beam_search, greedy_search, reversal_batch, tiny_model
-from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_nn
 
@@ -20,16 +19,11 @@ from seq2seq.core import translator
 from seq2seq.core.quantize import quantize_int8
 from seq2seq.core.translator import pick_device
 from seq2seq.errors import SettingsError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import PRECISIONS
+from seq2seq.settings.presets import composed
 
 CPU = torch.device("cpu")
 PRECISIONS_ALLOWED = "a non-empty list of distinct precisions from ('fp32', 'int8')"
-
-
-def composed(command: str, *overrides: str):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose(command, overrides=list(overrides))
 
 
 def layer_types(model: nn.Module) -> set[type]:

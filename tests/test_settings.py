@@ -38,6 +38,7 @@ from seq2seq.settings import (
     read,
     with_defaults,
 )
+from seq2seq.settings.presets import composed
 from seq2seq.training import run
 
 CONF = Path(CONF_DIR)
@@ -116,13 +117,6 @@ COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: 
 def test_every_command_has_a_class_of_its_own_keys_and_every_class_is_a_commands():
     assert list(COMMAND_SETTINGS) == list(umbrella.COMMANDS)  # in the order seq2seq lists them
     assert sorted(COMMAND_SETTINGS) == COMMANDS
-
-
-def composed(command: str, *overrides: str, with_hydra: bool = False) -> DictConfig:
-    """A command's config as Hydra composes it for ``python -m seq2seq.COMMAND OVERRIDES`` (and Hydra's own)."""
-    register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose(command, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def top_level(group: str) -> str:

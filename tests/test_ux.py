@@ -19,7 +19,6 @@ import lightning as L
 import pytest
 import torch
 from helpers.runs import TINY, tutorial_mirror
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -36,17 +35,12 @@ from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import TrainingSettings, check_command
+from seq2seq.settings.presets import composed
 from seq2seq.training import run
 from seq2seq.training.monitor import ProjectedTime, duration
 
 SOURCES = "Je suis content.\nIl fait froid.\nElle est grande.\n"
 BAR = re.compile(r"\d+%\|")  # tqdm's "100%|█████|"
-
-
-def composed(command: str, *overrides: str):
-    register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose(command, overrides=list(overrides))
 
 
 # --------------------------------------------------------------------------- progress bars, threads

@@ -5,6 +5,7 @@ the settings, never loads Hydra.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,26 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.errors import SettingsError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings.decode import DecodeSettings
 from seq2seq.settings.serve import Limits
 
 
+@functools.cache  # once a process: Hydra's ConfigStore keeps them
 def register_schemas() -> None:
     """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend, and ``limits/schema``
     (``Limits``) what ``conf/serve.yaml`` starts from: before Hydra composes them."""
     ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)
     ConfigStore.instance().store(group="limits", name="schema", node=Limits)
+
+
+def composed(config_name: str, *overrides: str, with_hydra: bool = False) -> DictConfig:
+    """``conf/CONFIG_NAME.yaml`` as ``python -m seq2seq.CONFIG_NAME OVERRIDES`` composes it (the schemas and
+    recipes registered as the command registers them), for tools and tests that compose without the command."""
+    register_schemas()
+    register_recipes()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:

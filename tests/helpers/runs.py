@@ -17,13 +17,12 @@ from unittest import mock
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data import corpus
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.settings.presets import composed
 from seq2seq.training.task import TranslationTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,13 +66,8 @@ TINY = [
 ]
 
 
-def config(cache: Path, *overrides: str):
-    register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train", overrides=[*TINY, f"data.mirror={tutorial_mirror()}", f"data.cache_dir={cache}", *overrides]
-        )
-    return cfg
+def config(cache: Path, *overrides: str) -> DictConfig:
+    return composed("train", *TINY, f"data.mirror={tutorial_mirror()}", f"data.cache_dir={cache}", *overrides)
 
 
 def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> subprocess.CompletedProcess:
@@ -86,8 +80,7 @@ def cli(module: str, *args: str, stdin: str = "", cache: Path | None = None) -> 
 
 
 def small_config(**overrides) -> dict:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0"])
+    cfg = composed("train", "model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0")
     return OmegaConf.to_container(OmegaConf.merge(cfg, overrides), resolve=True)
 
 
@@ -105,8 +98,7 @@ class SignalAt(Callback):
 
 def fails_with_one_line(capsys, tool: ModuleType, *overrides: str) -> str:
     """Run a tool's ``main`` in this process, as its command line would with these overrides; its one error line."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    cfg = composed(tool.__name__.rsplit(".", 1)[1], *overrides)
     with pytest.raises(SystemExit) as exit:
         tool.main(cfg)
     out, err = capsys.readouterr()
@@ -119,8 +111,7 @@ def run_tool(tool: ModuleType, *overrides: str, stdin: str | bytes = "") -> None
     """Run a tool's ``main`` in this process as its command line would, ``stdin`` its standard input (a pipe, as a
     shell's): what it prints is the test's to read (``capsys``). One subprocess test per command keeps the command
     line itself tested."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(tool.__name__.rsplit(".", 1)[1], overrides=list(overrides))
+    cfg = composed(tool.__name__.rsplit(".", 1)[1], *overrides)
     read, write = os.pipe()
     os.write(write, stdin if isinstance(stdin, bytes) else stdin.encode())  # a few lines: a pipe holds 64 KiB
     os.close(write)
@@ -131,8 +122,7 @@ def run_tool(tool: ModuleType, *overrides: str, stdin: str | bytes = "") -> None
 def save_tiny_checkpoint(path: Path, *overrides: str) -> Path:
     """An untrained tiny model with real tokenizers (``overrides`` of the train config), saved as training saves it."""
     overrides = ["model.embedding_dim=8", "model.encoder.hidden_size=8", f"data.max_tokens={MAX_TOKENS}", *overrides]
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = composed("train", *overrides)
     tokenizer = Tokenizer(train_tokenizer(SENTENCES, vocab_size=40))
     torch.manual_seed(0)
     task = TranslationTask(OmegaConf.to_container(cfg, resolve=True), tokenizer, tokenizer)
