@@ -15,9 +15,8 @@ from seq2seq import DecodeSettings, Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
 from seq2seq.errors import DecodeError, SettingsError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import read
-from seq2seq.settings.presets import decode_preset
+from seq2seq.settings.presets import composed, decode_preset
 from seq2seq.vocab import EOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +25,7 @@ README_CHECKPOINT = '"runs/fra-eng/RUN/checkpoints/best.ckpt"'  # the README exa
 
 def command_line_decode(*overrides: str):
     """The ``decode`` group as ``python -m seq2seq.translate`` composes it."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("translate", overrides=list(overrides)).decode
+    return composed("translate", *overrides).decode
 
 
 def test_translate_gives_one_string_per_sentence_the_best_of_translate_n_best(checkpoint):
@@ -101,8 +99,7 @@ def test_a_beam_setting_under_greedy_search_is_refused_naming_the_fix(checkpoint
 
 
 def test_the_command_line_refuses_a_beam_setting_under_greedy_before_reading_the_checkpoint(tmp_path, capsys):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("translate", overrides=[f"checkpoint={tmp_path / 'missing.ckpt'}", "decode.beam_size=5"])
+    cfg = composed("translate", f"checkpoint={tmp_path / 'missing.ckpt'}", "decode.beam_size=5")
     with pytest.raises(SystemExit) as exit:
         translate.main(cfg)
     assert exit.value.code == 1

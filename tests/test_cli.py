@@ -33,12 +33,12 @@ from seq2seq.data import cache
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.resources import CONF_DIR
+from seq2seq.settings.presets import composed
 from seq2seq.training.run import train
 
 
 def train_config(*overrides: str):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return composed("train", *overrides)
 
 
 # --------------------------------------------------------------------------- translate: input and output files

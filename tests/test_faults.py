@@ -31,6 +31,7 @@ from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, RunBusyError, SettingsError
 from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.settings.presets import composed
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
@@ -505,8 +506,7 @@ def test_config_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, overri
     monkeypatch.delenv("SEQ2SEQ_MIRROR", raising=False)  # any data work would fail loudly
     overrides = [override, *extra, f"data.cache_dir={tmp_path}", "data.url=http://127.0.0.1:1/fra-eng.zip"]
     with pytest.raises((SettingsError, ConfigCompositionException)) as raised:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, f"paths.runs_dir={tmp_path / 'runs'}"])
+        cfg = composed("train", *overrides, f"paths.runs_dir={tmp_path / 'runs'}")
         train(cfg, tmp_path / "runs" / "run")
     error = f"{raised.value} {raised.value.__cause__ or ''}"
     assert message in error and "fra-eng.zip" not in error

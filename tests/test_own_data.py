@@ -33,6 +33,7 @@ from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, CorpusError, SettingsError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import TrainingSettings, check_command
+from seq2seq.settings.presets import composed
 from seq2seq.training.run import train
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -63,8 +64,7 @@ def write_aligned(directory: Path, name: str, pairs: list[tuple[str, str]]) -> t
 
 
 def data_config(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"data.cache_dir={tmp_path / 'cache'}", *overrides])
+    cfg = composed("train", f"data.cache_dir={tmp_path / 'cache'}", *overrides)
     check_command(TrainingSettings, cfg)
     return cfg.data
 

@@ -13,7 +13,6 @@ import sentencepiece as spm
 import torch
 from helpers.corpus import data_cfg, write_mirror
 from helpers.runs import small_config
-from hydra import compose, initialize_config_dir
 
 from seq2seq.data.batches import SplitDataset, TokenBucketSampler, TranslationData
 from seq2seq.data.prepare import prepare
@@ -21,8 +20,8 @@ from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import SettingsError
 from seq2seq.metrics import corpus_scores
 from seq2seq.ragged import Ragged
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import check_data
+from seq2seq.settings.presets import composed
 from seq2seq.training.task import TranslationTask
 
 WORDS = [
@@ -106,8 +105,7 @@ def loader_of_epoch(data: TranslationData, epoch: int):
 def test_sampling_settings_that_sentencepiece_refuses_or_ignores_are_refused_in_one_line_naming_the_key(
     overrides, message
 ):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["paths.mirror=null", *overrides])
+    cfg = composed("train", "paths.mirror=null", *overrides)
     with pytest.raises(SettingsError) as error:
         check_data(cfg.data)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
@@ -123,8 +121,7 @@ def test_sampling_settings_that_sentencepiece_refuses_or_ignores_are_refused_in_
     ],
 )
 def test_sampling_settings_sentencepiece_acts_on_are_accepted(overrides):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["paths.mirror=null", *overrides])
+    cfg = composed("train", "paths.mirror=null", *overrides)
     assert check_data(cfg.data).sampling.alpha == cfg.data.sampling.alpha
 
 

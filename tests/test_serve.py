@@ -5,11 +5,13 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from helpers.runs import SENTENCES, save_tiny_checkpoint
-from hydra import compose, initialize_config_dir
 from serve_load import load, start_server
 
 from seq2seq.api import Translator
@@ -30,10 +31,9 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.serve import server_parts
 from seq2seq.core import translator as core
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.resources import CONF_DIR
 from seq2seq.serving import create_app
 from seq2seq.settings import Limits, ServeSettings, check_command
-from seq2seq.settings.presets import decode_preset
+from seq2seq.settings.presets import composed, decode_preset
 
 PAIR = {"source": "fr", "target": "en"}
 TEXTS = ["Je suis content.", "Il fait froid.", "Nous sommes en retard."]
@@ -449,9 +449,10 @@ def chromium_page(tmp_path: Path) -> Iterator[DevTools]:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it): no page test")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"]
     log = tmp_path / "chromium.log"  # a file, not a pipe: a full pipe would stop the browser
+    own_tmp = tempfile.mkdtemp(prefix="chromium-")  # its singleton socket's; a test's tmp_path is too long for one
     with log.open("w") as stderr:
         browser = subprocess.Popen([binary, *flags, f"--user-data-dir={tmp_path / 'profile'}", "about:blank"],
-                                   stderr=stderr)  # fmt: skip
+                                   stderr=stderr, env={**os.environ, "TMPDIR": own_tmp})  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not (match := re.search(r"ws://[\d.]+:(\d+)/", log.read_text())):
@@ -464,6 +465,7 @@ def chromium_page(tmp_path: Path) -> Iterator[DevTools]:
     finally:
         browser.kill()
         browser.wait()
+        shutil.rmtree(own_tmp)
 
 
 @pytest.mark.slow
@@ -509,8 +511,7 @@ NON_WHITE_PIXELS = """(() => {
     ],
 )
 def test_serve_settings_out_of_range_are_refused_in_one_line_before_loading(checkpoint, override, error):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("serve", overrides=[f"checkpoint={checkpoint}", override])
+    cfg = composed("serve", f"checkpoint={checkpoint}", override)
     with pytest.raises(SettingsError, match=re.escape(error)):
         check_command(ServeSettings, cfg)
 

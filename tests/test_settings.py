@@ -46,8 +46,7 @@ INVALID = ("no such value", -1)  # every rule refuses one of these
 
 
 def train_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=["paths.mirror=null", *overrides])
+    return composed("train", "paths.mirror=null", *overrides)
 
 
 @functools.cache
@@ -149,8 +148,7 @@ def test_a_key_that_several_commands_share_is_checked_by_one_rule_never_a_copy(n
 def hydra_settings(command: str) -> dict:
     """What Hydra itself reads of a command's composed config (unresolved: ``${now:...}`` stays as written)."""
     register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        hydra = compose(command, return_hydra_config=True).hydra
+    hydra = composed(command, with_hydra=True).hydra
     return OmegaConf.to_container(hydra, resolve=False)
 
 
@@ -464,8 +462,7 @@ def test_a_users_mistake_is_one_line_and_exit_status_1(capsys, monkeypatch):
 
 def test_a_required_key_not_given_is_one_line_naming_it(capsys, monkeypatch):
     monkeypatch.delenv("SEQ2SEQ_DEBUG", raising=False)
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("translate")
+    cfg = composed("translate")
     with pytest.raises(SystemExit):
         one_line_errors(lambda: cfg.checkpoint)()
     assert capsys.readouterr().err == "error: checkpoint is required: give checkpoint=... (see --help)\n"

@@ -8,7 +8,6 @@ import re
 import pytest
 import torch
 from helpers.runs import SENTENCES, save_tiny_checkpoint
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seq2seq import DecodeSettings
@@ -20,8 +19,8 @@ from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, DecodeError
-from seq2seq.resources import CONF_DIR
 from seq2seq.settings import ModelSettings, read
+from seq2seq.settings.presets import composed
 
 CPU, META = torch.device("cpu"), torch.device("meta")  # meta: a second device on any machine
 
@@ -43,8 +42,7 @@ def tokenizer(sentences) -> Tokenizer:
 def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
     """An untrained small model (its outputs are arbitrary, but deterministic) behind a real Translator."""
     small = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0", "decode.max_length=8"]
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*small, *overrides])
+    cfg = composed("train", *small, *overrides)
     model = Seq2Seq(read(ModelSettings, cfg.model, "model"), len(tokenizer), len(tokenizer)).eval()
     return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
@@ -144,8 +142,7 @@ def test_weights_holding_nan_are_refused_in_one_line_before_decoding(diverged, d
 
 
 def test_translate_with_nan_weights_is_one_line(diverged, capsys):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("translate", overrides=[f"checkpoint={diverged}", "decode=beam"])
+    cfg = composed("translate", f"checkpoint={diverged}", "decode=beam")
     with pytest.raises(SystemExit) as exit:
         translate.main(cfg)
     assert exit.value.code == 1
