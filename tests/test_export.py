@@ -20,11 +20,11 @@ from helpers.runs import SENTENCES, cli, run_tool
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
-from seq2seq.commands import evaluate, translate
+from seq2seq.commands import average, evaluate, translate
 from seq2seq.commands.average import average_checkpoints, last_checkpoints
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, PathError
-from seq2seq.settings.presets import decode_preset
+from seq2seq.settings.presets import composed, decode_preset
 
 
 @pytest.fixture
@@ -136,6 +136,19 @@ def test_a_run_is_averaged_over_its_last_step_checkpoints_in_step_order(tmp_path
         (tmp_path / "checkpoints" / f"{name}.ckpt").touch()
     assert [path.stem for path in last_checkpoints(tmp_path, 2)] == ["step000010", "step001000"]
     assert [path.stem for path in last_checkpoints(tmp_path, 5)] == ["step000009", "step000010", "step001000"]
+
+
+@pytest.mark.parametrize(("last", "averaged"), [(None, [3, 4, 5, 6, 7]), (2, [6, 7])])
+def test_average_of_a_run_takes_its_last_five_step_checkpoints_unless_told(tmp_path, monkeypatch, capsys, last,
+                                                                          averaged):  # fmt: skip
+    (tmp_path / "checkpoints").mkdir()
+    for step in range(1, 8):
+        (tmp_path / "checkpoints" / f"step{step:06d}.ckpt").touch()
+    chosen = []
+    monkeypatch.setattr(average, "average_checkpoints", lambda paths: chosen.extend(paths))
+    monkeypatch.setattr(average, "write_export", lambda model, output: None)
+    average.main(composed("average", f"run={tmp_path}", f"output={tmp_path / 'out'}", *([f"last={last}"] * bool(last))))
+    assert [int(path.stem.removeprefix("step")) for path in chosen] == averaged
 
 
 def test_a_run_without_step_checkpoints_is_refused_in_one_line(tmp_path):

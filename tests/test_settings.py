@@ -312,6 +312,9 @@ def test_each_command_checks_its_keys_before_it_reads_any_model_run_or_data(comm
          "give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none"),
         ("average", ["run=null"],
          "give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none"),
+        ("average", ["run=null", "checkpoints=[a.ckpt,b.ckpt]", "last=2"],
+         "last=2 counts a run's checkpoints; checkpoints=[...] averages every one given: drop last, or give "
+         "run=RUN_DIR"),
         ("score", ["input=pairs.tsv", "source=a.txt", "target=b.txt"],
          "give input=PAIRS.tsv, or source=FILE target=FILE (aligned), or neither (SOURCE<TAB>TARGET lines on "
          "standard input)"),
@@ -320,6 +323,9 @@ def test_each_command_checks_its_keys_before_it_reads_any_model_run_or_data(comm
          "standard input)"),
         ("translate", ["checkpoint=[a.ckpt,b.ckpt]", "attention_plot=plots"],
          "attention_plot draws one model's attention, not an ensemble's; give one checkpoint"),
+        ("translate", ["checkpoint=a.ckpt", "prefix_column=true", "decode.prefix='I am'"],
+         "prefix_column=true takes each line's prefix from its second column, decode.prefix one for every line: give "
+         "one of them"),
         ("export", ["+outptu=exported"], "outptu is not a setting; use one of ['checkpoint', 'output']"),
     ],
 )  # fmt: skip

@@ -22,6 +22,8 @@ from seq2seq.settings import AverageSettings, check_command
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LAST = 5  # last=null with run=: the checkpoints training keeps by default (keep_last)
+
 
 def last_checkpoints(run_dir: Path, last: int) -> list[Path]:
     """The ``last`` latest of the step checkpoints a run kept (``keep_last``), oldest first."""
@@ -61,7 +63,10 @@ def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
     check_command(AverageSettings, cfg)
-    paths = last_checkpoints(Path(cfg.run), cfg.last) if cfg.run else [Path(path) for path in cfg.checkpoints]
+    if cfg.run:
+        paths = last_checkpoints(Path(cfg.run), cfg.last or DEFAULT_LAST)
+    else:
+        paths = [Path(path) for path in cfg.checkpoints]
     write_export(average_checkpoints(paths), Path(cfg.output))
     print(f"averaged {len(paths)} checkpoints into {cfg.output}: " + ", ".join(map(str, paths)))
 

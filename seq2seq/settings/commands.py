@@ -69,6 +69,11 @@ class TranslateSettings(CommandSettings):
         if self.attention_plot and not isinstance(self.checkpoint, str) and len(self.checkpoint) > 1:
             raise SettingsError("attention_plot draws one model's attention, not an ensemble's; give one checkpoint")
 
+    def check_groups(self, cfg: Mapping[str, Any]) -> None:
+        if self.prefix_column and cfg["decode"]["prefix"]:
+            raise SettingsError("prefix_column=true takes each line's prefix from its second column, decode.prefix "
+                                "one for every line: give one of them")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class EvaluateSettings(CommandSettings):
@@ -162,7 +167,7 @@ class AverageSettings(CommandSettings):
         OPTIONAL_PATH,
         doc="a training run: average its last `last` checkpoints/stepSTEP.ckpt (training keeps keep_last)",
     )
-    last: int = setting(integer(1), doc="how many of the run's checkpoints")
+    last: int | None = setting(either(one_of(None), integer(1)), doc="how many of the run's checkpoints; null: 5")
     checkpoints: list[str] = setting(PATHS, doc="or these checkpoints (or exported directories), instead of run")
     output: str = shared(MODEL_DIRECTORY)
 
@@ -171,6 +176,9 @@ class AverageSettings(CommandSettings):
             raise SettingsError(
                 "give either run=RUN_DIR (its last checkpoints) or checkpoints=[A,B,...], not both or none"
             )
+        if self.checkpoints and self.last is not None:
+            raise SettingsError(f"last={self.last} counts a run's checkpoints; checkpoints=[...] averages every one "
+                                "given: drop last, or give run=RUN_DIR")  # fmt: skip
 
 
 @dataclass(frozen=True)

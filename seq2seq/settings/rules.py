@@ -107,6 +107,9 @@ class CommandSettings(Settings):
 
     groups: ClassVar[Mapping[str, GroupCheck | None]] = {}
 
+    def check_groups(self, cfg: Mapping[str, Any]) -> None:
+        """The rules between the command's own keys and its groups' keys, once both have been read."""
+
 
 CommandType = TypeVar("CommandType", bound=CommandSettings)
 
@@ -172,4 +175,5 @@ def check_command(settings: type[CommandType], cfg: Mapping[str, Any]) -> Comman
     for name, check in settings.groups.items():
         if check is not None:
             check(cfg[name], name)
+    built.check_groups(cfg)
     return built
