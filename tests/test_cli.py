@@ -393,13 +393,16 @@ def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_help_into_a_pipe_already_closed_exits_quietly():
-    """Hydra prints ``--help`` itself, outside the command's own handling of a closed pipe."""
+@pytest.mark.parametrize("command", ["seq2seq.train", "seq2seq.compare"])  # Hydra's help, and the command's own
+def test_help_into_a_pipe_already_closed_exits_quietly(command):
+    """The help is printed outside the command's own handling of a closed pipe, and, buffered, would reach the pipe
+    only at exit."""
     read, write = os.pipe()
     os.close(read)  # a reader that has already stopped: the first write fails
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
     try:
-        result = subprocess.run([sys.executable, "-m", "seq2seq.train", "--help"], stdout=write,
-                                stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        result = subprocess.run([sys.executable, "-m", command, "--help"], stdout=write, stderr=subprocess.PIPE,
+                                text=True, timeout=120, env=buffered)  # fmt: skip
     finally:
         os.close(write)
     assert (result.returncode, result.stderr) == (SIGPIPE_EXIT_STATUS, "")

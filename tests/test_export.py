@@ -147,7 +147,8 @@ def test_average_of_a_run_takes_its_last_five_step_checkpoints_unless_told(tmp_p
     chosen = []
     monkeypatch.setattr(average, "average_checkpoints", lambda paths: chosen.extend(paths))
     monkeypatch.setattr(average, "write_export", lambda model, output: None)
-    average.main(composed("average", f"run={tmp_path}", f"output={tmp_path / 'out'}", *([f"last={last}"] * bool(last))))
+    told = () if last is None else (f"last={last}",)
+    average.main(composed("average", f"run={tmp_path}", f"output={tmp_path / 'out'}", *told))
     assert [int(path.stem.removeprefix("step")) for path in chosen] == averaged
 
 

@@ -20,7 +20,7 @@ from seq2seq import __main__ as umbrella
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.common import one_line_errors
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.resources import CONF_DIR
 from seq2seq.settings import (
     COMMAND_SETTINGS,
     DecodeSettings,
@@ -147,7 +147,6 @@ def test_a_key_that_several_commands_share_is_checked_by_one_rule_never_a_copy(n
 
 def hydra_settings(command: str) -> dict:
     """What Hydra itself reads of a command's composed config (unresolved: ``${now:...}`` stays as written)."""
-    register_recipes()
     hydra = composed(command, with_hydra=True).hydra
     return OmegaConf.to_container(hydra, resolve=False)
 

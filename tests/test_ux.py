@@ -34,7 +34,7 @@ from seq2seq.errors import SettingsError, UserError
 from seq2seq.metrics import score
 from seq2seq.plotting import pyplot
 from seq2seq.resources import CONF_DIR, register_recipes
-from seq2seq.settings import TrainingSettings, check_command
+from seq2seq.settings import COMMAND_SETTINGS, TrainingSettings, check_command
 from seq2seq.settings.presets import composed
 from seq2seq.training import run
 from seq2seq.training.monitor import ProjectedTime, duration
@@ -489,6 +489,10 @@ def test_help_printed_without_hydra_is_what_hydra_prints_and_the_trains_lists_th
         assert exit.value.code == 0
         return capsys.readouterr().out
 
+    for command in sorted(set(COMMAND_SETTINGS) - {"train"}):  # each template as Hydra composes it, conf/hydra's too
+        assert common.plain_help(command) == composed(command, with_hydra=True).hydra.help.template
+    assert common.only_help_asked(["checkpoint=x", "--help"]) and common.only_help_asked(["-h"])
+    assert not common.only_help_asked(["--config-name=export", "--help"]) and not common.only_help_asked(["x=1"])
     ours = help_of(evaluate)
     monkeypatch.setattr(common, "plain_help", lambda config_name: None)  # Hydra's own --help
     assert help_of(evaluate) == ours

@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
     stop_on_sigterm()
     check_command(AverageSettings, cfg)
     if cfg.run:
-        paths = last_checkpoints(Path(cfg.run), cfg.last or DEFAULT_LAST)
+        paths = last_checkpoints(Path(cfg.run), DEFAULT_LAST if cfg.last is None else cfg.last)
     else:
         paths = [Path(path) for path in cfg.checkpoints]
     write_export(average_checkpoints(paths), Path(cfg.output))

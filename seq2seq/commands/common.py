@@ -131,23 +131,33 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
     Hydra's ``--help`` lists every config group first, whether shown or not (about 2 s)."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
-        hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
-        composed = hydra_main(one_line_errors(task))
+        hydra_entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(
+            one_line_errors(task)
+        )
 
         @wraps(task)
         def main(*args: Any, **kwargs: Any) -> Any:
             try:
-                if not args and HELP_FLAGS & set(sys.argv[1:]) and (template := plain_help(config_name)):
-                    print(template)
-                    sys.exit(0)
-                register_schemas()
-                return composed(*args, **kwargs)
+                try:
+                    if not args and only_help_asked(sys.argv[1:]) and (template := plain_help(config_name)):
+                        print(template)
+                        sys.exit(0)
+                    register_schemas()
+                    return hydra_entry(*args, **kwargs)
+                finally:  # the help (Hydra's too) reaches a pipe here, not at exit, where a closed one is a traceback
+                    sys.stdout.flush()
             except BrokenPipeError:  # the help, printed outside the command's own handling (one_line_errors)
                 exit_for_closed_pipe()
 
         return main
 
     return decorate
+
+
+def only_help_asked(arguments: list[str]) -> bool:
+    """``--help`` with nothing but overrides: Hydra's other flags (``--config-name``, ``--cfg``, ...) may change
+    what it prints, so they keep Hydra's own handling."""
+    return bool(HELP_FLAGS & set(arguments)) and all(arg in HELP_FLAGS or not arg.startswith("-") for arg in arguments)
 
 
 def plain_help(config_name: str) -> str | None:

@@ -89,7 +89,7 @@ def translate_stream(
 
     With ``plots``, also write an attention heatmap per non-empty input line, named by its line number;
     ``progress``, a bar, advances by the lines translated; ``prefix_column``: what follows a line's first tab is the
-    target prefix its translation starts with (none without a tab), in place of ``decode.prefix``.
+    target prefix its translation starts with (none without a tab); the command refuses it with ``decode.prefix``.
     """
     count = 0
     several = translator.decode.n_best * translator.decode.n > 1  # n_best or samples: one line each
