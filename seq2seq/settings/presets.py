@@ -30,13 +30,19 @@ def register_schemas() -> None:
     ConfigStore.instance().store(group="limits", name="schema", node=Limits)
 
 
-def composed(config_name: str, *overrides: str, with_hydra: bool = False) -> DictConfig:
+def composed(config_name: str | None, *overrides: str, with_hydra: bool = False) -> DictConfig:
     """``conf/CONFIG_NAME.yaml`` as ``python -m seq2seq.CONFIG_NAME OVERRIDES`` composes it (the schemas and
-    recipes registered as the command registers them), for tools and tests that compose without the command."""
+    recipes registered as the command registers them), for the API, tools and tests that compose without the
+    command; a program that runs Hydra itself gets its own Hydra back afterwards."""
     register_schemas()
     register_recipes()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose(config_name, overrides=list(overrides), return_hydra_config=with_hydra)
+    callers_hydra = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            return compose(config_name, overrides=list(overrides), return_hydra_config=with_hydra)
+    finally:
+        restore_gh_from_backup(callers_hydra)
 
 
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
@@ -47,12 +53,4 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     names = [f.name for f in fields(DecodeSettings)]
     if unknown := sorted(set(settings) - set(names)):
         raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
-    register_schemas()
-    callers_hydra = get_gh_backup()  # a program that runs Hydra itself gets its own back afterwards
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            preset = compose(overrides=[f"+decode={name}"]).decode
-    finally:
-        restore_gh_from_backup(callers_hydra)
-    return OmegaConf.merge(preset, settings)
+    return OmegaConf.merge(composed(None, f"+decode={name}").decode, settings)
