@@ -16,7 +16,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands import translate
 from seq2seq.errors import DecodeError, SettingsError
 from seq2seq.settings import read
-from seq2seq.settings.presets import composed, decode_preset
+from seq2seq.settings.presets import composed, decode_preset, preset
 from seq2seq.vocab import EOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,7 @@ def test_settings_given_to_load_override_the_preset_as_decode_keys_do_on_the_com
 
 def test_load_works_inside_a_program_that_runs_hydra_itself_and_leaves_its_hydra_alone(checkpoint, tmp_path):
     (tmp_path / "app.yaml").write_text("greeting: hello\n")
+    preset.cache_clear()  # the preset composed here, inside the program's Hydra, not read before
     with initialize_config_dir(str(tmp_path), version_base="1.3"):
         assert Translator.load(checkpoint, decode="beam", device="cpu").decode.beam_size == 5
         assert compose("app").greeting == "hello"
@@ -60,6 +61,13 @@ def test_load_works_inside_a_program_that_runs_hydra_itself_and_leaves_its_hydra
 def test_the_greedy_preset_is_the_schema_defaults():
     assert decode_preset("greedy") == OmegaConf.structured(DecodeSettings())
     assert command_line_decode() == OmegaConf.structured(DecodeSettings())
+
+
+def test_a_preset_changed_by_its_caller_is_read_as_its_file_says_by_the_next():
+    mine = decode_preset("beam")
+    mine.beam_size, mine.length_penalty = 9, 0.0
+    assert decode_preset("beam") == composed(None, "+decode=beam").decode  # the file's, every time
+    assert decode_preset("beam").beam_size == 5 and preset("beam").length_penalty == 1.0
 
 
 def test_a_translator_takes_decode_settings_as_a_dataclass(checkpoint):

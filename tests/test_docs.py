@@ -4,6 +4,7 @@ Plain text and ast only (no torch), so these run in a moment.
 """
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -104,18 +105,19 @@ def test_a_row_with_a_missing_cell_or_a_stray_table_row_is_caught():
     assert ragged_rows("```\n| a | b |\n| c |\n```\n") == []  # a code block is not a table
 
 
-def defines(test_file: Path, name: str) -> bool:
-    """Whether a test file exists and defines a function or class of this name, at any depth."""
+@functools.cache
+def defined(test_file: Path) -> frozenset[str]:
+    """The functions and classes a test file defines, at any depth (none if there is no such file); parsed once."""
     if not test_file.is_file():
-        return False
+        return frozenset()
     tree = ast.parse(test_file.read_text())
-    return any(isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name == name for node in ast.walk(tree))
+    return frozenset(node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef))
 
 
 def test_every_test_the_docs_cite_exists():
     cited = {(file, name) for page in PAGES for file, name in CITED_TEST.findall(page.read_text())}
     assert cited, "the docs cite tests as tests/test_x.py::name"
-    missing = sorted(f"{file}::{name}" for file, name in cited if not defines(ROOT / file, name))
+    missing = sorted(f"{file}::{name}" for file, name in cited if name not in defined(ROOT / file))
     assert not missing, f"cited but not defined: {missing}"
 
 

@@ -53,4 +53,10 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     names = [f.name for f in fields(DecodeSettings)]
     if unknown := sorted(set(settings) - set(names)):
         raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
-    return OmegaConf.merge(composed(None, f"+decode={name}").decode, settings)
+    return OmegaConf.merge(preset(name), settings)  # a new config: the cached preset is never changed
+
+
+@functools.cache  # a preset's file is read once a process (a compose takes ~0.1 s), as the schemas are registered
+def preset(name: str) -> DictConfig:
+    """``conf/decode/NAME.yaml`` as Hydra composes it, over ``DecodeSettings``."""
+    return composed(None, f"+decode={name}").decode
