@@ -3,7 +3,9 @@ the GPU-sized-recipe warning and projected time, ``--help`` for every command, t
 
 from __future__ import annotations
 
+import ast
 import csv
+import inspect
 import json
 import logging
 import os
@@ -22,6 +24,8 @@ from helpers.runs import TINY, tutorial_mirror
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -297,6 +301,21 @@ def test_the_logger_group_names_lightnings_loggers_writing_into_the_run_director
 
 NOTICES = ("litlogger", "LeafSpec", "transfer_batch_to_device", "weights_only", "could not find the monitored key",
            "exists and is not empty")  # fmt: skip
+
+
+def test_lightnings_warning_that_a_run_resumed_mid_epoch_has_a_loader_that_cannot_resume_is_silenced():
+    """TranslationData resumes the batch order exactly (tests/test_faults.py); Lightning asks only the DataLoader and
+    would tell the user the results are unreliable. The message is taken from Lightning's own source."""
+    source = inspect.getsource(_TrainingEpochLoop)
+    start = source.rindex('"', 0, source.index("You're resuming from a checkpoint that ended before the epoch"))
+    (message,) = ast.literal_eval(f"({source[start : source.index('category=', start)]})")
+    assert "not resumable" in message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.quiet_library_notices()
+        warnings.warn(message, PossibleUserWarning, stacklevel=1)
+        warnings.warn("a notice of our own", PossibleUserWarning, stacklevel=1)
+    assert [str(warning.message) for warning in caught] == ["a notice of our own"]
 
 
 def test_in_a_terminal_warnings_and_log_lines_print_above_the_training_bar_not_onto_it(monkeypatch):

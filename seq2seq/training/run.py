@@ -125,11 +125,14 @@ def check_trainer_keys(trainer: DictConfig) -> None:
 
 
 # warnings every run printed and no user can act on: deprecations inside Lightning and torch, Lightning's notes
-# that our own transfer_batch_to_device is used and that a resumed run's checkpoints/ is not empty
+# that our own transfer_batch_to_device is used and that a resumed run's checkpoints/ is not empty, and its warning
+# that a run resumed mid-epoch has a loader that cannot resume (TranslationData's state resumes the batch order
+# exactly; Lightning asks only the DataLoader)
 LIBRARY_NOTICES = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a `LightningDataModule`",
     r"Checkpoint directory .* exists and is not empty",
+    r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable",
 )
 
 
