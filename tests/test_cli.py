@@ -20,7 +20,6 @@ import pytest
 import safetensors.torch
 from helpers.corpus import synthetic_corpus
 from helpers.runs import MAX_TOKENS, fails_with_one_line
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seq2seq.api import Translator
@@ -175,8 +174,7 @@ def test_sigterm_while_translating_into_a_file_is_one_line_and_leaves_no_tempora
     # the class the command builds (seq2seq.api.Translator is a subclass of it)
     terminated = lambda *args, **keys: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
     monkeypatch.setattr(translate.Translator, "translate_n_best", terminated)
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("translate", [f"checkpoint={checkpoint}", f"input={source}", f"output={output}"])
+    cfg = composed("translate", f"checkpoint={checkpoint}", f"input={source}", f"output={output}")
     with pytest.raises(SystemExit) as exit_:
         translate.main(cfg)
     assert exit_.value.code == 128 + signal.SIGTERM
@@ -188,8 +186,7 @@ def test_sigterm_while_exporting_is_one_line_and_leaves_no_partial_directory(
     checkpoint, tmp_path, capsys, monkeypatch, sigterm_restored
 ):
     monkeypatch.setattr(safetensors.torch, "save", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("export", [f"checkpoint={checkpoint}", f"output={tmp_path / 'model'}"])
+    cfg = composed("export", f"checkpoint={checkpoint}", f"output={tmp_path / 'model'}")
     with pytest.raises(SystemExit) as exit_:
         export.main(cfg)
     assert exit_.value.code == 128 + signal.SIGTERM
@@ -205,8 +202,7 @@ def test_ctrl_c_while_evaluating_is_one_line_and_leaves_no_results(checkpoint, t
         raise KeyboardInterrupt
 
     monkeypatch.setattr(evaluate, "score", interrupted)
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("evaluate", [f"checkpoint={checkpoint}", f"input={pairs}", f"output_dir={tmp_path / 'out'}"])
+    cfg = composed("evaluate", f"checkpoint={checkpoint}", f"input={pairs}", f"output_dir={tmp_path / 'out'}")
     with pytest.raises(SystemExit) as exit_:
         evaluate.main(cfg)
     assert exit_.value.code == 130 and capsys.readouterr().err == "error: interrupted by SIGINT\n"
@@ -257,20 +253,17 @@ def test_evaluations_of_two_checkpoints_and_of_a_file_named_like_a_split_keep_ap
     test_file = tmp_path / "test.tsv"
     test_file.write_text("Je suis content.\tI am happy.\nIl fait froid.\tIt is cold.\n")
     for name in ("a", "b"):
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            evaluate.main(compose("evaluate", [f"checkpoint={tmp_path / name}.ckpt", f"input={test_file}"]))
+        evaluate.main(composed("evaluate", f"checkpoint={tmp_path / name}.ckpt", f"input={test_file}"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert sorted(metrics) == ["a.test.tsv.greedy", "b.test.tsv.greedy"]
     assert metrics["a.test.tsv.greedy"]["checkpoint"] == str(tmp_path / "a.ckpt")
     assert metrics["b.test.tsv.greedy"]["input"] == [str(test_file)]
     assert (tmp_path / "a.test.tsv.greedy.hyp").is_file() and (tmp_path / "b.test.tsv.greedy.hyp").is_file()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        split_stem = evaluate.results_stem([tmp_path / "a.ckpt"], "test", compose("evaluate", ["checkpoint=x"]))
+    split_stem = evaluate.results_stem([tmp_path / "a.ckpt"], "test", composed("evaluate", "checkpoint=x"))
     assert split_stem == "a.test.greedy" not in metrics
     bare = tmp_path / "test"  # a file named exactly like the split
     shutil.copy(test_file, bare)
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        evaluate.main(compose("evaluate", [f"checkpoint={tmp_path / 'a'}.ckpt", f"input={bare}"]))
+    evaluate.main(composed("evaluate", f"checkpoint={tmp_path / 'a'}.ckpt", f"input={bare}"))
     assert "a.test.input.greedy" in json.loads((tmp_path / "metrics.json").read_text())
 
 
@@ -279,8 +272,7 @@ def test_an_exported_directorys_results_go_into_it(checkpoint, tmp_path):
     write_export(load_checkpoint(checkpoint), exported)
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("Je suis content.\tI am happy.\n")
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        evaluate.main(compose("evaluate", [f"checkpoint={exported}", f"input={pairs}"]))
+    evaluate.main(composed("evaluate", f"checkpoint={exported}", f"input={pairs}"))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model", "pairs.tsv"]
     assert {"metrics.json", "model.pairs.tsv.greedy.hyp"} <= {path.name for path in exported.iterdir()}
 
@@ -474,6 +466,5 @@ def test_sampled_evaluations_keep_apart_from_greedy_ones_and_from_other_draws(tm
     model = tmp_path / "a.ckpt"
     model.touch()
     overrides = ([], ["decode=sample"], ["decode=sample", "decode.seed=1", "decode.top_p=0.9"])
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        stems = [evaluate.results_stem([model], "test", compose("evaluate", ["checkpoint=x", *o])) for o in overrides]
+    stems = [evaluate.results_stem([model], "test", composed("evaluate", "checkpoint=x", *o)) for o in overrides]
     assert stems == ["a.test.greedy", "a.test.sample.t1.k0.p1.seed0", "a.test.sample.t1.k0.p0.9.seed1"]

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from helpers.runs import SENTENCES, cli, fails_with_one_line, save_tiny_checkpoint
 from helpers.toy import KINDS, toy_translator, untrained
-from hydra import compose, initialize_config_dir
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_models, read_checkpoint
@@ -19,9 +18,8 @@ from seq2seq.core import translator as core_translator
 from seq2seq.core.ensemble import Ensemble
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError
-from seq2seq.resources import CONF_DIR
 from seq2seq.serving import create_app
-from seq2seq.settings.presets import decode_preset
+from seq2seq.settings.presets import composed, decode_preset
 from seq2seq.settings.serve import Limits
 from seq2seq.vocab import BOS, PAD
 
@@ -115,9 +113,8 @@ def test_the_api_loads_a_list_of_paths_as_an_ensemble_and_a_list_of_one_as_that_
 def test_evaluate_an_ensemble_names_its_results_by_every_model(two_checkpoints, tmp_path):
     first, second, _ = two_checkpoints
     (tmp_path / "test.tsv").write_text("Je suis content.\tJe suis content.\n")
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        overrides = [f"checkpoint=[{first},{second}]", f"input={tmp_path / 'test.tsv'}", f"output_dir={tmp_path}"]
-        evaluate.main(compose("evaluate", overrides))
+    overrides = [f"checkpoint=[{first},{second}]", f"input={tmp_path / 'test.tsv'}", f"output_dir={tmp_path}"]
+    evaluate.main(composed("evaluate", *overrides))
     assert (tmp_path / "a+b.test.tsv.greedy.hyp").is_file()
 
 

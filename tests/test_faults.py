@@ -22,7 +22,6 @@ import torch
 from helpers.corpus import data_cfg, prepared_digest, synthetic_corpus, write_mirror
 from helpers.runs import MIRROR, TINY, small_config, tutorial_mirror
 from helpers.toy import VOCAB, IdTokenizer, toy_batches
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
@@ -30,7 +29,6 @@ from torch.utils.data import DataLoader
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, RunBusyError, SettingsError
-from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings.presets import composed
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
@@ -228,10 +226,7 @@ STOPS = {
 def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
     from seq2seq.training.run import train
 
-    register_recipes()  # as the command does; alone, this module imports nothing that registers them
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", [f"data.mirror={tutorial_mirror()}", f"data.cache_dir={cache}", *overrides])
-    return train(cfg, run_dir)
+    return train(composed("train", f"data.mirror={tutorial_mirror()}", f"data.cache_dir={cache}", *overrides), run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -323,12 +318,9 @@ def test_a_run_stopped_inside_a_later_epoch_resumes_to_the_weights_of_an_uninter
     from seq2seq.training.run import train
 
     def run(run_dir: Path, *overrides: str) -> dict:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            data = [f"data.sampling.alpha={alpha}", f"data.mirror={tutorial_mirror()}", f"data.cache_dir={kill_cache}"]
-            cfg = compose("train", [*IN_A_LATER_EPOCH, *data, *overrides])
-        return train(cfg, run_dir)
+        data = [f"data.sampling.alpha={alpha}", f"data.mirror={tutorial_mirror()}", f"data.cache_dir={kill_cache}"]
+        return train(composed("train", *IN_A_LATER_EPOCH, *data, *overrides), run_dir)
 
-    register_recipes()
     threads = torch.get_num_threads()
     try:
         uninterrupted = run(tmp_path / "whole")
@@ -406,8 +398,7 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, mon
     from seq2seq.training import run
 
     monkeypatch.setattr(run, "TranslationData", None)  # no data work may start
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", [f"paths.runs_dir={tmp_path}", "resume=last"])
+    cfg = composed("train", f"paths.runs_dir={tmp_path}", "resume=last")
     checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", OmegaConf.to_container(cfg, resolve=True), age=0)
     with training_lock(checkpoint.parent.parent), pytest.raises(RunBusyError) as raised:
         run.train(cfg, tmp_path / "second")

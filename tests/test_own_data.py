@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import pytest
 from helpers.corpus import LocalServer
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint
@@ -581,9 +580,7 @@ def train_here(tmp_path: Path, monkeypatch, *args: str) -> dict:
         monkeypatch.delenv(name)
     for name, path in (("SEQ2SEQ_CACHE", "cache"), ("SEQ2SEQ_RUNS", "runs"), ("SEQ2SEQ_MIRROR", "no-mirror")):
         monkeypatch.setenv(name, str(tmp_path / path))
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", [*TINY_MODEL, "threads=1", *args])
-    return train(cfg, tmp_path / "run")
+    return train(composed("train", *TINY_MODEL, "threads=1", *args), tmp_path / "run")
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 import pytest
 import torch
 from helpers.toy import model_settings, train_reversal
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -12,7 +11,7 @@ from seq2seq.commands.probe import format_rows, mixed_length_batch, probe, sente
 from seq2seq.core.encoder import Encoder
 from seq2seq.data.batches import TranslationData
 from seq2seq.ragged import Ragged
-from seq2seq.resources import CONF_DIR
+from seq2seq.settings.presets import composed
 from seq2seq.training.task import TranslationTask
 
 
@@ -113,10 +112,9 @@ def test_probing_a_checkpoint_whose_test_split_holds_a_sentence_of_no_subwords_s
     settings = ["data=files", f"data.train={tmp_path / 'train.tsv'}", f"data.test={tmp_path / 'test.tsv'}",
                 "data.valid_fraction=0.2", "data.vocab_size=30", f"paths.cache_dir={tmp_path / 'cache'}",
                 "model.embedding_dim=8", "model.encoder.hidden_size=8"]  # fmt: skip
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        train_cfg = compose("train", overrides=settings)
-        probe_cfg = compose("probe", overrides=[f"checkpoint={tmp_path / 'model.ckpt'}", "sentences=5", *settings[-3:]],
-                            return_hydra_config=True)  # fmt: skip
+    train_cfg = composed("train", *settings)
+    probe_cfg = composed("probe", f"checkpoint={tmp_path / 'model.ckpt'}", "sentences=5", *settings[-3:],
+                         with_hydra=True)  # fmt: skip
     data = TranslationData(train_cfg.data)
     data.setup()
     task = TranslationTask(OmegaConf.to_container(train_cfg, resolve=True), data.src_tok, data.tgt_tok)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.corpus import data_cfg, synthetic_corpus, write_mirror
-from hydra import compose, initialize_config_dir
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.commands import bench, evaluate, probe, translate
@@ -21,7 +20,7 @@ from seq2seq.commands.common import one_line_errors
 from seq2seq.data.cache import atomic_write_bytes
 from seq2seq.data.prepare import prepare
 from seq2seq.errors import CacheError
-from seq2seq.resources import CONF_DIR
+from seq2seq.settings.presets import composed
 from seq2seq.training import run as training
 
 
@@ -59,18 +58,15 @@ def hydra_main(main, checkpoint: Path, monkeypatch) -> None:
 
 
 def train_config(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"data.mirror={tmp_path / 'mirror'}",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                "data.vocab_size=60",
-                "model.embedding_dim=8",
-                "model.encoder.hidden_size=8",
-                *overrides,
-            ],
-        )
+    return composed(
+        "train",
+        f"data.mirror={tmp_path / 'mirror'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.vocab_size=60",
+        "model.embedding_dim=8",
+        "model.encoder.hidden_size=8",
+        *overrides,
+    )
 
 
 def resume_training(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:

@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from helpers.runs import cli, fails_with_one_line
 from helpers.toy import KINDS, toy_translator, untrained
-from hydra import compose, initialize_config_dir
 
 from seq2seq.api import Translator
 from seq2seq.commands import score
 from seq2seq.errors import DecodeError
-from seq2seq.resources import CONF_DIR
+from seq2seq.settings.presets import composed
 from seq2seq.vocab import BOS, EOS
 
 SOURCES = ["4 5 6", "7 8", "9 10 11 12 13", "4", "15 14 13 12 11 10 9"]
@@ -94,8 +93,7 @@ def test_score_refuses_a_str_and_unpaired_lists_naming_the_fix():
 
 def run_score(tmp_path, *overrides: str) -> list[str]:
     output = tmp_path / "scores.txt"
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        score.main(compose("score", [*overrides, f"output={output}"]))
+    score.main(composed("score", *overrides, f"output={output}"))
     return output.read_text().splitlines()
 
 

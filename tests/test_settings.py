@@ -12,7 +12,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
@@ -106,8 +105,7 @@ def test_every_decode_preset_holds_exactly_the_decode_settings_and_sets_only_som
 
 
 def test_serves_limits_are_the_keys_of_its_schema():
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        assert set(compose("serve").limits) == setting_keys(Limits)
+    assert set(composed("serve").limits) == setting_keys(Limits)
 
 
 COMMANDS = sorted(path.stem for path in CONF.glob("*.yaml"))  # conf/NAME.yaml: python -m seq2seq.NAME

@@ -38,14 +38,9 @@ def installed(tmp_path_factory) -> Path:
 # what the installed package holds, asked of one interpreter: where it is, a recipe, the serve page's files
 CONTENTS = """
 import json, seq2seq
-from hydra import compose, initialize_config_dir
-from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.serving import STATIC
-from seq2seq.settings.presets import register_schemas
-register_schemas()
-register_recipes()
-with initialize_config_dir(CONF_DIR, version_base="1.3"):
-    recipe = compose("train", ["recipe=fra-eng-small"]).name
+from seq2seq.settings.presets import composed
+recipe = composed("train", "recipe=fra-eng-small").name
 print(json.dumps({"file": seq2seq.__file__, "recipe": recipe, "static": sorted(p.name for p in STATIC.iterdir())}))
 """
 
