@@ -439,12 +439,10 @@ def test_the_settings_import_nothing_of_the_network():
 
 @pytest.mark.slow
 def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
-    code = (
-        "import seq2seq.commands.common; from hydra.core.config_store import ConfigStore; "
-        "print(ConfigStore.instance().repo)"
-    )
+    commands = "; ".join(f"import seq2seq.commands.{name}" for name in COMMAND_SETTINGS)
+    code = f"{commands}; from hydra.core.config_store import ConfigStore; print(ConfigStore.instance().repo)"
     store = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "'hydra'" in store and "decode" not in store
+    assert "'hydra'" in store and "decode" not in store and "recipe" not in store
 
 
 def command_raising(error: BaseException):

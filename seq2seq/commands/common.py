@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write
 from seq2seq.errors import Interrupted, PathError, UserError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
 
@@ -125,10 +125,10 @@ HELP_FLAGS = {"--help", "-h"}
 
 
 def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
-    """A command's entry point: Hydra composes ``conf/CONFIG_NAME.yaml`` (the settings' schemas registered when the
-    command starts, not on import), the command's mistakes are one line (``one_line_errors``), and ``--help``
-    into a closed pipe ends quietly. A help template that shows none of Hydra's ``$`` fields is printed as it is:
-    Hydra's ``--help`` lists every config group first, whether shown or not (about 2 s)."""
+    """A command's entry point: Hydra composes ``conf/CONFIG_NAME.yaml`` (the settings' schemas and the recipes
+    registered when the command starts, not on import), the command's mistakes are one line (``one_line_errors``),
+    and ``--help`` into a closed pipe ends quietly. A help template that shows none of Hydra's ``$`` fields is
+    printed as it is: Hydra's ``--help`` lists every config group first, whether shown or not (about 2 s)."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         hydra_entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(
@@ -143,6 +143,7 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
                         print(template)
                         sys.exit(0)
                     register_schemas()
+                    register_recipes()
                     return hydra_entry(*args, **kwargs)
                 finally:  # the help (Hydra's too) reaches a pipe here, not at exit, where a closed one is a traceback
                     sys.stdout.flush()

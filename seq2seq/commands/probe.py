@@ -20,7 +20,7 @@ from seq2seq.core.handoff import Handoff, final_states
 from seq2seq.core.model import Seq2Seq
 from seq2seq.data.prepare import corpus_split, prepare
 from seq2seq.ragged import Ragged
-from seq2seq.resources import check_recipe, register_recipes
+from seq2seq.resources import check_recipe
 from seq2seq.settings import BRIDGES, MODES, ModelSettings, ProbeSettings, check_command, read
 
 VERDICTS = ("exact", "float noise", "wrong")
@@ -121,7 +121,6 @@ def main(cfg: DictConfig) -> None:
     print(format_rows(rows, ragged.lengths[index].tolist()))
 
 
-register_recipes()
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.commands.common import command, stop_signals_as_interrupt
-from seq2seq.resources import TRAINING_LOCK, check_recipe, register_recipes
+from seq2seq.resources import TRAINING_LOCK, check_recipe
 from seq2seq.settings import TrainingSettings, check_command
 
 
@@ -46,7 +46,6 @@ def main(cfg: DictConfig) -> float:
     return summary["test"]["greedy"]["bleu"] if summary else None  # only rank 0 scores
 
 
-register_recipes()
 OmegaConf.register_new_resolver("pid", os.getpid)  # for the run directory's name (conf/train.yaml)
 
 if __name__ == "__main__":
