@@ -414,9 +414,9 @@ RUN_DIR_AT_ONE_SECOND = """
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 import seq2seq.commands.train  # registers the run directory's resolvers
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings.presets import register_schemas
-register_schemas()  # as the command does before composing
+register_schemas(), register_recipes()  # as the command does before composing
 with initialize_config_dir(CONF_DIR, version_base="1.3"):
     OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
     print(compose("train", ["recipe=fra-eng-small", "paths.runs_dir=runs"], return_hydra_config=True).hydra.run.dir)
