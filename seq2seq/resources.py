@@ -44,3 +44,25 @@ def check_recipe() -> None:
     choice = HydraConfig.get().runtime.choices.get("recipe")
     if choice is not None and choice not in (names := sorted(p.stem for p in resource_dir("recipes").glob("*.yaml"))):
         raise SettingsError(f"recipe={choice} is not a recipe; use one of {', '.join(names)}")
+
+
+# Hydra's flags and key that add config directories, where options of their own may live
+OTHER_CONFIG_DIRS = ("--config-dir", "-cd", "--config-path", "-cp", "hydra.searchpath")
+
+
+def check_group_options(arguments: list[str]) -> None:
+    """Refuse ``GROUP=OPTION`` (``recipe=``, ``decode=``, ``data=``, ...; each of a sweep's ``A,B``) naming no
+    option of the group, in one line, before Hydra: Hydra's own refusal is fifteen lines listing its search path."""
+    if any(argument.startswith(OTHER_CONFIG_DIRS) for argument in arguments):
+        return
+    groups = {path.name: [p.stem for p in sorted(path.glob("*.yaml"))] for path in Path(CONF_DIR).iterdir()
+              if path.is_dir()}  # fmt: skip
+    groups["recipe"] = sorted(p.stem for p in resource_dir("recipes").glob("*.yaml"))
+    for argument in arguments:
+        group, _, value = argument.partition("=")
+        if group == "hydra" or group not in groups or any(mark in value for mark in "()[]{}$"):  # a sweep function
+            continue
+        for option in value.split(","):
+            if option not in (*groups[group], "null"):
+                kind = "a recipe" if group == "recipe" else f"a {group} option"
+                raise SettingsError(f"{group}={option} is not {kind}; use one of {', '.join(groups[group])}")

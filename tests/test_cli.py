@@ -26,12 +26,13 @@ from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands import evaluate, export, translate
 from seq2seq.commands import score as score_command
+from seq2seq.commands import train as train_command
 from seq2seq.commands.common import SIGPIPE_EXIT_STATUS
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data import cache
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CorpusError, SettingsError
-from seq2seq.resources import CONF_DIR
+from seq2seq.resources import CONF_DIR, check_group_options
 from seq2seq.settings.presets import composed
 from seq2seq.training.run import train
 
@@ -468,3 +469,30 @@ def test_sampled_evaluations_keep_apart_from_greedy_ones_and_from_other_draws(tm
     overrides = ([], ["decode=sample"], ["decode=sample", "decode.seed=1", "decode.top_p=0.9"])
     stems = [evaluate.results_stem([model], "test", composed("evaluate", "checkpoint=x", *o)) for o in overrides]
     assert stems == ["a.test.greedy", "a.test.sample.t1.k0.p1.seed0", "a.test.sample.t1.k0.p0.9.seed1"]
+
+
+@pytest.mark.parametrize(
+    ("command", "arguments", "message"),
+    [
+        (train_command, ["recipe=fra-eng-smal"], "recipe=fra-eng-smal is not a recipe; use one of eng-fra, fra-eng, "),
+        (translate, ["checkpoint=x", "decode=beem"], "decode=beem is not a decode option; use one of beam, greedy"),
+        (train_command, ["-m", "recipe=fra-eng-small,fra-eng-smal"], "recipe=fra-eng-smal is not a recipe; use one"),
+    ],
+    ids=["recipe", "decode", "a sweep's option"],
+)
+def test_a_config_group_option_that_does_not_exist_is_one_line_naming_the_options(capsys, monkeypatch, command,
+                                                                                   arguments, message):  # fmt: skip
+    """Hydra's own refusal is fifteen lines (the options, its search path, HYDRA_FULL_ERROR)."""
+    monkeypatch.setattr(sys, "argv", [command.__name__, *arguments])
+    with pytest.raises(SystemExit) as exit_:
+        command.main()
+    error = capsys.readouterr().err
+    assert exit_.value.code == 1 and error.startswith(f"error: {message}") and error.count("\n") == 1, error
+
+
+def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
+    check_group_options(["recipe=fra-eng-small,fra-eng-small-attn", "logger=null", "decode@test_decode=beam",
+                         "+decode=sample", "model.context=h_n", "recipe=choice(x,y)", "hydra.run.dir=x"])  # fmt: skip
+    check_group_options(["--config-dir=/mine", "data=mine"])  # a user's data/mine.yaml: Hydra finds it or says so
+    with pytest.raises(SettingsError, match=r"^data=mine is not a data option; use one of common, files, fra-eng"):
+        check_group_options(["data=mine"])

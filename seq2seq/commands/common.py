@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write
 from seq2seq.errors import Interrupted, PathError, UserError
-from seq2seq.resources import CONF_DIR, register_recipes
+from seq2seq.resources import CONF_DIR, check_group_options, register_recipes
 from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
 
@@ -144,6 +144,8 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
                         sys.exit(0)
                     register_schemas()
                     register_recipes()
+                    if not args:  # a command line, not a composed config
+                        one_line_errors(check_group_options)(sys.argv[1:])
                     return hydra_entry(*args, **kwargs)
                 finally:  # the help (Hydra's too) reaches a pipe here, not at exit, where a closed one is a traceback
                     sys.stdout.flush()
