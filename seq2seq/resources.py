@@ -41,9 +41,8 @@ def register_recipes() -> tuple[str, ...]:
 def check_recipe() -> None:
     """Refuse a ``recipe=`` that is not a name of ``recipes/``: Hydra would also take ``recipe=../x`` (or any path)
     as the YAML file at that path, under the config directory's ``recipe/``, and load it without a word."""
-    choice = HydraConfig.get().runtime.choices.get("recipe")
-    if choice is not None and choice not in (names := sorted(p.stem for p in resource_dir("recipes").glob("*.yaml"))):
-        raise SettingsError(f"recipe={choice} is not a recipe; use one of {', '.join(names)}")
+    if (choice := HydraConfig.get().runtime.choices.get("recipe")) is not None:
+        check_group_options([f"recipe={choice}"])
 
 
 # Hydra's flags and key that add config directories, where options of their own may live
@@ -57,7 +56,7 @@ def check_group_options(arguments: list[str]) -> None:
         return
     groups = {path.name: [p.stem for p in sorted(path.glob("*.yaml"))] for path in Path(CONF_DIR).iterdir()
               if path.is_dir()}  # fmt: skip
-    groups["recipe"] = sorted(p.stem for p in resource_dir("recipes").glob("*.yaml"))
+    groups["recipe"] = register_recipes()
     for argument in arguments:
         group, _, value = argument.partition("=")
         if group == "hydra" or group not in groups or any(mark in value for mark in "()[]{}$"):  # a sweep function

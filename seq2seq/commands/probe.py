@@ -121,6 +121,5 @@ def main(cfg: DictConfig) -> None:
     print(format_rows(rows, ragged.lengths[index].tolist()))
 
 
-
 if __name__ == "__main__":
     main()
