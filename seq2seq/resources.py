@@ -54,9 +54,9 @@ def check_group_options(arguments: list[str]) -> None:
     option of the group, in one line, before Hydra: Hydra's own refusal is fifteen lines listing its search path."""
     if any(argument.startswith(OTHER_CONFIG_DIRS) for argument in arguments):
         return
-    groups = {path.name: [p.stem for p in sorted(path.glob("*.yaml"))] for path in Path(CONF_DIR).iterdir()
+    groups = {path.name: sorted(p.stem for p in path.glob("*.yaml")) for path in Path(CONF_DIR).iterdir()
               if path.is_dir()}  # fmt: skip
-    groups["recipe"] = register_recipes()
+    groups["recipe"] = sorted(register_recipes())
     for argument in arguments:
         group, _, value = argument.partition("=")
         if group == "hydra" or group not in groups or any(mark in value for mark in "()[]{}$"):  # a sweep function
