@@ -67,12 +67,8 @@ def no_proxy(monkeypatch):
 
 @pytest.fixture
 def server():
-    local = LocalServer()
-    local.thread.start()
-    yield local
-    local.httpd.shutdown()
-    local.httpd.server_close()
-    local.thread.join(timeout=5)
+    with LocalServer() as local:
+        yield local
 
 
 # --------------------------------------------------------------------------- parse_pairs

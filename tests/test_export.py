@@ -191,7 +191,7 @@ def counting_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()  # a 10 ms stop, not 500
     yield f"http://127.0.0.1:{server.server_port}", requests
     server.shutdown()
 

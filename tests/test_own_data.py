@@ -604,18 +604,13 @@ def test_training_on_own_aligned_files_learns_to_reverse_words(tmp_path, monkeyp
 @pytest.mark.slow
 def test_training_on_a_tatoeba_pair_downloaded_from_a_local_server(tmp_path, monkeypatch, torch_threads):
     pairs = [(f"{a} {b}.", f"{b.upper()} {a.upper()}.") for a in WORDS for b in WORDS]
-    server = LocalServer()
-    server.files["/spa-eng.zip"] = tatoeba_zip(pairs, "spa.txt")
-    server.thread.start()
-    try:
+    with LocalServer() as server:
+        server.files["/spa-eng.zip"] = tatoeba_zip(pairs, "spa.txt")
         summary = train_here(
             tmp_path, monkeypatch, "data=tatoeba", "data.pair=spa-eng", "data.src_lang=spa", "data.tgt_lang=eng",
             f"data.url={server.url('spa-eng.zip')}", "data.valid_fraction=0.1", "data.test_fraction=0.1",
             "trainer.max_steps=20",
         )  # fmt: skip
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
     assert [path for path, _ in server.requests] == ["/spa-eng.zip"]
     assert (tmp_path / "cache" / "spa-eng.zip").is_file()
     trained = load_checkpoint(summary["best_checkpoint"])

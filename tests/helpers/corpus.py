@@ -99,7 +99,17 @@ class LocalServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # polled every 10 ms for the stop, not every 500: each test's stop would otherwise wait half a second
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True)
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
 
     def url(self, name: str = "fra-eng.zip") -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
