@@ -79,16 +79,21 @@ def test_a_module_imports_only_its_own_floor_or_lower_ones(module):
 
 @pytest.mark.parametrize("module", sorted(name for name in MODULES if floor(name) == 1))
 def test_the_network_and_the_data_never_import_each_other(module):
-    wing, other = ("seq2seq.core", "seq2seq.data") if module.startswith("seq2seq.core") else ("seq2seq.data",
-                                                                                              "seq2seq.core")
+    wing, other = (
+        ("seq2seq.core", "seq2seq.data") if module.startswith("seq2seq.core") else ("seq2seq.data", "seq2seq.core")
+    )
     assert not [name for name in own(imports(module)) if name.startswith(other)], f"{wing} imports {other}"
 
 
 @pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith("seq2seq.core")))
 def test_the_core_loads_nothing_but_torch_and_the_ground_floor(module):
     loaded = loads(module)
-    assert not sorted(name for name in loaded if name.split(".")[0] in CORE_NEVER_LOADS
-                      or any(name.startswith(never + ".") or name == never for never in CORE_NEVER_LOADS))
+    assert not sorted(
+        name
+        for name in loaded
+        if name.split(".")[0] in CORE_NEVER_LOADS
+        or any(name.startswith(never + ".") or name == never for never in CORE_NEVER_LOADS)
+    )
 
 
 def test_the_floor_rule_can_fail():
