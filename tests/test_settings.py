@@ -438,11 +438,13 @@ def test_the_settings_import_nothing_of_the_network():
 
 
 @pytest.mark.slow
-def test_importing_seq2seq_registers_nothing_in_hydras_config_store():
+def test_importing_seq2seq_registers_nothing_in_hydras_config_store_or_omegaconfs_resolvers():
     commands = "; ".join(f"import seq2seq.commands.{name}" for name in COMMAND_SETTINGS)
-    code = f"{commands}; from hydra.core.config_store import ConfigStore; print(ConfigStore.instance().repo)"
+    code = (f"{commands}; from hydra.core.config_store import ConfigStore; from omegaconf import OmegaConf; "
+            "print(ConfigStore.instance().repo, OmegaConf.has_resolver('pid'))")  # fmt: skip
     store = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "'hydra'" in store and "decode" not in store and "recipe" not in store
+    assert store.endswith(" False\n")  # no ${pid:} until a command (or ``composed``) registers it
 
 
 def command_raising(error: BaseException):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seq2seq.commands.common import command, stop_signals_as_interrupt
 from seq2seq.resources import TRAINING_LOCK, check_recipe
@@ -45,8 +44,6 @@ def main(cfg: DictConfig) -> float:
         raise
     return summary["test"]["greedy"]["bleu"] if summary else None  # only rank 0 scores
 
-
-OmegaConf.register_new_resolver("pid", os.getpid)  # for the run directory's name (conf/train.yaml)
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ the settings, never loads Hydra.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from seq2seq.settings.decode import DecodeSettings
 from seq2seq.settings.serve import Limits
 
 
-@functools.cache  # once a process: Hydra's ConfigStore keeps them
+@functools.cache  # once a process: Hydra's ConfigStore and OmegaConf's resolvers keep them
 def register_schemas() -> None:
     """Make ``decode/schema`` (``DecodeSettings``) what ``conf/decode/*.yaml`` extend, and ``limits/schema``
-    (``Limits``) what ``conf/serve.yaml`` starts from: before Hydra composes them."""
+    (``Limits``) what ``conf/serve.yaml`` starts from, before Hydra composes them; and ``${pid:}``, the process id
+    that keeps apart training runs started in the same second (``conf/hydra/train.yaml``), before it resolves them."""
     ConfigStore.instance().store(group="decode", name="schema", node=DecodeSettings)
     ConfigStore.instance().store(group="limits", name="schema", node=Limits)
+    OmegaConf.register_new_resolver("pid", os.getpid)
 
 
 def composed(config_name: str | None, *overrides: str, with_hydra: bool = False) -> DictConfig:
