@@ -29,10 +29,12 @@ from fastapi.staticfiles import StaticFiles
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from seq2seq.core.translator import Translation, TranslationModel, Translator
 from seq2seq.errors import UserError
-from seq2seq.settings import DecodeSettings, read
+from seq2seq.settings import STRATEGIES, DecodeSettings, read
+from seq2seq.settings.presets import preset
 from seq2seq.settings.serve import Limits
 from seq2seq.vocab import EOS
 
@@ -145,6 +147,25 @@ class Batcher:
             except asyncio.TimeoutError:
                 return
 
+    async def _answer(self, jobs: list[Job], decoder: ThreadPoolExecutor) -> None:
+        """Decode ``jobs`` together and answer each; if that fails, each alone, so that only a request that fails
+        by itself is answered 500 (with the error) and the decoder goes on."""
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(decoder, self._decode, jobs)
+        except Exception as error:
+            if len(jobs) > 1:
+                for job in jobs:
+                    await self._answer([job], decoder)
+                return
+            results = [error]
+        for job, result in zip(jobs, results):
+            if job.done.done():  # a client that went away
+                continue
+            if isinstance(result, Exception):
+                job.done.set_exception(result)
+            else:
+                job.done.set_result(result)
+
     async def run(self) -> None:
         # one thread decodes, batch after batch: torch's intra-op threads (one OpenMP team) serve that thread only
         decoder, loop, decoded = ThreadPoolExecutor(1, thread_name_prefix="decoder"), asyncio.get_running_loop(), 0.0
@@ -158,17 +179,8 @@ class Batcher:
                 jobs = self._take()
                 self.returning = sum(len(job.sentences) for job in jobs) if len(jobs) > 1 else 0
                 start = loop.time()
-                try:
-                    results = await loop.run_in_executor(decoder, self._decode, jobs)
-                except Exception as error:  # each waiting request answers it (500), and the decoder goes on
-                    for job in jobs:
-                        if not job.done.done():
-                            job.done.set_exception(error)
-                    continue
+                await self._answer(jobs, decoder)
                 decoded = loop.time() - start
-                for job, result in zip(jobs, results):
-                    if not job.done.done():  # not a client that went away
-                        job.done.set_result(result)
         finally:
             decoder.shutdown(wait=False)
 
@@ -196,8 +208,9 @@ class RequestLog:
         finally:
             size = dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1")
             sentences = scope.setdefault("state", {}).get("sentences", 0)
-            log.info("%s %s %d %d sentences %s bytes %.1f ms", scope["method"], scope["path"], status, sentences,
-                     size, 1000 * (time.perf_counter() - start))  # fmt: skip
+            path = repr(scope["path"])[1:-1]  # a line break in the path would start a line of the client's writing
+            log.info("%s %s %d %d sentences %s bytes %.1f ms", scope["method"], path, status, sentences, size,
+                     1000 * (time.perf_counter() - start))  # fmt: skip
 
 
 def language(code: str) -> tuple[str, str]:
@@ -211,11 +224,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise Refused(413, f"the body is {declared} bytes, over the server's {limit}; send less per request")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Refused(413, f"the body is over the server's {limit} bytes; send less per request")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise Refused(413, f"the body is over the server's {limit} bytes; send less per request")
+    except ClientDisconnect as error:  # answered to no one, but logged as a refusal, not as the server's failure
+        raise Refused(400, f"the client left after {len(body)} bytes of its body") from error
     return bytes(body)
+
+
+def not_json(constant: str) -> None:
+    """``json.loads`` reads NaN and Infinity, which JSON has not: no setting or text takes them."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 async def parameters(request: Request, limit: int, form: bool = True) -> dict[str, Any]:
@@ -224,7 +245,7 @@ async def parameters(request: Request, limit: int, form: bool = True) -> dict[st
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind == "application/json":
-            values = json.loads(body.decode("utf-8"))
+            values = json.loads(body.decode("utf-8"), parse_constant=not_json)
             if not isinstance(values, dict):
                 raise Refused(400, 'the JSON body is not an object; send {"q": ..., ...}')
             return values
@@ -235,6 +256,8 @@ async def parameters(request: Request, limit: int, form: bool = True) -> dict[st
         raise Refused(400, f"the body is not UTF-8 (byte {error.start}); encode the text as UTF-8") from error
     except json.JSONDecodeError as error:
         raise Refused(400, f"the body is not JSON ({error.msg}, character {error.pos}); send a JSON object") from error
+    except (ValueError, RecursionError) as error:  # NaN, an integer of thousands of digits, nesting past Python's
+        raise Refused(400, f"the body is JSON this server does not read ({error}); send a JSON object") from error
     accepted = "application/json" + (" or application/x-www-form-urlencoded" if form else "")
     raise Refused(400, f"Content-Type {kind or 'none'} is not accepted; send {accepted}")
 
@@ -251,6 +274,12 @@ def sentences(values: Mapping[str, Any], limits: Limits) -> tuple[list[str], boo
     if (longest := max(map(len, texts), default=0)) > limits.max_chars:
         raise Refused(413, f"a sentence of q holds {longest} characters, over the server's {limits.max_chars}; "
                            "split it")  # fmt: skip
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # JSON's "\ud800": a half of a character, which no tokenizer reads
+            raise Refused(400, f"a sentence of q holds {text[error.start]!r}, half of a UTF-16 pair, at character "
+                               f"{error.start}; send whole characters") from error  # fmt: skip
     return [text.strip() for text in texts], single
 
 
@@ -261,14 +290,22 @@ def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> t
         return ()
     if not isinstance(values, dict) or not set(values) <= set(REQUEST_DECODE_KEYS):
         raise Refused(400, f"decode is an object of {', '.join(REQUEST_DECODE_KEYS)}; the rest are the server's")
-    try:
-        merged = OmegaConf.merge(base, values)
+    for key, value in values.items():  # literal values only: a string is never read as ${...}, OmegaConf's
+        if key == "strategy" and value not in STRATEGIES:
+            raise Refused(400, f"decode.strategy={value!r} is not one of {STRATEGIES}")
+        if key != "strategy" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Refused(400, f"decode.{key}={value!r} is not a number; send a JSON number")
+    strategy = values.get("strategy", base.strategy)
+    search = {key: preset(strategy)[key] for key in REQUEST_DECODE_KEYS} if strategy != base.strategy else {}
+    try:  # another strategy starts from its preset's search settings, not the server's (``decode=beam``'s beam_size)
+        merged = OmegaConf.merge(base, search, values)
         read(DecodeSettings, merged, "decode")
     except (OmegaConfBaseException, ValueError, UserError) as error:
         raise Refused(400, str(error).splitlines()[0]) from error
     if merged.beam_size > limits.max_beam_size:
         raise Refused(400, f"decode.beam_size={merged.beam_size} is over the server's {limits.max_beam_size}")
-    return tuple(sorted(values.items()))
+    chosen = tuple((key, merged[key]) for key in REQUEST_DECODE_KEYS)
+    return () if chosen == tuple((key, base[key]) for key in REQUEST_DECODE_KEYS) else chosen
 
 
 def check_pair(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
@@ -276,7 +313,7 @@ def check_pair(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     data = config["data"]
     pair = {side: (data[key], language(data[key])[0]) for side, key in (("source", "src_lang"), ("target", "tgt_lang"))}
     source, target = values.get("source"), values.get("target")
-    if values.get("format", "text") != "text":
+    if values.get("format") not in ("text", "", None):  # LibreTranslate reads an empty format as text
         raise Refused(400, f"format={values['format']} is not translated here; send plain text with format=text")
     if (source not in pair["source"] and source != "auto") or target not in pair["target"]:
         code, to = language(data["src_lang"])[0], language(data["tgt_lang"])[0]
@@ -308,7 +345,9 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         state["ready"] = False
         worker.cancel()
 
-    app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # no redirects (to /translate from /translate/): an answer that is no JSON line; a 404 is one
+    app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)  # fmt: skip
     app.add_middleware(RequestLog)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -329,23 +368,23 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         request.state.sentences = len(texts)
         return await batcher.translate(Job(texts, decode, attention))
 
-    @app.get("/")
+    @app.api_route("/", methods=["GET", "HEAD"])
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, str]:
         """Live: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.api_route("/ready", methods=["GET", "HEAD"])
     async def ready() -> JSONResponse:
         """Ready: the model is loaded and the decoder runs (not while starting or draining)."""
         if not state["ready"]:
             return JSONResponse({"error": "not ready: the server is starting or draining"}, 503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/languages")
+    @app.api_route("/languages", methods=["GET", "HEAD"])
     async def languages() -> list[dict[str, Any]]:
         """LibreTranslate's shape: each language the model reads, with those it translates into."""
         data = model.config["data"]
@@ -364,8 +403,9 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         result = await translated(request, texts, (), attention=False)
         best = [found[0].text for found in result.translations]
         answer: dict[str, Any] = {"translatedText": best[0] if single else best}
-        if values.get("source") == "auto":
-            answer["detectedLanguage"] = {"confidence": 100.0, "language": source}
+        if values.get("source") == "auto":  # one per sentence for a list, as LibreTranslate answers
+            detected = {"confidence": 100.0, "language": source}
+            answer["detectedLanguage"] = detected if single else [detected] * len(best)
         return answer
 
     @app.post("/v1/translate")

@@ -189,6 +189,8 @@ def test_sampling_draws_n_scored_samples_per_sentence_the_same_alone_as_batched(
     "settings, message",
     [
         (dict(temperature=0.0), "decode.temperature=0.0 is not a number > 0"),
+        (dict(temperature=math.nan), "decode.temperature=nan is not a number > 0"),  # nan passes every comparison
+        (dict(strategy="beam", length_penalty=math.inf), "decode.length_penalty=inf is not a number >= 0"),
         (dict(top_p=0.0), "decode.top_p=0.0 is not a number > 0 and <= 1"),
         (dict(top_p=1.5), "decode.top_p=1.5 is not a number > 0 and <= 1"),
         (dict(top_k=-1), "decode.top_k=-1 is not an integer >= 0"),

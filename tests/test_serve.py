@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +26,19 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers.runs import SENTENCES, save_tiny_checkpoint
 from serve_load import load, start_server
+from starlette.requests import Request
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.serve import server_parts
 from seq2seq.core import translator as core
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.serving import create_app
+from seq2seq.serving import Refused, create_app, read_body
 from seq2seq.settings import Limits, ServeSettings, check_command
 from seq2seq.settings.presets import composed, decode_preset
 
 PAIR = {"source": "fr", "target": "en"}
+JSON = {"Content-Type": "application/json"}
 TEXTS = ["Je suis content.", "Il fait froid.", "Nous sommes en retard."]
 
 
@@ -73,6 +76,11 @@ def test_translate_answers_in_the_shape_of_q_what_the_translator_gives(server):
     assert form.json() == {"translatedText": expected[1]}
     auto = client.post("/translate", json={"q": TEXTS[0], "source": "auto", "target": "eng"}).json()
     assert auto == {"translatedText": expected[0], "detectedLanguage": {"confidence": 100.0, "language": "fr"}}
+    autos = client.post("/translate", json={"q": TEXTS[:2], "source": "auto", "target": "en"}).json()
+    assert autos["detectedLanguage"] == [{"confidence": 100.0, "language": "fr"}] * 2  # one per sentence
+    for empty in ("", None):  # LibreTranslate reads an empty format as text
+        answer = client.post("/translate", json={"q": TEXTS[0], **PAIR, "format": empty}).json()
+        assert answer == {"translatedText": expected[0]}
 
 
 def test_languages_names_the_models_pair_as_libretranslate_does(server):
@@ -104,7 +112,18 @@ def test_languages_names_the_models_pair_as_libretranslate_does(server):
          "the body is not UTF-8 (byte 7)"),
         ({"content": b"q=%E9t%E9&source=fr", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 400,
          "the body is not UTF-8"),
+        ({"content": b'{"q": "a\\ud800", "source": "fr", "target": "en"}', "headers": JSON}, 400,
+         "a sentence of q holds '\\ud800', half of a UTF-16 pair, at character 1; send whole characters"),
+        ({"content": b'{"q": "a", "x": NaN}', "headers": JSON}, 400,
+         "the body is JSON this server does not read (NaN is not JSON)"),
+        ({"content": b'{"q": "a", "x": ' + b"9" * 5000 + b"}", "headers": JSON}, 400,
+         "the body is JSON this server does not read (Exceeds the limit"),
+        ({"content": b'{"q": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": JSON}, 400,
+         "the body is JSON this server does not read"),
     ],
+    ids=["pair", "source list", "html", "no q", "q of numbers", "65 sentences", "1001 characters", "10 MB",
+         "malformed JSON", "JSON not an object", "text/plain", "JSON not UTF-8", "form not UTF-8", "lone surrogate",
+         "NaN", "5000 digits", "nested 100000 deep"],
 )  # fmt: skip
 def test_each_bad_translate_request_gets_one_json_error_line_naming_the_fix(server, request_, status, error):
     client, _ = server
@@ -127,6 +146,24 @@ def test_unknown_routes_and_methods_answer_one_json_error_line(server):
     client, _ = server
     assert refusal(client.get("/nowhere"), 404) == "GET /nowhere: Not Found"
     assert refusal(client.get("/translate"), 405) == "GET /translate: Method Not Allowed"
+    assert refusal(client.post("/translate/", json={"q": "a", **PAIR}), 404) == "POST /translate/: Not Found"
+
+
+def test_what_answers_get_answers_head_as_health_probes_send_it(server):
+    client, _ = server
+    for path in ("/", "/health", "/ready", "/languages"):
+        answer = client.head(path)
+        assert answer.status_code == 200 and answer.content == b"", path
+
+
+def test_a_client_that_leaves_before_its_whole_body_came_is_one_refusal_not_the_servers_failure():
+    async def left(message: dict = {"type": "http.disconnect"}) -> dict:  # noqa: B006 (what the server is told)
+        return message
+
+    request = Request({"type": "http", "method": "POST", "path": "/translate", "headers": []}, left)
+    with pytest.raises(Refused) as refused:
+        asyncio.run(read_body(request, 100))
+    assert (refused.value.status, str(refused.value)) == (400, "the client left after 0 bytes of its body")
 
 
 def test_native_endpoint_gives_the_n_best_with_scores_of_the_requests_decode_settings(server, checkpoint):
@@ -152,12 +189,24 @@ def test_native_endpoint_gives_the_n_best_with_scores_of_the_requests_decode_set
         ({"beam_size": 5}, "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy"),
         ({"strategy": "beam", "beam_size": 17}, "decode.beam_size=17 is over the server's 16"),
         ({"max_length": 10000}, "decode is an object of strategy, beam_size, length_penalty, n_best"),
-        ({"beam_size": "five"}, "Value 'five' of type 'str' could not be converted to Integer"),
+        ({"beam_size": "five"}, "decode.beam_size='five' is not a number; send a JSON number"),
+        ({"beam_size": True}, "decode.beam_size=True is not a number; send a JSON number"),
+        # a request's strings are never read as OmegaConf's ${...}: the server's environment stays its own
+        ({"strategy": "${oc.env:HOME}"}, "decode.strategy='${oc.env:HOME}' is not one of ('greedy', 'beam', 'sample')"),
+        ({"length_penalty": "${oc.env:HOME}"}, "decode.length_penalty='${oc.env:HOME}' is not a number"),
     ],
 )
 def test_native_decode_settings_are_checked_by_the_command_lines_rules(server, decode, error):
     client, _ = server
     assert refusal(client.post("/v1/translate", json={"q": "a", "decode": decode}), 400).startswith(error)
+
+
+def test_a_request_naming_another_strategy_starts_from_its_presets_search_settings_not_the_servers(checkpoint):
+    client, _ = serving(checkpoint, "beam")  # decode=beam: beam_size 5, which greedy search would refuse
+    greedy = Translator(load_checkpoint(checkpoint), decode_preset("greedy")).translate(TEXTS)
+    with client:
+        answer = client.post("/v1/translate", json={"q": TEXTS, "decode": {"strategy": "greedy"}}).json()
+    assert [found["n_best"][0]["text"] for found in answer["translations"]] == greedy
 
 
 def test_native_endpoint_takes_json_only(server):
@@ -195,8 +244,9 @@ def decoder(monkeypatch) -> SimpleNamespace:
 
 
 async def behind_a_held_batch(app, decoder: SimpleNamespace, requests: list[tuple[str, dict]]) -> list:
-    """``requests`` sent at once, in this process, while the decoder holds a first one; then let go: their answers."""
-    transport = httpx.ASGITransport(app=app)
+    """``requests`` sent at once, in this process, while the decoder holds a first one; then let go: their answers
+    (a 500 too: the server's error is logged, as uvicorn logs it, not raised here)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://s") as http:
         first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
         await asyncio.to_thread(decoder.decoding.wait, 10)
@@ -254,6 +304,24 @@ def test_after_a_batch_of_several_requests_the_decoder_waits_for_their_next_ones
     assert translations == translator.translate(texts)
 
 
+def test_a_request_that_fails_to_decode_fails_alone_not_its_batch_mates(checkpoint, decoder, monkeypatch):
+    client, translator = serving(checkpoint)
+    held = core.Translator.translate_n_best
+
+    def failing(self, sentences, *args, **keys):
+        if "boom" in sentences:
+            raise RuntimeError("boom")
+        return held(self, sentences, *args, **keys)
+
+    monkeypatch.setattr(core.Translator, "translate_n_best", failing)
+    requests = [("/translate", {"q": text, **PAIR}) for text in (TEXTS[0], "boom", TEXTS[1])]
+    answers = asyncio.run(behind_a_held_batch(client.app, decoder, requests))
+    assert [answer.status_code for answer in answers] == [200, 500, 200]
+    assert decoder.calls == [("greedy", 1), ("greedy", 1), ("greedy", 1)]  # the batch of 3 failed: each alone
+    assert [answers[0].json()["translatedText"], answers[2].json()["translatedText"]] == translator.translate(TEXTS[:2])
+    assert refusal(answers[1], 500) == "the server failed to translate (RuntimeError); see its log"
+
+
 def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
     client, _ = serving(checkpoint, max_queued=2)
     requests = [("/translate", {"q": text, **PAIR}) for text in ("b", "c", "d")]
@@ -278,6 +346,11 @@ def test_each_request_is_logged_in_one_line_with_its_size_and_latency_but_not_it
     [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.serving"]
     assert line.startswith("POST /translate 200 2 sentences ") and line.endswith(" ms")
     assert not any(word in line for word in ("Je", "froid"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="seq2seq.serving"):
+        client.get("/x%0AINFO seq2seq.serving: POST /translate 200 1 sentences 42 bytes 1.0 ms")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seq2seq.serving"]
+    assert line.startswith("GET /x\\nINFO seq2seq.serving: POST") and "\n" not in line  # no line of the client's
 
 
 def test_the_page_and_everything_it_loads_are_served_by_the_server(server):
@@ -396,7 +469,21 @@ def test_sigterm_with_32_requests_in_flight_answers_all_then_exits_0(checkpoint)
     answers = asyncio.run(in_flight())
     assert server.process.wait(30) == 0
     assert answers == [(200, {"translatedText": translation}) for translation in expected]
-    assert any("SIGTERM: every request in flight answered; exiting" in line for line in server.log)
+    assert any("SIGTERM: drained; exiting" in line for line in server.log)
+    assert not any("timeout graceful shutdown exceeded" in line for line in server.log)
+
+
+@pytest.mark.slow
+def test_sigterm_with_a_client_that_stalls_mid_body_cuts_it_off_after_drain_s_and_exits_0(checkpoint):
+    server = start_server(checkpoint, "limits.drain_s=1")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as stalled:
+        head = b"POST /translate HTTP/1.1\r\nHost: serve\r\nContent-Type: application/json\r\nContent-Length: 100"
+        stalled.sendall(head + b'\r\n\r\n{"q": ')  # and never the rest
+        time.sleep(0.5)  # its head has arrived
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) == 0  # without drain_s: never, while the client stays
+    assert any("timeout graceful shutdown exceeded" in line for line in server.log)
 
 
 @pytest.mark.slow

@@ -42,8 +42,9 @@ def log_from_a_thread() -> QueueListener:
 
 
 def drained(signum: int, frame: Any) -> None:
-    """uvicorn raises the signal that stopped it again once every request is answered: then the server is done."""
-    log.info("%s: every request in flight answered; exiting", signal.Signals(signum).name)
+    """uvicorn raises the signal that stopped it again once every request in flight is answered, or after
+    ``limits.drain_s`` has cut off those left (its own error line says how many): then the server is done."""
+    log.info("%s: drained; exiting", signal.Signals(signum).name)
 
 
 @command("serve")
@@ -57,7 +58,8 @@ def main(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, drained)
     listener = log_from_a_thread()
     try:
-        run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+        run(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
+            timeout_graceful_shutdown=cfg.limits.drain_s)  # fmt: skip
     finally:
         listener.stop()  # every line queued is written
 

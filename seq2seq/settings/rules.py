@@ -4,6 +4,7 @@ settings class: every mistake one line naming the full key, before any work.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
@@ -30,7 +31,7 @@ def is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return is_int(value) or isinstance(value, float)
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))  # nan passes every comparison
 
 
 def integer(minimum: int, why: str = "") -> Rule:

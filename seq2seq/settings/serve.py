@@ -39,6 +39,12 @@ class Limits(Settings):
         doc="once a batch of several requests is decoded, how long the decoder waits for their clients' next ones "
         "(at least a quarter of that batch's decoding, on a busy machine)",
     )
+    drain_s: float = setting(
+        number(0, above_low=True),
+        30.0,
+        doc="on SIGTERM, how long the requests in flight have to finish: a connection still open then (a client "
+        "that stalls mid-request) is closed, so the server always exits",
+    )
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ async function translate(event) {
   event.preventDefault();
   $("error").textContent = "";
   const beam = $("strategy").value === "beam";
-  const decode = beam ? { strategy: "beam", beam_size: 5, length_penalty: 1.0, n_best: 5 } : null;
+  const decode = beam ? { strategy: "beam", beam_size: 5, length_penalty: 1.0, n_best: 5 } : { strategy: "greedy" };
   const answer = await fetch("/v1/translate", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
