@@ -237,6 +237,7 @@ def write_export(trained: TranslationModel, output: Path) -> None:
     """
     if output.exists() and not (output.is_dir() and not any(output.iterdir())):
         raise PathError(f"output={output} exists; give a new directory (it is made)")
+    output = output.resolve() if output.is_symlink() else output  # a link to an empty directory: made there
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
     partial.mkdir()

@@ -190,6 +190,11 @@ def test_sampling_draws_n_scored_samples_per_sentence_the_same_alone_as_batched(
     [
         (dict(temperature=0.0), "decode.temperature=0.0 is not a number > 0"),
         (dict(temperature=math.nan), "decode.temperature=nan is not a number > 0"),  # nan passes every comparison
+        (
+            dict(min_length=5, max_length=5),
+            "decode.min_length=5 leaves no room for the end of sentence within decode.max_length=5 tokens; "
+            "lower decode.min_length or raise decode.max_length",
+        ),
         (dict(strategy="beam", length_penalty=math.inf), "decode.length_penalty=inf is not a number >= 0"),
         (dict(top_p=0.0), "decode.top_p=0.0 is not a number > 0 and <= 1"),
         (dict(top_p=1.5), "decode.top_p=1.5 is not a number > 0 and <= 1"),

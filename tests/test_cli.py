@@ -10,6 +10,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 from helpers.corpus import synthetic_corpus
-from helpers.runs import MAX_TOKENS, fails_with_one_line
+from helpers.runs import MAX_TOKENS, fails_with_one_line, run_tool
 from omegaconf import OmegaConf
 
 from seq2seq.api import Translator
@@ -27,11 +28,11 @@ from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands import evaluate, export, translate
 from seq2seq.commands import score as score_command
 from seq2seq.commands import train as train_command
-from seq2seq.commands.common import SIGPIPE_EXIT_STATUS
+from seq2seq.commands.common import SIGPIPE_EXIT_STATUS, writing
 from seq2seq.core.translator import TranslationModel
 from seq2seq.data import cache
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.errors import CorpusError, SettingsError
+from seq2seq.errors import CorpusError, PathError, SettingsError
 from seq2seq.resources import CONF_DIR, check_group_options
 from seq2seq.settings.presets import composed
 from seq2seq.training.run import train
@@ -376,7 +377,7 @@ def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
     source.write_text("Je suis content.\n" * 3000)  # 30 subwords or more per line: more than a pipe holds
     process = subprocess.Popen(
         [sys.executable, "-m", "seq2seq.translate", f"checkpoint={checkpoint}", f"input={source}",
-         "decode.min_length=30", "decode.max_length=30"],
+         "decode.min_length=29", "decode.max_length=30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout.readline()
@@ -497,3 +498,104 @@ def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_th
     check_group_options(["--config-dir=/mine", "data=mine"])  # a user's data/mine.yaml: Hydra finds it or says so
     with pytest.raises(SettingsError, match=r"^data=mine is not a data option; use one of common, files, fra-eng"):
         check_group_options(["data=mine"])
+
+
+def test_a_pipe_as_input_is_translated_whole_under_a_progress_bar_and_a_pipe_as_output_stays_one(checkpoint, tmp_path):
+    """Counting a pipe's lines for the bar would drain it (``<(...)``: 0 lines translated), and writing through a
+    temporary file renamed over a FIFO or a device (``/dev/null``) would replace it with a regular file."""
+    lines = ["Je suis content.", "Il fait froid.", "Nous sommes en retard."]
+    read, write = os.pipe()  # what a shell's process substitution gives: /dev/fd/N
+    os.write(write, "".join(line + "\n" for line in lines).encode())
+    os.close(write)
+    output = tmp_path / "out.fifo"
+    os.mkfifo(output)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(output.read_text()), daemon=True)
+    reader.start()
+    try:
+        run_tool(translate, f"checkpoint={checkpoint}", f"input=/dev/fd/{read}", f"output={output}", "progress=always")
+    finally:
+        os.close(read)
+    reader.join(10)
+    expected = Translator(load_checkpoint(checkpoint), train_config().decode).translate(lines)
+    assert received == ["".join(text + "\n" for text in expected)]
+    assert stat.S_ISFIFO(output.stat().st_mode)
+
+
+def test_lines_are_counted_in_chunks_as_line_batches_reads_them(tmp_path):
+    for content, lines in ((b"", 0), (b"\n", 1), (b"a\nb", 2), (b"a\n" * 3, 3), (b"x" * (3 << 20), 1)):
+        (tmp_path / "lines").write_bytes(content)
+        assert translate.count_lines(tmp_path / "lines") == lines
+
+
+@pytest.mark.parametrize("tool", [translate, score_command])
+def test_an_unreadable_input_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch, tool):
+    source = tmp_path / "secret.txt"
+    source.write_text("Je suis content.\tI am happy.\n")
+    opening = os.open
+
+    def denied(path, *args, **keys):  # chmod 000 does not stop root, who runs the tests here
+        if str(path) == str(source):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return opening(path, *args, **keys)
+
+    monkeypatch.setattr(os, "open", denied)
+    monkeypatch.setattr(tool, "load_models", lambda *args: pytest.fail("the model was loaded"))
+    error = fails_with_one_line(capsys, tool, f"checkpoint={checkpoint}", f"input={source}")
+    assert error == f"input={source}: cannot read it (Permission denied); give a readable file"
+
+
+def test_closed_standard_input_is_one_line(checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)  # as `translate <&-` leaves it
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}")
+    assert error.startswith("standard input is closed; give input=FILE")
+
+
+def test_an_attention_plot_directory_in_the_way_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys,
+                                                                                   monkeypatch):  # fmt: skip
+    taken = tmp_path / "plots"
+    taken.write_text("a file, not a directory\n")
+    monkeypatch.setattr(translate, "load_models", lambda *args: pytest.fail("the model was loaded"))
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={taken}")
+    assert error == f"attention_plot={taken}: cannot write there (File exists); give another place"
+
+
+def test_evaluate_refuses_a_pipe_as_input_and_an_output_dir_it_cannot_write_before_the_model_loads(
+    checkpoint, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(evaluate, "load_models", lambda *args: pytest.fail("the model was loaded"))
+    pipe = tmp_path / "pairs.fifo"
+    os.mkfifo(pipe)  # read twice, as a data file is: the second read would block or find nothing
+    error = fails_with_one_line(capsys, evaluate, f"checkpoint={checkpoint}", f"input={pipe}")
+    assert error.startswith(f"input={pipe}: not a regular file (a pipe or a device)")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Je suis content.\tI am happy.\n")
+
+    def read_only(*args, **keys):  # what a read-only file system answers, found before any decoding
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(evaluate.tempfile, "TemporaryFile", read_only)
+    error = fails_with_one_line(capsys, evaluate, f"checkpoint={checkpoint}", f"input={pairs}",
+                                f"output_dir={tmp_path / 'results'}")  # fmt: skip
+    assert error == f"output_dir={tmp_path / 'results'}: cannot write there (Read-only file system); give another place"
+    assert not (tmp_path / "results").exists()
+
+
+def test_export_into_a_place_it_cannot_write_is_one_line_and_through_a_link_to_an_empty_directory(
+    checkpoint, tmp_path, capsys
+):
+    blocking = tmp_path / "a-file"
+    blocking.write_text("in the way\n")
+    error = fails_with_one_line(capsys, export, f"checkpoint={checkpoint}", f"output={blocking / 'model'}")
+    assert error == f"output={blocking / 'model'}: cannot write there (File exists); give another place"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    run_tool(export, f"checkpoint={checkpoint}", f"output={tmp_path / 'link'}")
+    assert (tmp_path / "link").is_symlink() and load_checkpoint(tmp_path / "link").config
+
+
+def test_a_full_disk_while_writing_an_output_is_one_line_naming_its_file_system():
+    with pytest.raises(PathError) as raised, writing("output", "/tmp/model"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(raised.value) == f"no space left on {cache.mount_point(Path('/tmp'))} writing output=/tmp/model; " \
+        "free some space there"  # fmt: skip

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import STEP_PREFIX, load_checkpoint, write_export
-from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm
+from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm, writing
 from seq2seq.core.translator import TranslationModel
 from seq2seq.errors import CheckpointError
 from seq2seq.settings import AverageSettings, check_command
@@ -67,7 +67,9 @@ def main(cfg: DictConfig) -> None:
         paths = last_checkpoints(Path(cfg.run), DEFAULT_LAST if cfg.last is None else cfg.last)
     else:
         paths = [Path(path) for path in cfg.checkpoints]
-    write_export(average_checkpoints(paths), Path(cfg.output))
+    averaged = average_checkpoints(paths)
+    with writing("output", cfg.output):
+        write_export(averaged, Path(cfg.output))
     print(f"averaged {len(paths)} checkpoints into {cfg.output}: " + ", ".join(map(str, paths)))
 
 

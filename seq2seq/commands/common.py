@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from seq2seq.data.cache import atomic_write
+from seq2seq.data.cache import atomic_write, mount_point
 from seq2seq.errors import Interrupted, PathError, UserError
 from seq2seq.resources import CONF_DIR, check_group_options, register_recipes
 from seq2seq.settings import CommandSettings, check_command
@@ -58,10 +58,14 @@ UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDI
 
 @contextmanager
 def writing(key: str, path: Any) -> Iterator[None]:
-    """An output the file system refuses (no permission, read-only, a file or directory in the way) as one line."""
+    """An output the file system refuses (no permission, read-only, a file or directory in the way, a full disk) as
+    one line."""
     try:
         yield
     except OSError as error:
+        if error.errno == errno.ENOSPC:
+            where = mount_point(Path(path).absolute().parent)
+            raise PathError(f"no space left on {where} writing {key}={path}; free some space there") from error
         if error.errno not in UNWRITABLE:
             raise
         raise PathError(f"{key}={path}: cannot write there ({error.strerror}); give another place") from error
@@ -71,6 +75,9 @@ def write_whole(output: Path, write: Callable[[TextIO], int]) -> int:
     """``write(sink)`` (returning a count) into ``output`` through a temporary file renamed at the end: never half a
     file at ``output``. A link is written through (its target is replaced), and a file replaced keeps its permissions.
     """
+    if output.exists() and not output.is_file():  # a device or a pipe (/dev/null, a FIFO, /dev/stdout): written
+        with writing("output", output), output.open("w", encoding="utf-8") as sink:  # to, never replaced by a file
+            return write(sink)
     count = 0
     target = output.resolve() if output.is_symlink() else output
     mode = target.stat().st_mode & 0o7777 if target.is_file() else None

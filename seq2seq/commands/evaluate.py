@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,16 +124,21 @@ def check_output_dir(cfg: DictConfig, model: Path) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise PathError(f"output_dir={output_dir} is a file; give a directory (it is made if missing)")
     read_metrics(output_dir / "metrics.json")
+    made = next(folder for folder in (output_dir, *output_dir.absolute().parents) if folder.exists())
+    with writing("output_dir", output_dir):  # written in, or in what will hold it: tried, as permissions do not say
+        tempfile.TemporaryFile(dir=made).close()  # it all (a read-only file system, root's overrides)
     return output_dir
 
 
 def check_input(given: Any) -> None:
-    """``input=`` names files that are there, before the model loads."""
+    """``input=`` names readable regular files, before the model loads (each is read twice, as a data file is)."""
     for file in [given] if isinstance(given, str) else list(given or []):
         if Path(file).is_dir():
             raise PathError(f"input={given} is a directory; give a file in the corpus format")
         if not Path(file).exists():
             raise PathError(f"input={given}: no such file {file}; give a TSV file or [SOURCE,REFERENCE] files")
+    if given:
+        sources.check_readable(sources.split_files(given, "input"), "input")
 
 
 def results_stem(models: list[Path], name: str, cfg: DictConfig) -> str:

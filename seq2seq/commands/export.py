@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from seq2seq.checkpoint import load_checkpoint, write_export
-from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm
+from seq2seq.commands.common import command, log_to_stderr, stop_on_sigterm, writing
 from seq2seq.settings import ExportSettings, check_command
 
 
@@ -20,7 +20,9 @@ def main(cfg: DictConfig) -> None:
     log_to_stderr()
     stop_on_sigterm()
     check_command(ExportSettings, cfg)
-    write_export(load_checkpoint(cfg.checkpoint), Path(cfg.output))
+    trained = load_checkpoint(cfg.checkpoint)
+    with writing("output", cfg.output):
+        write_export(trained, Path(cfg.output))
     print(f"exported {cfg.checkpoint} to {cfg.output}")
 
 

@@ -21,6 +21,7 @@ from seq2seq.commands.common import (
     start_decoding_command,
     use_threads,
     write_whole,
+    writing,
 )
 from seq2seq.core.translator import CHARS_PER_SUBWORD, Translator, pick_device
 from seq2seq.errors import PathError, SettingsError
@@ -103,8 +104,9 @@ def translate_stream(
         for number, translations in enumerate(found, count):
             best = translations[0]
             if plots and best.attention is not None:  # a line of no subwords is not translated, so has no attention
-                save_heatmap(translator.source_tokenizer, translator.target_tokenizer, best,
-                             plots / f"{number + 1:06d}.png")  # fmt: skip
+                with writing("attention_plot", plots):
+                    save_heatmap(translator.source_tokenizer, translator.target_tokenizer, best,
+                                 plots / f"{number + 1:06d}.png")  # fmt: skip
             if not several:
                 sink.write(translations[0].text + "\n")
             else:
@@ -129,15 +131,20 @@ def translate_to_file(
 
 
 def count_lines(path: Path) -> int:
-    """Lines as ``line_batches`` reads them: a last line without a newline counts too."""
-    with path.open("rb") as lines:
-        return sum(1 for _ in lines)
+    """Lines as ``line_batches`` reads them: a last line without a newline counts too. In chunks: a file of one
+    endless line is counted in bounded memory."""
+    count, last = 0, b"\n"
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            count, last = count + chunk.count(b"\n"), chunk[-1:]
+    return count + (last != b"\n")
 
 
 def file_progress(cfg: DictConfig, key: str = "input", unit: str = "lines") -> tqdm:
-    """A bar for ``KEY=FILE`` (lines are counted only when it shows); none for standard input, often typed."""
+    """A bar for ``KEY=FILE`` (lines are counted only when it shows, and only in a regular file: counting a pipe
+    would drain it, and a device need not end); none for standard input, often typed."""
     bar = progress_bar(cfg.progress if cfg[key] else "never", desc=cfg[key], unit=unit)
-    if not bar.disable:
+    if not bar.disable and Path(cfg[key]).is_file():
         bar.reset(total=count_lines(Path(cfg[key])))
     return bar
 
@@ -153,6 +160,12 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
             raise PathError(f"{key}={name}: no such file; give a text file, {holding}")
         if Path(name).is_dir():
             raise PathError(f"{key}={name} is a directory; give a text file, {holding}")
+        try:  # not blocking: a pipe (read once, as a stream) opens without waiting for its writer
+            os.close(os.open(name, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError as error:
+            raise PathError(f"{key}={name}: cannot read it ({error.strerror}); give a readable file") from error
+    if not given and sys.stdin is None:
+        raise PathError(f"standard input is closed; give input=FILE, or a file or pipe on standard input, {holding}")
     if not cfg.output:
         return
     output = Path(cfg.output)
@@ -171,12 +184,15 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, TranslateSettings)
     check_files(cfg)
+    plots = Path(cfg.attention_plot) if cfg.attention_plot else None
+    if plots:
+        with writing("attention_plot", plots):  # a file in the way, no permission: one line, before the model loads
+            plots.mkdir(parents=True, exist_ok=True)
     use_threads(cfg.threads)
     device = pick_device(cfg.device, cfg.quantize)
     translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
-    if cfg.attention_plot and translator.model.decoder.attention is None:
+    if plots and translator.model.decoder.attention is None:
         raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
-    plots = Path(cfg.attention_plot) if cfg.attention_plot else None
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
             count = translate_to_file(translator, source, Path(cfg.output), plots, bar, cfg.prefix_column)

@@ -67,6 +67,11 @@ class DecodeSettings(Settings):
                 f"{key}.n_best={self.n_best} is beam search's; {key}=sample draws {key}.n samples per sentence: "
                 f"set {key}.n={self.n_best}"
             )
+        if isinstance(self.max_length, int) and self.min_length >= self.max_length:  # counted with its EOS
+            raise SettingsError(
+                f"{key}.min_length={self.min_length} leaves no room for the end of sentence within "
+                f"{key}.max_length={self.max_length} tokens; lower {key}.min_length or raise {key}.max_length"
+            )
         if self.n_best > (self.beam_size if self.strategy == "beam" else 1):
             raise SettingsError(
                 f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "
