@@ -26,7 +26,7 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.settings import ModelSettings, read, with_defaults
 from seq2seq.settings.keys import ONE_MODEL
-from seq2seq.settings.model_file import LOCATION_KEYS, plain_config
+from seq2seq.settings.model_file import LOCATION_KEYS, READ_DATA_KEYS, plain_config
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ EXPORT_FILES = {
 # what an export's config leaves out: the training machine's paths (its settings, a resumed checkpoint, and data's
 # locations and own files: data=files splits); a model needs none of them to translate
 EXPORT_DROPS = ("paths", "resume")
-EXPORT_DATA_DROPS = (*LOCATION_KEYS, "train", "valid", "test")
+OWN_SPLITS = ("train", "valid", "test")  # a data=files model's own files
+EXPORT_DATA_DROPS = (*LOCATION_KEYS, *OWN_SPLITS)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -116,16 +117,25 @@ def read_export(directory: Path) -> dict[str, Any]:
             f"{directory}: not an exported model (no {', '.join(missing)}) nor a training run (no "
             "checkpoints/best.ckpt); write one with python -m seq2seq.export checkpoint=PATH output=DIR"
         )
+    if links := [name for name in EXPORT_FILES.values() if (directory / name).is_symlink()]:
+        raise CheckpointError(f"{directory}: {', '.join(links)} is a link, which an export never holds (it could "
+                              "make this machine read any file); refused: export it again")  # fmt: skip
     try:
         hparams = json.loads((directory / EXPORT_FILES["config"]).read_bytes())
         weights = safetensors.torch.load_file(directory / EXPORT_FILES["weights"])
-    except (ValueError, safetensors.SafetensorError) as error:  # ValueError: also invalid JSON
+    except (ValueError, RecursionError, safetensors.SafetensorError) as error:  # ValueError: also invalid JSON
         raise CheckpointError(f"{directory}: an unreadable exported model ({error}); export it again") from error
     if not isinstance(hparams, dict) or hparams.pop("seq2seq_format", None) != FORMAT_VERSION:
         raise CheckpointError(
             f"{directory / EXPORT_FILES['config']}: not a seq2seq export of format {FORMAT_VERSION}; "
             "export it again with this version of seq2seq"
         )
+    config = hparams.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict) and (named := [f"data.{key}" for key in OWN_SPLITS if key in data]):
+        # what evaluate would read (a data=files model's splits): an export never holds them, so this one was written
+        raise CheckpointError(f"{directory / EXPORT_FILES['config']}: names {', '.join(named)}, local files an "
+                              "export never holds; refused: export it again")  # fmt: skip
     tokenizers = {side: (directory / EXPORT_FILES[side]).read_bytes() for side in ("source", "target")}
     return {"state_dict": weights, "hyper_parameters": hparams, "tokenizers": tokenizers}
 
@@ -155,6 +165,11 @@ def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path
     the exact shapes are compared on a model built on the meta device, which allocates nothing.
     """
     config = hparams["config"]
+    for name, tensor in weights.items():  # a tensor is what its file holds: floats, each of them stored
+        stored = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+        if not tensor.is_floating_point() or not tensor.is_contiguous() or stored < tensor.nbytes:
+            raise CheckpointError(f"{path}: its weight {name} is not stored as floats, one each ({tensor.dtype}, "
+                                  f"{stored} bytes for {tuple(tensor.shape)}); refused")  # fmt: skip
     bound = max([len(weights), *(max(tensor.shape, default=1) for tensor in weights.values())])
     sizes = [hparams["src_vocab_size"], hparams["tgt_vocab_size"], config["model"]["embedding_dim"],
              *config["model"]["encoder"].values(), *config["model"]["decoder"].values()]  # fmt: skip
@@ -194,6 +209,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     hparams = raw["hyper_parameters"]
     try:
         config = plain_config(hparams["config"], path)
+        if missing := [key for key in READ_DATA_KEYS if key not in config["data"]]:
+            raise CheckpointError(f"{path}: its config lacks data.{missing[0]}; use a model that seq2seq wrote")
+        loaded = tokenizers(raw, path)  # first: a vocabulary size no tokenizer has is refused before it is allocated
         fits_weights(hparams, raw["state_dict"], path)
         model = network(hparams, path)
         model.load_state_dict({name.removeprefix("model."): weights for name, weights in raw["state_dict"].items()})
@@ -203,7 +221,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
         raise CheckpointError(
             f"{path}: its config and weights do not fit this version of seq2seq ({error!r})"
         ) from error
-    loaded = tokenizers(raw, path)
     return TranslationModel(model.to(device).eval(), loaded["source"], loaded["target"], config)
 
 

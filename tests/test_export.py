@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from helpers.corpus import synthetic_corpus, write_mirror
 from helpers.runs import SENTENCES, cli, run_tool
 
 from seq2seq.api import Translator
-from seq2seq.checkpoint import EXPORT_FILES, load_checkpoint, read_checkpoint, write_export
+from seq2seq.checkpoint import EXPORT_FILES, fits_weights, load_checkpoint, read_checkpoint, write_export
 from seq2seq.commands import average, evaluate, translate
 from seq2seq.commands.average import average_checkpoints, last_checkpoints
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
@@ -257,6 +258,67 @@ def test_a_tokenizer_of_another_model_is_refused_in_one_line(exported, capsys):
         f"{exported}: its target tokenizer has {len(Tokenizer(other))} pieces but the model reads {reads}: "
         "a tokenizer of another model; export it again"
     )
+
+
+def test_a_tensor_stored_in_fewer_bytes_than_its_shape_is_refused_before_a_model_of_its_size_is_allocated(
+    checkpoint, tmp_path, capsys
+):
+    """One float expanded to ten million rows (stride 0) is a few bytes in the file: its shape must size nothing."""
+    raw = torch.load(checkpoint, weights_only=True)
+    name = "model.encoder.embedding.weight"
+    raw["state_dict"][name] = torch.zeros(1).expand(10**7, raw["state_dict"][name].size(1))
+    raw["hyper_parameters"]["src_vocab_size"] = 10**7
+    torch.save(raw, tampered := tmp_path / "tampered.ckpt")
+    assert tampered.stat().st_size < checkpoint.stat().st_size + 4096
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = one_line_error(capsys, translate, f"checkpoint={tampered}")
+    assert error.startswith(f"{tampered}: its source tokenizer has ") and "but the model reads 10000000" in error
+    raw["hyper_parameters"]["src_vocab_size"] = raw["state_dict"]["model.decoder.embedding.weight"].size(0)
+    with pytest.raises(CheckpointError, match=rf"its weight {name} is not stored as floats, one each"):
+        fits_weights(raw["hyper_parameters"], raw["state_dict"], tampered)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000  # kB: not 10**7 rows (320 MB)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.complex64])
+def test_weights_that_are_not_floats_are_refused_in_one_line(exported, capsys, dtype):
+    weights = safetensors.torch.load_file(exported / EXPORT_FILES["weights"])
+    safetensors.torch.save_file({name: w.to(dtype) for name, w in weights.items()}, exported / EXPORT_FILES["weights"])
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: its weight ") and f"is not stored as floats, one each ({dtype}" in error
+
+
+def test_a_config_nested_past_pythons_recursion_is_one_line(exported, capsys):
+    (exported / EXPORT_FILES["config"]).write_text(
+        '{"seq2seq_format": 3, "config": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: an unreadable exported model (")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("abc", "data.max_tokens='abc' is not an integer >= 1"), (-5, "data.max_tokens=-5 is not an integer >= 1"),
+     (None, "its config lacks data.max_tokens")],
+)  # fmt: skip
+def test_the_data_settings_the_tools_read_are_checked_as_a_users_are(exported, capsys, value, message):
+    edit_config(exported, lambda h: h["config"]["data"].update(max_tokens=value) if value is not None
+                else h["config"]["data"].pop("max_tokens"))  # fmt: skip
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}") and message in error
+
+
+def test_an_export_naming_own_files_or_holding_links_is_refused_before_anything_is_read(exported, tmp_path, capsys):
+    edit_config(exported, lambda h: h["config"]["data"].update(source="files", test="/etc/passwd"))
+    error = one_line_error(capsys, evaluate, f"checkpoint={exported}")
+    assert error == f"{exported / EXPORT_FILES['config']}: names data.test, local files an export never holds; " \
+        "refused: export it again"  # fmt: skip
+    edit_config(exported, lambda h: (h["config"]["data"].pop("test"), h["config"]["data"].update(source="tatoeba")))
+    secret = tmp_path / "secret"
+    secret.write_bytes((exported / "source.model").read_bytes())  # a real model: only the link gives it away
+    (exported / "source.model").unlink()
+    (exported / "source.model").symlink_to(secret)
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error.startswith(f"{exported}: source.model is a link, which an export never holds")
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o022, 0o644)])

@@ -563,6 +563,16 @@ def test_a_checkpoint_cannot_make_the_tools_read_the_environment_or_a_path_it_na
         corpus_split(trained, "test", SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache")))
 
 
+
+def test_a_checkpoint_naming_a_pipe_or_a_device_as_its_split_is_refused_not_read_without_end(tmp_path):
+    os.mkfifo(pipe := tmp_path / "test.fifo")  # opened, it would wait for a writer; /dev/zero would never end
+    for named in (str(pipe), "/dev/zero"):
+        data = {"source": "files", "train": named, "test": named, "src_lang": "fra", "tgt_lang": "eng"}
+        with pytest.raises(CorpusError, match=r"not a regular file \(a pipe or a device\)"):
+            corpus_split(TranslationModel(None, None, None, {"data": data}), "test",
+                         SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache")))  # fmt: skip
+
+
 # --------------------------------------------------------------------------- learned, end to end
 
 TINY_MODEL = [

@@ -53,10 +53,14 @@ def matmul_rate(
     return best
 
 
+MAX_ROWS = 1 << 14  # past some thousands of rows a product's rate no longer grows
+
+
 def model_shapes(settings: ModelSettings, target_vocab: int, rows: int) -> list[tuple[int, int, int]]:
     """Products near a model's own: one recurrent step's gates and the output layer over ``rows`` positions."""
     hidden = settings.decoder_hidden_size
     gates = 3 if settings.cell == "gru" else 4
+    rows = min(rows, MAX_ROWS)  # a model file's batch_tokens is not trusted to size an allocation
     return [(min(rows, 64), hidden, gates * hidden), (rows, hidden, gates * hidden), (rows, hidden, target_vocab)]
 
 

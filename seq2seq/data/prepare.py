@@ -138,6 +138,7 @@ def load_split(data_cfg: Any, name: str) -> sources.Pairs:
     files = sources.split_files(getattr(data_cfg, name), f"data.{name}") if data_cfg.source == "files" else None
     if files is None:
         return load_splits(data_cfg)[name]
+    sources.check_readable(files, f"data.{name}")  # a checkpoint's path to a pipe or a device would never end
     return sources.read_split(files, (data_cfg.src_column, data_cfg.tgt_column), f"data.{name}")
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,9 +129,9 @@ def _split_files(value: Any, required: bool) -> bool:
     """A TSV path, or ``{source, target}``: both paths (aligned files), or both null (not given: cut off train)."""
     if isinstance(value, str):
         return True
-    if not isinstance(value, DictConfig) or set(value) != {"source", "target"}:
+    if not isinstance(value, Mapping) or set(value) != {"source", "target"}:  # a config's, or a model file's dict
         return False
-    sides = (value.source, value.target)
+    sides = (value["source"], value["target"])
     return all(isinstance(side, str) for side in sides) or (sides == (None, None) and not required)
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import CheckpointError, SettingsError
-from seq2seq.settings.data import TatoebaSettings
+from seq2seq.settings.data import FilesSettings, TatoebaSettings
 from seq2seq.settings.rules import check_keys
 
 CORPUS_SOURCES = ("tatoeba", "files")  # conf/data/SOURCE.yaml: the recipes a model's data.source may name
 # where a model's corpus is found: this machine's settings say, never a model file (a URL, a mirror, a cache)
 LOCATION_KEYS = ("url", "mirror", "cache_dir")
+READ_DATA_KEYS = ("max_tokens", "src_lang", "tgt_lang")  # what the tools read of a loaded model's data settings
 
 
 def interpolations(value: Any, key: str = "") -> Iterator[str]:
@@ -40,11 +41,11 @@ def plain_config(config: Any, path: Path | str) -> dict[str, Any]:
             "is data (seq2seq never writes one)"
         )
     data = config["data"]
-    if data.get("source", "tatoeba") not in CORPUS_SOURCES:
+    source = data.get("source", "tatoeba")
+    if source not in CORPUS_SOURCES:
         raise CheckpointError(f"{path}: data.source={data['source']!r} is not one of {CORPUS_SOURCES}; refused")
-    if data.get("source", "tatoeba") == "tatoeba":
-        try:
-            check_keys(TatoebaSettings, {"pair": data.get("pair", "fra-eng")}, "data")
-        except SettingsError as error:
-            raise CheckpointError(f"{path}: {error}; refused") from error
+    try:  # the data keys it has, by the rules a user's are read by: the tools size and cut with them
+        check_keys(TatoebaSettings if source == "tatoeba" else FilesSettings, {"pair": "fra-eng", **data}, "data")
+    except SettingsError as error:
+        raise CheckpointError(f"{path}: {error}; refused") from error
     return {**config, "data": {key: value for key, value in data.items() if key not in LOCATION_KEYS}}
