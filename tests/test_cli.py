@@ -353,6 +353,7 @@ def test_tool_mistakes_fail_with_one_line(checkpoint, tmp_path, capsys, tool, ov
         ("model.encoder.bidirectional=yes", "model.encoder.bidirectional='yes' is not true or false"),
         ("optim.lr=0", "optim.lr=0 is not a number > 0"),
         ("optim.lr=nan", "optim.lr=nan is not a number > 0"),
+        ("seed=4294967296", "seed=4294967296 is not an integer from 0 to 4294967295 (numpy's seeds)"),
         ("trainer.max_steps=ten", "trainer.max_steps='ten' is not an integer >= -1"),
         (
             "trainer.val_check_interval=0",

@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -28,9 +29,10 @@ from torch.utils.data import DataLoader
 
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data.batches import Batch, TokenBucketSampler
-from seq2seq.errors import CacheError, RunBusyError, SettingsError
+from seq2seq.errors import CacheError, CorpusError, RunBusyError, SettingsError
 from seq2seq.settings.presets import composed
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
+from seq2seq.training.run import check_prepared
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -346,6 +348,7 @@ def saved_run(runs: Path, stamp: str, config: dict, age: float) -> Path:
     checkpoint = runs / "default" / stamp / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)
     saved = {"state_dict": {}, "hyper_parameters": {"config": config}, "seq2seq_format": FORMAT_VERSION}
+    saved["optimizer_states"] = [{}]  # a full checkpoint, what Lightning resumes from: not a weights-only one
     torch.save({**saved, "tokenizers": {"source": b"spm", "target": b"spm"}}, checkpoint)
     os.utime(checkpoint, (time.time() - age, time.time() - age))
     return checkpoint
@@ -381,6 +384,44 @@ def test_resume_last_says_so_when_no_run_has_the_same_settings(tmp_path):
         find_resume_checkpoint("last", tmp_path, "default", small_config())
 
 
+def test_resume_refuses_a_weights_only_checkpoint_and_says_where_it_found_nothing(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    weights_only = checkpoint.with_name("step000015.ckpt")
+    torch.save({key: value for key, value in torch.load(checkpoint).items() if key != "optimizer_states"}, weights_only)
+    with pytest.raises(SettingsError, match=rf"^resume={weights_only}: weights only \(a stepSTEP\.ckpt, kept for"):
+        find_resume_checkpoint(str(weights_only), tmp_path, "default", small_config())
+    with pytest.raises(FileNotFoundError, match=rf"^resume=last: no run of other under {tmp_path} holds a "):
+        find_resume_checkpoint("last", tmp_path, "other", small_config())
+    with pytest.raises(FileNotFoundError, match=rf"^resume={tmp_path / 'gone'}: no such file; give a run directory"):
+        find_resume_checkpoint(str(tmp_path / "gone"), tmp_path, "default", small_config())
+
+
+def splits_of(**sizes: int) -> SimpleNamespace:
+    """What ``check_prepared`` reads of prepared data: each split's ids, and the tokenizers."""
+    splits = {name: SimpleNamespace(source_ids=[[5]] * size) for name, size in sizes.items()}
+    return SimpleNamespace(splits=splits, src_tok=SimpleNamespace(model_proto=b"spm"),
+                           tgt_tok=SimpleNamespace(model_proto=b"spm"))  # fmt: skip
+
+
+def test_a_split_empty_once_encoded_is_one_line_before_training_not_a_crash_after_it():
+    data_cfg = OmegaConf.create({"max_tokens": 1, "valid_fraction": 0.1, "test_fraction": 0.0})
+    with pytest.raises(CorpusError, match=r"^data: no training pair is left once encoded \(a pair over data\.max_t"):
+        check_prepared(splits_of(train=0, valid=5, test=5), data_cfg, None, None)
+    with pytest.raises(CorpusError, match=r"^data: the test split is empty once encoded \(data\.test_fraction=0\.0 "):
+        check_prepared(splits_of(train=50, valid=5, test=0), data_cfg, None, None)
+    check_prepared(splits_of(train=50, valid=5, test=5), data_cfg, None, None)
+
+
+def test_resuming_on_data_whose_tokenizers_changed_is_refused_in_one_line(tmp_path):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)  # its tokenizers: b"spm"
+    data_cfg = OmegaConf.create({"max_tokens": 64, "valid_fraction": 0.1, "test_fraction": 0.1})
+    check_prepared(splits_of(train=50, valid=5, test=5), data_cfg, str(checkpoint), "RUN")
+    changed = splits_of(train=50, valid=5, test=5)
+    changed.src_tok.model_proto = b"another spm"  # the training file was rewritten: other subwords for the same ids
+    with pytest.raises(SettingsError, match=r"^resume=RUN: the data changed since the run began \(sentencepiece"):
+        check_prepared(changed, data_cfg, str(checkpoint), "RUN")
+
+
 def test_a_run_resumes_in_place_only_from_its_latest_checkpoint_and_an_earlier_one_starts_its_own_folder(tmp_path):
     first = tmp_path / "first" / "checkpoints"
     first.mkdir(parents=True)
@@ -413,10 +454,9 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path, mon
 RUN_DIR_AT_ONE_SECOND = """
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-import seq2seq.commands.train  # registers the run directory's resolvers
 from seq2seq.resources import CONF_DIR, register_recipes
 from seq2seq.settings.presets import register_schemas
-register_schemas(), register_recipes()  # as the command does before composing
+register_schemas(), register_recipes()  # as the command does before composing: ${pid:} is registered with them
 with initialize_config_dir(CONF_DIR, version_base="1.3"):
     OmegaConf.register_new_resolver("now", lambda pattern: "2026-01-01_00-00-00", replace=True)  # a stopped clock
     print(compose("train", ["recipe=fra-eng-small", "paths.runs_dir=runs"], return_hydra_config=True).hydra.run.dir)

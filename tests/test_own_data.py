@@ -85,7 +85,7 @@ def test_tsv_files_give_exactly_their_pairs_gzipped_or_not(tmp_path):
 
 
 def test_tsv_columns_are_configurable_and_a_line_without_the_column_is_dropped_and_counted(tmp_path, caplog):
-    lines = "id1\tHallo.\tHello.\nid2\tDanke.\nid3\tJa.\tYes.\n"
+    lines = "id1\tHallo.\tHello.\nid2\tDanke.\nid3\tJa.\tYes.\n\t\t\n"  # the last: a pair of empty sides
     (tmp_path / "train.tsv").write_text(lines)
     cfg = data_config(
         tmp_path, "data=files", f"data.train={tmp_path / 'train.tsv'}", "data.src_column=2", "data.tgt_column=1",
@@ -94,7 +94,7 @@ def test_tsv_columns_are_configurable_and_a_line_without_the_column_is_dropped_a
     with caplog.at_level(logging.INFO):
         splits = load_splits(cfg)
     assert sorted(splits["train"]) == [("Hello.", "Hallo."), ("Yes.", "Ja.")]
-    assert "kept 2 pairs; dropped 1 malformed lines (1 without column 3)" in caplog.text
+    assert "kept 2 pairs; dropped 2 malformed lines (1 with an empty side, 1 without column index 2)" in caplog.text
 
 
 def test_two_aligned_files_give_line_by_line_pairs_and_a_one_sided_blank_line_is_dropped(tmp_path, caplog):
@@ -561,7 +561,6 @@ def test_a_checkpoint_cannot_make_the_tools_read_the_environment_or_a_path_it_na
     trained = TranslationModel(None, None, None, {"data": data})
     with pytest.raises(CheckpointError, match=re.escape(message)):
         corpus_split(trained, "test", SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache")))
-
 
 
 def test_a_checkpoint_naming_a_pipe_or_a_device_as_its_split_is_refused_not_read_without_end(tmp_path):

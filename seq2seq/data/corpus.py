@@ -186,7 +186,7 @@ def parse_pairs(
         if line is None:
             report.dropped[f"over {MAX_LINE_BYTES} bytes"] += 1
             continue
-        if not line.strip():
+        if not line.strip() and b"\t" not in line:  # a blank line; one of tabs is a pair of empty sides, counted
             continue
         try:
             text = line.decode("utf-8")
@@ -195,7 +195,7 @@ def parse_pairs(
             continue
         fields = _CONTROL.sub("", text.replace("\r", " ")).split("\t")  # the tab is no control character here
         if len(fields) < needed:
-            report.dropped["without a tab" if len(fields) == 1 else f"without column {needed}"] += 1
+            report.dropped["without a tab" if len(fields) == 1 else f"without column index {needed - 1}"] += 1
             continue
         first, second = (unicodedata.normalize("NFC", fields[c]).strip() for c in columns)
         if not first or not second:

@@ -80,12 +80,22 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         return None
     path = Path(resume).expanduser()
     if path.is_file():
+        if "optimizer_states" not in read_checkpoint(path):
+            raise SettingsError(
+                f"resume={resume}: weights only (a stepSTEP.ckpt, kept for python -m seq2seq.average), without the "
+                "optimizer and the place in the data a resumed run goes on from; resume from the run's last.ckpt or "
+                "best.ckpt"
+            )
         candidates = [path]
     else:
         runs = sorted((runs_dir / name).glob("*/")) if resume == "last" else [path]
         candidates = [c for run in runs for c in run.glob("checkpoints/*.ckpt") if c.stem in RESUMABLE]
     if not candidates:
-        raise FileNotFoundError(f"resume={resume}: no last.ckpt or interrupted.ckpt found; give a checkpoint path")
+        if resume == "last":
+            found = f"no run of {name} under {runs_dir} holds a checkpoints/last.ckpt or interrupted.ckpt"
+        else:
+            found = "holds no checkpoints/last.ckpt or interrupted.ckpt" if path.exists() else "no such file"
+        raise FileNotFoundError(f"resume={resume}: {found}; give a run directory or a checkpoint path")
     newest_first = sorted(candidates, key=lambda c: c.stat().st_mtime, reverse=True)
     for candidate in newest_first:
         if not config_differences(saved_config(candidate), config):

@@ -28,11 +28,11 @@ from lightning_utilities.core import rank_zero
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint
+from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint, read_checkpoint
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.batches import TranslationData
 from seq2seq.data.prepare import EncodedSplit
-from seq2seq.errors import SettingsError
+from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.metrics import score
 from seq2seq.settings import ModelSettings, TrainingSettings, check_command, read
 from seq2seq.training.monitor import EpochThroughput, ProjectedTime
@@ -191,6 +191,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return train_into(cfg, config, run_dir, checkpoint_dir, resume_from, started, loggers, user_callbacks)
 
 
+def check_prepared(data: TranslationData, data_cfg: DictConfig, resume_from: str | None, resume: str | None) -> None:
+    """Before training: every split holds pairs (an empty test split would be found only once training is done),
+    and a resumed run's tokenizers are those it began with (new text for the same ids would go on silently)."""
+    for name, split in data.splits.items():
+        if len(split.source_ids):
+            continue
+        if name == "train":
+            raise CorpusError(
+                f"data: no training pair is left once encoded (a pair over data.max_tokens={data_cfg.max_tokens} "
+                "subwords is dropped); raise data.max_tokens or check the data"
+            )
+        raise CorpusError(
+            f"data: the {name} split is empty once encoded (data.{name}_fraction={data_cfg[f'{name}_fraction']} "
+            f"of the pairs, or its own file's, all dropped); give data.{name}_fraction > 0 or a file data.{name}=FILE"
+        )
+    if resume_from:
+        began = read_checkpoint(resume_from)["tokenizers"]
+        if (began["source"], began["target"]) != (data.src_tok.model_proto, data.tgt_tok.model_proto):
+            raise SettingsError(
+                f"resume={resume}: the data changed since the run began (sentencepiece now learns other subwords "
+                "from it, so the model's ids would mean other words); restore the data it began with, or start a "
+                "new run without resume"
+            )
+
+
 def train_into(
     cfg: DictConfig,
     config: dict[str, Any],
@@ -204,6 +229,7 @@ def train_into(
     """``train``'s work, once the settings are checked and the run directory it writes into is locked."""
     data = TranslationData(cfg.data, seed=cfg.seed)
     data.setup()
+    check_prepared(data, cfg.data, resume_from, cfg.resume)
     L.seed_everything(cfg.seed, workers=True)
     valid = data.splits["valid"]
     task = TranslationTask(config, data.src_tok, data.tgt_tok, list(zip(valid.sources, valid.targets)))
