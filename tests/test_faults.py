@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from seq2seq.checkpoint import FORMAT_VERSION
+from seq2seq.data import cache
 from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, CorpusError, RunBusyError, SettingsError
 from seq2seq.settings.presets import composed
@@ -149,6 +150,42 @@ def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, 
         task.trainer.save_checkpoint(path)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"], "no partial file is left beside it"
+
+
+# --------------------------------------------------------------------------- a cache that cannot be written
+
+
+class ReadOnlyLock:
+    """What ``filelock`` meets on a read-only file system (root passes chmod, so the refusal is simulated)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def acquire(self) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), self.path)
+
+
+def test_a_cache_that_cannot_be_written_is_still_read_and_missing_artefacts_are_one_line(tmp_path, monkeypatch):
+    built = tmp_path / "cache" / "encoded" / "built.pt"
+    built.parent.mkdir(parents=True)
+    built.write_bytes(b"complete")
+    monkeypatch.setattr(cache, "FileLock", ReadOnlyLock)
+    with cache.locked(built):  # a shared, read-only cache: what is there is read, without a lock
+        assert built.read_bytes() == b"complete"
+    with pytest.raises(CacheError) as raised, cache.locked(built.with_name("missing.pt")):
+        pass
+    assert str(raised.value) == (
+        f"cache directory {built.parent}: cannot write there (Read-only file system); give a writable one: "
+        "data.cache_dir=DIR (paths.cache_dir=DIR for the tools) or SEQ2SEQ_CACHE=DIR"
+    )
+    monkeypatch.undo()
+    (tmp_path / "a-file").write_text("not a directory\n")
+    in_a_file = tmp_path / "a-file" / "tokenizers" / "spm.model"
+    with (
+        pytest.raises(CacheError, match=r"^cache directory .*a-file/tokenizers: cannot write there \("),
+        cache.locked(in_a_file),
+    ):
+        pass
 
 
 # --------------------------------------------------------------------------- two runs, one empty cache

@@ -28,10 +28,24 @@ def content_key(texts: Iterable[str], settings: dict[str, Any]) -> str:
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an inter-process lock for ``path`` so concurrent runs build it once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
+    """Hold an inter-process lock for ``path`` so concurrent runs build it once. A cache this process may not write
+    (read-only, a group's) is still read: a complete artefact needs no lock, as each is only renamed into place."""
+    lock: FileLock | None = FileLock(f"{path}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as error:
+        if not path.is_file():
+            raise CacheError(
+                f"cache directory {path.parent}: cannot write there ({error.strerror}); give a writable one: "
+                "data.cache_dir=DIR (paths.cache_dir=DIR for the tools) or SEQ2SEQ_CACHE=DIR"
+            ) from error
+        lock = None
+    try:
         yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def mount_point(path: Path) -> Path:
