@@ -50,7 +50,7 @@ def reversal_pairs(n: int, seed: int) -> list[tuple[str, str]]:
 
 def write_tsv(path: Path, pairs: list[tuple[str, str]]) -> str:
     text = "".join(f"{s}\t{t}\n" for s, t in pairs).encode()
-    path.write_bytes(gzip.compress(text) if path.suffix == ".gz" else text)
+    path.write_bytes(gzip.compress(text) if path.suffix.lower() == ".gz" else text)
     return str(path)
 
 
@@ -77,7 +77,7 @@ def test_tsv_files_give_exactly_their_pairs_gzipped_or_not(tmp_path):
         tmp_path, "data=files",
         f"data.train={write_tsv(tmp_path / 'train.tsv.gz', train)}",
         f"data.valid={write_tsv(tmp_path / 'dev.tsv', valid)}",
-        f"data.test={write_tsv(tmp_path / 'test.tsv.gz', test)}",
+        f"data.test={write_tsv(tmp_path / 'test.tsv.GZ', test)}",  # as some tools name them
     )  # fmt: skip
     assert {name: list(split) for name, split in load_splits(cfg).items()} == {
         "train": train, "valid": valid, "test": test,

@@ -47,7 +47,7 @@ def open_lines(path: str | Path, key: str) -> Iterator[IO[bytes]]:
     """A file's lines as bytes, gunzipped if it ends in ``.gz``; a missing, unreadable or corrupt file is named."""
     path = Path(path).expanduser()
     try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rb") as file:
             yield file
     except FileNotFoundError as error:
         raise CorpusError(f"{key}={path}: no such file; check the path") from error
