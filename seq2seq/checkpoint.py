@@ -117,9 +117,6 @@ def read_export(directory: Path) -> dict[str, Any]:
             f"{directory}: not an exported model (no {', '.join(missing)}) nor a training run (no "
             "checkpoints/best.ckpt); write one with python -m seq2seq.export checkpoint=PATH output=DIR"
         )
-    if links := [name for name in EXPORT_FILES.values() if (directory / name).is_symlink()]:
-        raise CheckpointError(f"{directory}: {', '.join(links)} is a link, which an export never holds (it could "
-                              "make this machine read any file); refused: export it again")  # fmt: skip
     try:
         hparams = json.loads((directory / EXPORT_FILES["config"]).read_bytes())
         weights = safetensors.torch.load_file(directory / EXPORT_FILES["weights"])
@@ -169,7 +166,8 @@ def fits_weights(hparams: dict[str, Any], weights: dict[str, torch.Tensor], path
         stored = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
         if not tensor.is_floating_point() or not tensor.is_contiguous() or stored < tensor.nbytes:
             raise CheckpointError(f"{path}: its weight {name} is not stored as floats, one each ({tensor.dtype}, "
-                                  f"{stored} bytes for {tuple(tensor.shape)}); refused")  # fmt: skip
+                                  f"{stored} bytes for {tuple(tensor.shape)}); refused: use a model that seq2seq "
+                                  "wrote")  # fmt: skip
     bound = max([len(weights), *(max(tensor.shape, default=1) for tensor in weights.values())])
     sizes = [hparams["src_vocab_size"], hparams["tgt_vocab_size"], config["model"]["embedding_dim"],
              *config["model"]["encoder"].values(), *config["model"]["decoder"].values()]  # fmt: skip

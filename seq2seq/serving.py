@@ -52,6 +52,8 @@ LANGUAGES = {
 # the search keys a request may set: the rest (lengths, batching) are the server's, so no request can make the
 # decoder run unbounded
 REQUEST_DECODE_KEYS = ("strategy", "beam_size", "length_penalty", "n_best")
+INTEGER_KEYS = {"beam_size": int, "n_best": int}
+SERVER_DECODE_KEYS = ("max_length", "min_length", "prefix", "batch_size", "batch_tokens", "sync_every")
 
 
 class Refused(Exception):
@@ -155,7 +157,8 @@ class Batcher:
         except Exception as error:
             if len(jobs) > 1:
                 for job in jobs:
-                    await self._answer([job], decoder)
+                    if not job.done.done():  # not a client that went away
+                        await self._answer([job], decoder)
                 return
             results = [error]
         for job, result in zip(jobs, results):
@@ -256,8 +259,11 @@ async def parameters(request: Request, limit: int, form: bool = True) -> dict[st
         raise Refused(400, f"the body is not UTF-8 (byte {error.start}); encode the text as UTF-8") from error
     except json.JSONDecodeError as error:
         raise Refused(400, f"the body is not JSON ({error.msg}, character {error.pos}); send a JSON object") from error
-    except (ValueError, RecursionError) as error:  # NaN, an integer of thousands of digits, nesting past Python's
-        raise Refused(400, f"the body is JSON this server does not read ({error}); send a JSON object") from error
+    except RecursionError as error:
+        raise Refused(400, "the body's JSON is nested deeper than this server reads; send a flatter object") from error
+    except ValueError as error:  # NaN or Infinity, an integer of thousands of digits
+        what = "NaN or Infinity" if "is not JSON" in str(error) else "an integer of over 4,300 digits"
+        raise Refused(400, f"the body's JSON holds {what}, which no key takes; send a JSON object") from error
     accepted = "application/json" + (" or application/x-www-form-urlencoded" if form else "")
     raise Refused(400, f"Content-Type {kind or 'none'} is not accepted; send {accepted}")
 
@@ -293,19 +299,22 @@ def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> t
     for key, value in values.items():  # literal values only: a string is never read as ${...}, OmegaConf's
         if key == "strategy" and value not in STRATEGIES:
             raise Refused(400, f"decode.strategy={value!r} is not one of {STRATEGIES}")
-        if key != "strategy" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise Refused(400, f"decode.{key}={value!r} is not a number; send a JSON number")
+        if key != "strategy" and (isinstance(value, bool) or not isinstance(value, INTEGER_KEYS.get(key, int | float))):
+            kind = "an integer" if key in INTEGER_KEYS else "a number"
+            raise Refused(400, f"decode.{key}={value!r} is not {kind}; send a JSON {kind.split()[-1]}")
     strategy = values.get("strategy", base.strategy)
-    search = {key: preset(strategy)[key] for key in REQUEST_DECODE_KEYS} if strategy != base.strategy else {}
-    try:  # another strategy starts from its preset's search settings, not the server's (``decode=beam``'s beam_size)
-        merged = OmegaConf.merge(base, search, values)
+    try:  # another strategy starts from its preset's search settings (not the server's ``decode=beam`` beam_size,
+        # nor its sampling temperature), the server's lengths and batching kept
+        search = {key: value for key, value in preset(strategy).items() if key not in SERVER_DECODE_KEYS}
+        merged = OmegaConf.merge(base, search if strategy != base.strategy else {}, values)
         read(DecodeSettings, merged, "decode")
     except (OmegaConfBaseException, ValueError, UserError) as error:
         raise Refused(400, str(error).splitlines()[0]) from error
     if merged.beam_size > limits.max_beam_size:
         raise Refused(400, f"decode.beam_size={merged.beam_size} is over the server's {limits.max_beam_size}")
-    chosen = tuple((key, merged[key]) for key in REQUEST_DECODE_KEYS)
-    return () if chosen == tuple((key, base[key]) for key in REQUEST_DECODE_KEYS) else chosen
+    chosen, server = ({key: value for key, value in config.items() if key not in SERVER_DECODE_KEYS}
+                      for config in (merged, base))  # fmt: skip
+    return () if chosen == server else tuple(chosen.items())
 
 
 def check_pair(values: Mapping[str, Any], config: Mapping[str, Any]) -> str:

@@ -185,22 +185,26 @@ def test_sampling_draws_n_scored_samples_per_sentence_the_same_alone_as_batched(
     assert [[t.tokens for t in s] for s in other_seed] != [[t.tokens for t in s] for s in batched]
 
 
+SEED_WORDS = "an integer from 0 to 4294967295 (32 bits: numpy's seeds, sampling's hash)"
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
         (dict(temperature=0.0), "decode.temperature=0.0 is not a number > 0"),
         (dict(temperature=math.nan), "decode.temperature=nan is not a number > 0"),  # nan passes every comparison
-        (
-            dict(min_length=5, max_length=5),
-            "decode.min_length=5 leaves no room for the end of sentence within decode.max_length=5 tokens; "
-            "lower decode.min_length or raise decode.max_length",
-        ),
-        (dict(strategy="beam", length_penalty=math.inf), "decode.length_penalty=inf is not a number >= 0"),
+        (dict(strategy="beam", length_penalty=1e30), "decode.length_penalty=1e+30 is not a number >= 0 and <= 10"),
+        (dict(strategy="beam", length_penalty=math.inf), "decode.length_penalty=inf is not a number >= 0 and <= 10"),
         (dict(top_p=0.0), "decode.top_p=0.0 is not a number > 0 and <= 1"),
         (dict(top_p=1.5), "decode.top_p=1.5 is not a number > 0 and <= 1"),
         (dict(top_k=-1), "decode.top_k=-1 is not an integer >= 0"),
         (dict(n=0), "decode.n=0 is not an integer >= 1"),
-        (dict(seed=-1), "decode.seed=-1 is not an integer >= 0"),
+        (dict(seed=-1), f"decode.seed=-1 is not {SEED_WORDS}"),
+        (dict(seed=1 << 32), f"decode.seed=4294967296 is not {SEED_WORDS}"),  # would draw as seed 0 does
+        (
+            dict(max_length=math.inf),
+            "decode.max_length=inf is not an integer from 1 to 65536 or a ratio > 0 and <= 100",
+        ),
         (
             dict(n_best=2),
             "decode.n_best=2 is beam search's; decode=sample draws decode.n samples per sentence: set decode.n=2",

@@ -353,13 +353,20 @@ def test_tool_mistakes_fail_with_one_line(checkpoint, tmp_path, capsys, tool, ov
         ("model.encoder.bidirectional=yes", "model.encoder.bidirectional='yes' is not true or false"),
         ("optim.lr=0", "optim.lr=0 is not a number > 0"),
         ("optim.lr=nan", "optim.lr=nan is not a number > 0"),
-        ("seed=4294967296", "seed=4294967296 is not an integer from 0 to 4294967295 (numpy's seeds)"),
+        (
+            "seed=4294967296",
+            "seed=4294967296 is not an integer from 0 to 4294967295 (32 bits: numpy's seeds, sampling's hash)",
+        ),
         ("trainer.max_steps=ten", "trainer.max_steps='ten' is not an integer >= -1"),
         (
             "trainer.val_check_interval=0",
             "trainer.val_check_interval=0 is not an integer >= 1 or a number > 0 and <= 1",
         ),
-        ("decode.max_length=0", "decode.max_length=0 is not an integer >= 1 or a ratio > 0"),
+        ("decode.max_length=0", "decode.max_length=0 is not an integer from 1 to 65536 or a ratio > 0 and <= 100"),
+        (
+            "decode.max_length=1e9",
+            "decode.max_length=1000000000.0 is not an integer from 1 to 65536 or a ratio > 0 and <= 100",
+        ),
         ("test_decode.beam_size=0", "test_decode.beam_size=0 is not an integer >= 1"),
     ],
 )
@@ -378,7 +385,7 @@ def test_translate_into_a_pipe_closed_early_exits_quietly(checkpoint, tmp_path):
     source.write_text("Je suis content.\n" * 3000)  # 30 subwords or more per line: more than a pipe holds
     process = subprocess.Popen(
         [sys.executable, "-m", "seq2seq.translate", f"checkpoint={checkpoint}", f"input={source}",
-         "decode.min_length=29", "decode.max_length=30"],
+         "decode.min_length=30", "decode.max_length=30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout.readline()
@@ -523,6 +530,27 @@ def test_a_pipe_as_input_is_translated_whole_under_a_progress_bar_and_a_pipe_as_
     assert stat.S_ISFIFO(output.stat().st_mode)
 
 
+def test_a_named_pipe_as_input_is_read_once_by_the_translation_not_by_a_check_before_it(checkpoint, tmp_path, capsys):
+    """Opened and closed by a check first, a FIFO's waiting writer would write to no one, and the translation would
+    wait for a writer for ever (here, for 30 s: then it is unblocked and fails)."""
+    lines = ["Je suis content.", "Il fait froid."]
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_text("".join(line + "\n" for line in lines)), daemon=True).start()
+    translated = threading.Event()
+
+    def unblock() -> None:
+        if not translated.wait(30):
+            with fifo.open("w"):  # an empty writer: the reader's open returns, at end of file
+                pass
+
+    threading.Thread(target=unblock, daemon=True).start()
+    run_tool(translate, f"checkpoint={checkpoint}", f"input={fifo}", "progress=always")
+    translated.set()
+    expected = Translator(load_checkpoint(checkpoint), train_config().decode).translate(lines)
+    assert capsys.readouterr().out == "".join(text + "\n" for text in expected)
+
+
 def test_lines_are_counted_in_chunks_as_line_batches_reads_them(tmp_path):
     for content, lines in ((b"", 0), (b"\n", 1), (b"a\nb", 2), (b"a\n" * 3, 3), (b"x" * (3 << 20), 1)):
         (tmp_path / "lines").write_bytes(content)
@@ -533,14 +561,14 @@ def test_lines_are_counted_in_chunks_as_line_batches_reads_them(tmp_path):
 def test_an_unreadable_input_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch, tool):
     source = tmp_path / "secret.txt"
     source.write_text("Je suis content.\tI am happy.\n")
-    opening = os.open
+    opening = Path.open
 
     def denied(path, *args, **keys):  # chmod 000 does not stop root, who runs the tests here
-        if str(path) == str(source):
+        if path == source:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return opening(path, *args, **keys)
 
-    monkeypatch.setattr(os, "open", denied)
+    monkeypatch.setattr(Path, "open", denied)
     monkeypatch.setattr(tool, "load_models", lambda *args: pytest.fail("the model was loaded"))
     error = fails_with_one_line(capsys, tool, f"checkpoint={checkpoint}", f"input={source}")
     assert error == f"input={source}: cannot read it (Permission denied); give a readable file"

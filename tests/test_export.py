@@ -19,6 +19,7 @@ import torch
 from helpers.corpus import synthetic_corpus, write_mirror
 from helpers.runs import SENTENCES, cli, run_tool
 
+from seq2seq import checkpoint as checkpoint_module
 from seq2seq.api import Translator
 from seq2seq.checkpoint import EXPORT_FILES, fits_weights, load_checkpoint, read_checkpoint, write_export
 from seq2seq.commands import average, evaluate, translate
@@ -261,7 +262,7 @@ def test_a_tokenizer_of_another_model_is_refused_in_one_line(exported, capsys):
 
 
 def test_a_tensor_stored_in_fewer_bytes_than_its_shape_is_refused_before_a_model_of_its_size_is_allocated(
-    checkpoint, tmp_path, capsys
+    checkpoint, tmp_path, capsys, monkeypatch
 ):
     """One float expanded to ten million rows (stride 0) is a few bytes in the file: its shape must size nothing."""
     raw = torch.load(checkpoint, weights_only=True)
@@ -270,13 +271,12 @@ def test_a_tensor_stored_in_fewer_bytes_than_its_shape_is_refused_before_a_model
     raw["hyper_parameters"]["src_vocab_size"] = 10**7
     torch.save(raw, tampered := tmp_path / "tampered.ckpt")
     assert tampered.stat().st_size < checkpoint.stat().st_size + 4096
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    monkeypatch.setattr(checkpoint_module, "network", lambda *args: pytest.fail("a model of that size was built"))
     error = one_line_error(capsys, translate, f"checkpoint={tampered}")
     assert error.startswith(f"{tampered}: its source tokenizer has ") and "but the model reads 10000000" in error
     raw["hyper_parameters"]["src_vocab_size"] = raw["state_dict"]["model.decoder.embedding.weight"].size(0)
     with pytest.raises(CheckpointError, match=rf"its weight {name} is not stored as floats, one each"):
         fits_weights(raw["hyper_parameters"], raw["state_dict"], tampered)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000  # kB: not 10**7 rows (320 MB)
 
 
 @pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.complex64])
@@ -307,18 +307,11 @@ def test_the_data_settings_the_tools_read_are_checked_as_a_users_are(exported, c
     assert error.startswith(f"{exported}") and message in error
 
 
-def test_an_export_naming_own_files_or_holding_links_is_refused_before_anything_is_read(exported, tmp_path, capsys):
+def test_an_export_naming_own_files_is_refused_before_any_is_read(exported, capsys):
     edit_config(exported, lambda h: h["config"]["data"].update(source="files", test="/etc/passwd"))
     error = one_line_error(capsys, evaluate, f"checkpoint={exported}")
     assert error == f"{exported / EXPORT_FILES['config']}: names data.test, local files an export never holds; " \
         "refused: export it again"  # fmt: skip
-    edit_config(exported, lambda h: (h["config"]["data"].pop("test"), h["config"]["data"].update(source="tatoeba")))
-    secret = tmp_path / "secret"
-    secret.write_bytes((exported / "source.model").read_bytes())  # a real model: only the link gives it away
-    (exported / "source.model").unlink()
-    (exported / "source.model").symlink_to(secret)
-    error = one_line_error(capsys, translate, f"checkpoint={exported}")
-    assert error.startswith(f"{exported}: source.model is a link, which an export never holds")
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o022, 0o644)])

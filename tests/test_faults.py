@@ -429,7 +429,7 @@ def test_resume_refuses_a_weights_only_checkpoint_and_says_where_it_found_nothin
         find_resume_checkpoint(str(weights_only), tmp_path, "default", small_config())
     with pytest.raises(FileNotFoundError, match=rf"^resume=last: no run of other under {tmp_path} holds a "):
         find_resume_checkpoint("last", tmp_path, "other", small_config())
-    with pytest.raises(FileNotFoundError, match=rf"^resume={tmp_path / 'gone'}: no such file; give a run directory"):
+    with pytest.raises(FileNotFoundError, match=rf"^resume={tmp_path / 'gone'}: no such file or directory; give a run"):
         find_resume_checkpoint(str(tmp_path / "gone"), tmp_path, "default", small_config())
 
 
@@ -441,11 +441,17 @@ def splits_of(**sizes: int) -> SimpleNamespace:
 
 
 def test_a_split_empty_once_encoded_is_one_line_before_training_not_a_crash_after_it():
-    data_cfg = OmegaConf.create({"max_tokens": 1, "valid_fraction": 0.1, "test_fraction": 0.0})
+    data_cfg = OmegaConf.create({"source": "tatoeba", "max_tokens": 1, "valid_fraction": 0.1, "test_fraction": 0.0})
     with pytest.raises(CorpusError, match=r"^data: no training pair is left once encoded \(a pair over data\.max_t"):
         check_prepared(splits_of(train=0, valid=5, test=5), data_cfg, None, None)
-    with pytest.raises(CorpusError, match=r"^data: the test split is empty once encoded \(data\.test_fraction=0\.0 "):
+    with pytest.raises(
+        CorpusError, match=r"^data: the test split is empty once encoded \(data\.test_fraction=0\.0 "
+    ) as raised:
         check_prepared(splits_of(train=50, valid=5, test=0), data_cfg, None, None)
+    assert str(raised.value).endswith("give data.test_fraction > 0")  # Tatoeba's splits are cut, never files
+    own = OmegaConf.create({"source": "files", "test": "/data/test.tsv", "max_tokens": 1, "test_fraction": 0.1})
+    with pytest.raises(CorpusError, match=r"^data\.test=/data/test\.tsv: no pair is left once encoded \(a pair over"):
+        check_prepared(splits_of(train=50, valid=5, test=0), own, None, None)
     check_prepared(splits_of(train=50, valid=5, test=5), data_cfg, None, None)
 
 

@@ -82,7 +82,9 @@ def test_sources_are_cut_to_the_subwords_the_model_reads_as_translate_cuts_them(
 
 def test_score_refuses_a_str_and_unpaired_lists_naming_the_fix():
     translator = toy_translator(untrained())
-    with pytest.raises(DecodeError, match=r"pass \[source\], \[target\]"):
+    with pytest.raises(
+        DecodeError, match=r"^source takes a list of sentences, not one str \('4 5'\); pass \[sentence\]$"
+    ):
         translator.score("4 5", "6")
     with pytest.raises(DecodeError, match="one target per source, not 1 for 2"):
         translator.score(["4", "5"], ["6"])

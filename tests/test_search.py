@@ -249,7 +249,7 @@ def test_with_a_length_penalty_beam_search_keeps_going_while_a_longer_ending_cou
 def test_a_negative_length_penalty_is_refused():
     """It would favour short endings, and no length limit would bound what a live beam could still reach."""
     decode = OmegaConf.structured(DecodeSettings(strategy="beam", beam_size=2, length_penalty=-0.5))
-    with pytest.raises(SettingsError, match=r"^decode\.length_penalty=-0\.5 is not a number >= 0$"):
+    with pytest.raises(SettingsError, match=r"^decode\.length_penalty=-0\.5 is not a number >= 0 and <= 10$"):
         read(DecodeSettings, decode, "decode")
 
 

@@ -115,11 +115,11 @@ def test_languages_names_the_models_pair_as_libretranslate_does(server):
         ({"content": b'{"q": "a\\ud800", "source": "fr", "target": "en"}', "headers": JSON}, 400,
          "a sentence of q holds '\\ud800', half of a UTF-16 pair, at character 1; send whole characters"),
         ({"content": b'{"q": "a", "x": NaN}', "headers": JSON}, 400,
-         "the body is JSON this server does not read (NaN is not JSON)"),
+         "the body's JSON holds NaN or Infinity, which no key takes; send a JSON object"),
         ({"content": b'{"q": "a", "x": ' + b"9" * 5000 + b"}", "headers": JSON}, 400,
-         "the body is JSON this server does not read (Exceeds the limit"),
+         "the body's JSON holds an integer of over 4,300 digits, which no key takes; send a JSON object"),
         ({"content": b'{"q": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": JSON}, 400,
-         "the body is JSON this server does not read"),
+         "the body's JSON is nested deeper than this server reads; send a flatter object"),
     ],
     ids=["pair", "source list", "html", "no q", "q of numbers", "65 sentences", "1001 characters", "10 MB",
          "malformed JSON", "JSON not an object", "text/plain", "JSON not UTF-8", "form not UTF-8", "lone surrogate",
@@ -189,8 +189,9 @@ def test_native_endpoint_gives_the_n_best_with_scores_of_the_requests_decode_set
         ({"beam_size": 5}, "decode.beam_size=5 is a beam search setting, but decode.strategy=greedy"),
         ({"strategy": "beam", "beam_size": 17}, "decode.beam_size=17 is over the server's 16"),
         ({"max_length": 10000}, "decode is an object of strategy, beam_size, length_penalty, n_best"),
-        ({"beam_size": "five"}, "decode.beam_size='five' is not a number; send a JSON number"),
-        ({"beam_size": True}, "decode.beam_size=True is not a number; send a JSON number"),
+        ({"beam_size": "five"}, "decode.beam_size='five' is not an integer; send a JSON integer"),
+        ({"beam_size": True}, "decode.beam_size=True is not an integer; send a JSON integer"),
+        ({"strategy": "beam", "beam_size": 2.0}, "decode.beam_size=2.0 is not an integer; send a JSON integer"),
         # a request's strings are never read as OmegaConf's ${...}: the server's environment stays its own
         ({"strategy": "${oc.env:HOME}"}, "decode.strategy='${oc.env:HOME}' is not one of ('greedy', 'beam', 'sample')"),
         ({"length_penalty": "${oc.env:HOME}"}, "decode.length_penalty='${oc.env:HOME}' is not a number"),
@@ -201,9 +202,12 @@ def test_native_decode_settings_are_checked_by_the_command_lines_rules(server, d
     assert refusal(client.post("/v1/translate", json={"q": "a", "decode": decode}), 400).startswith(error)
 
 
-def test_a_request_naming_another_strategy_starts_from_its_presets_search_settings_not_the_servers(checkpoint):
-    client, _ = serving(checkpoint, "beam")  # decode=beam: beam_size 5, which greedy search would refuse
-    greedy = Translator(load_checkpoint(checkpoint), decode_preset("greedy")).translate(TEXTS)
+@pytest.mark.parametrize("server", [decode_preset("beam"), decode_preset("sample", temperature=0.7)])
+def test_a_request_naming_another_strategy_starts_from_its_presets_search_settings_not_the_servers(checkpoint, server):
+    """decode=beam's beam_size 5, a sampling server's temperature: greedy search would refuse either."""
+    model = load_checkpoint(checkpoint)
+    client = TestClient(create_app(model, Translator(model, server), Limits()))
+    greedy = Translator(model, decode_preset("greedy")).translate(TEXTS)
     with client:
         answer = client.post("/v1/translate", json={"q": TEXTS, "decode": {"strategy": "greedy"}}).json()
     assert [found["n_best"][0]["text"] for found in answer["translations"]] == greedy

@@ -109,6 +109,35 @@ def test_a_str_is_refused_naming_the_fix_instead_of_translating_each_character(c
         Translator.load(checkpoint).translate("Je suis content.")
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t: t.translate(["Je suis content.", None]), "translate line 2: NoneType, not str; pass a list of str"),
+        (lambda t: t.translate([5]), "translate line 1: int, not str; pass a list of str"),
+        (lambda t: t.translate(b"Je suis content."), "translate takes a list of sentences, not one bytes"),
+        (lambda t: t.translate(["Je suis \ud800 content."]),
+         "translate line 1: '\\ud800' is half of a UTF-16 pair, not a character; pass whole characters"),
+        (lambda t: t.translate(["Je suis content."], prefix=[None]), "prefix line 1: NoneType, not str"),
+        (lambda t: t.score(["Je suis content."], [None]), "target line 1: NoneType, not str"),
+    ],
+    ids=["None", "int", "bytes", "lone surrogate", "prefix None", "target None"],
+)  # fmt: skip
+def test_what_is_no_text_is_refused_naming_the_argument_and_the_line(checkpoint, call, message):
+    with pytest.raises(DecodeError) as raised:
+        call(Translator.load(checkpoint))
+    assert str(raised.value).startswith(message)
+
+
+def test_score_takes_any_iterable_as_translate_does_and_a_prefix_of_unknown_characters_is_warned(checkpoint, caplog):
+    translator = Translator.load(checkpoint)
+    pairs = [("Je suis content.", "I am happy."), ("Il fait froid.", "It is cold.")]
+    listed = translator.score([s for s, _ in pairs], [t for _, t in pairs])
+    assert translator.score((s for s, _ in pairs), (t for _, t in pairs)) == listed
+    with caplog.at_level(logging.WARNING):
+        translator.translate(["Je suis content."], prefix=["😀"])  # forced as <unk>: the output cannot show it
+    assert "prefix line 1: 1 subwords the model never saw in training, read as <unk>" in caplog.text
+
+
 def test_a_long_line_is_cut_before_tokenizing_as_the_command_line_cuts_it(checkpoint, monkeypatch, caplog):
     translator = Translator.load(checkpoint)  # the checkpoint's max_tokens is 8: 8 x 32 characters are kept
     encoded = []

@@ -160,10 +160,11 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
             raise PathError(f"{key}={name}: no such file; give a text file, {holding}")
         if Path(name).is_dir():
             raise PathError(f"{key}={name} is a directory; give a text file, {holding}")
-        try:  # not blocking: a pipe (read once, as a stream) opens without waiting for its writer
-            os.close(os.open(name, os.O_RDONLY | os.O_NONBLOCK))
-        except OSError as error:
-            raise PathError(f"{key}={name}: cannot read it ({error.strerror}); give a readable file") from error
+        if Path(name).is_file():  # opened and closed: a named pipe's writer would lose what it wrote
+            try:
+                Path(name).open("rb").close()
+            except OSError as error:
+                raise PathError(f"{key}={name}: cannot read it ({error.strerror}); give a readable file") from error
     if not given and sys.stdin is None:
         raise PathError(f"standard input is closed; give input=FILE, or a file or pipe on standard input, {holding}")
     if not cfg.output:

@@ -112,6 +112,25 @@ def unread_source(target: Sequence[int]) -> Scored:
     return Scored(score, [score] * (len(target) + 1))
 
 
+def texts_of(name: str, texts: Any, first_line: int) -> list[str]:
+    """``texts`` as a list of str, or a ``DecodeError`` naming the argument, the line at fault and the fix: a str
+    or bytes is a sequence of characters, each of which would be translated alone; None, a number, half a UTF-16
+    pair (``"\\ud800"``) are no text to tokenize."""
+    if isinstance(texts, str | bytes):
+        raise DecodeError(f"{name} takes a list of sentences, not one {type(texts).__name__} ({texts[:40]!r}); "
+                          "pass [sentence]")  # fmt: skip
+    texts = list(texts)
+    for number, text in enumerate(texts, first_line):
+        if not isinstance(text, str):
+            raise DecodeError(f"{name} line {number}: {type(text).__name__}, not str; pass a list of str")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise DecodeError(f"{name} line {number}: {text[error.start]!r} is half of a UTF-16 pair, not a "
+                              "character; pass whole characters") from error  # fmt: skip
+    return texts
+
+
 def warn_unknown(ids: Sequence[Sequence[int]], first_line: int, side: str = "input") -> None:
     """Warn, naming the line, about subwords the model reads as ``<unk>``: a score or translation that may surprise."""
     for number, tokens in enumerate(ids, first_line):
@@ -183,10 +202,11 @@ class Translator:
         Cuts and warns, naming the input line (``first_line`` is the first sentence's), about what the model cannot
         see: characters past ``cut_long_line``'s, subwords past ``max_source_tokens``, unknown subwords.
         """
-        for name, texts in (("translate", sentences), ("prefix", prefix)):
-            if isinstance(texts, str):  # a str is a sequence of characters: each would be translated alone
-                raise DecodeError(f"{name} takes a list of sentences, not one str ({texts[:40]!r}); pass [sentence]")
-        prefix_ids = None if prefix is None else self.target_tokenizer.encode(list(prefix))
+        sentences = texts_of("translate", sentences, first_line)
+        prefix_ids = None
+        if prefix is not None:
+            prefix_ids = self.target_tokenizer.encode(texts_of("prefix", prefix, first_line))
+            warn_unknown(prefix_ids, first_line, "prefix")  # forced as <unk>: the output will not show that text
         return self.translate_ids(self._source_ids(sentences, first_line), prefix_ids, attention, first_line)
 
     def _source_ids(self, sentences: Sequence[str], first_line: int) -> list[list[int]]:
@@ -234,8 +254,7 @@ class Translator:
         the empty translation (EOS alone). An empty source is not read, as ``translate`` gives it the empty
         translation without the model: the empty target scores 0, any other -inf.
         """
-        if isinstance(sources, str) or isinstance(targets, str):
-            raise DecodeError("score takes a list of sources and a list of targets, not str; pass [source], [target]")
+        sources, targets = texts_of("source", sources, first_line), texts_of("target", targets, first_line)
         if len(sources) != len(targets):
             raise DecodeError(f"score takes one target per source, not {len(targets)} for {len(sources)}")
         target_ids = self.target_tokenizer.encode(list(targets))

@@ -8,9 +8,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from seq2seq.errors import SettingsError
-from seq2seq.settings.rules import TEXT, Rule, Settings, either, integer, number, one_of, setting
+from seq2seq.settings.rules import SEED, TEXT, Rule, Settings, either, integer, is_int, number, one_of, setting
 
 STRATEGIES = ("greedy", "beam", "sample")
+MAX_LENGTH, MAX_RATIO = 1 << 16, 100.0  # tokens an output may have at most, absolute or per source subword
 # the keys only one strategy reads, and that strategy in the words of the messages: another would silently ignore them
 OWN_KEYS = {
     "beam": ("beam search", ("beam_size", "length_penalty")),
@@ -25,14 +26,19 @@ class DecodeSettings(Settings):
 
     strategy: str = setting(one_of(*STRATEGIES), "greedy", doc="the search")
     beam_size: int = setting(integer(1), 1, doc="beam only: hypotheses kept per sentence")
-    length_penalty: float = setting(number(0), 0.0, doc="beam only: GNMT's alpha; 0: none")
+    length_penalty: float = setting(number(0, 10), 0.0, doc="beam only: GNMT's alpha; 0: none")
     n_best: int = setting(integer(1), 1, doc="translations given per sentence (at most beam_size)")
-    max_length: Any = setting(
-        either(integer(1), Rule("a ratio > 0", lambda v: isinstance(v, float) and v > 0)),
+    max_length: Any = setting(  # bounded: each row's output buffer is allocated up front
+        either(
+            Rule(f"an integer from 1 to {MAX_LENGTH}", lambda v: is_int(v) and 1 <= v <= MAX_LENGTH),
+            Rule(f"a ratio > 0 and <= {MAX_RATIO:g}", lambda v: isinstance(v, float) and 0 < v <= MAX_RATIO),
+        ),
         1.5,
         doc="the longest output: an integer, in tokens; a ratio r: ceil(r x source length) + 5",
     )
-    min_length: int = setting(integer(0), 0, doc="end of sentence is not allowed before this many tokens")
+    min_length: int = setting(
+        integer(0), 0, doc="end of sentence is not allowed before this many tokens (the length limit still ends it)"
+    )
     prefix: str = setting(
         TEXT, "", doc='target text every translation starts with (its subwords exactly; search continues); "": none'
     )
@@ -42,7 +48,7 @@ class DecodeSettings(Settings):
         number(0, 1, above_low=True), 1.0, doc="sample only: draw among the likeliest tokens holding p of the mass"
     )
     n: int = setting(integer(1), 1, doc="sample only: samples per sentence")
-    seed: int = setting(integer(0), 0, doc="sample only: a sentence's samples depend on it and its source ids only")
+    seed: int = setting(SEED, 0, doc="sample only: a sentence's samples depend on it and its source ids only")
     batch_size: int = setting(integer(1), 64, doc="sentences per batch when translating")
     batch_tokens: int | None = setting(
         either(one_of(None), integer(1)), None, doc="and at most this many padded source tokens per batch; null: any"
@@ -66,11 +72,6 @@ class DecodeSettings(Settings):
             raise SettingsError(
                 f"{key}.n_best={self.n_best} is beam search's; {key}=sample draws {key}.n samples per sentence: "
                 f"set {key}.n={self.n_best}"
-            )
-        if isinstance(self.max_length, int) and self.min_length >= self.max_length:  # counted with its EOS
-            raise SettingsError(
-                f"{key}.min_length={self.min_length} leaves no room for the end of sentence within "
-                f"{key}.max_length={self.max_length} tokens; lower {key}.min_length or raise {key}.max_length"
             )
         if self.n_best > (self.beam_size if self.strategy == "beam" else 1):
             raise SettingsError(

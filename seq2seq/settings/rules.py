@@ -64,6 +64,8 @@ BOOLEAN = Rule("true or false", lambda v: isinstance(v, bool))
 TEXT = Rule("a string", lambda v: isinstance(v, str))
 OPTIONAL_TEXT = Rule("null or a string", lambda v: v is None or isinstance(v, str))
 FRACTION = number(0, 1, below_high=True)
+SEED = Rule("an integer from 0 to 4294967295 (32 bits: numpy's seeds, sampling's hash)",
+            lambda v: is_int(v) and 0 <= v < 1 << 32)  # fmt: skip
 
 
 def setting(rule: Rule, default: Any = MISSING, doc: str = "") -> Any:

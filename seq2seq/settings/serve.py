@@ -41,9 +41,9 @@ class Limits(Settings):
     )
     drain_s: float = setting(
         number(0, above_low=True),
-        30.0,
-        doc="on SIGTERM, how long the requests in flight have to finish: a connection still open then (a client "
-        "that stalls mid-request) is closed, so the server always exits",
+        20.0,
+        doc="on SIGTERM, how long the requests in flight have to finish (under Kubernetes' 30 s grace): every "
+        "connection still open then is closed, a stalled client's or a request still queued, so the server exits",
     )
 
 

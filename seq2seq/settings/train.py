@@ -20,6 +20,7 @@ from seq2seq.settings.rules import (
     BOOLEAN,
     FRACTION,
     OPTIONAL_TEXT,
+    SEED,
     TEXT,
     CommandSettings,
     GroupCheck,
@@ -109,10 +110,7 @@ class TrainingSettings(CommandSettings):
     resume: str | None = setting(
         OPTIONAL_TEXT, doc='continue a run: a checkpoint, a run directory, or "last" (the newest run of this name)'
     )
-    seed: int = setting(
-        Rule("an integer from 0 to 4294967295 (numpy's seeds)", lambda v: is_int(v) and 0 <= v < 1 << 32),
-        doc="of the weights, the batches and dropout",
-    )
+    seed: int = setting(SEED, doc="of the weights, the batches and dropout")
     threads: int | None = shared(THREADS)
     cpu_recipe: str | None = setting(
         OPTIONAL_TEXT, doc="set by a recipe sized for a GPU: without one, training warns and names this recipe"

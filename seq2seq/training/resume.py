@@ -83,8 +83,8 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         if "optimizer_states" not in read_checkpoint(path):
             raise SettingsError(
                 f"resume={resume}: weights only (a stepSTEP.ckpt, kept for python -m seq2seq.average), without the "
-                "optimizer and the place in the data a resumed run goes on from; resume from the run's last.ckpt or "
-                "best.ckpt"
+                "optimizer and the place in the data a resumed run goes on from; resume from the run's last.ckpt, "
+                "interrupted.ckpt or best.ckpt"
             )
         candidates = [path]
     else:
@@ -94,7 +94,9 @@ def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config
         if resume == "last":
             found = f"no run of {name} under {runs_dir} holds a checkpoints/last.ckpt or interrupted.ckpt"
         else:
-            found = "holds no checkpoints/last.ckpt or interrupted.ckpt" if path.exists() else "no such file"
+            found = (
+                "holds no checkpoints/last.ckpt or interrupted.ckpt" if path.exists() else "no such file or directory"
+            )
         raise FileNotFoundError(f"resume={resume}: {found}; give a run directory or a checkpoint path")
     newest_first = sorted(candidates, key=lambda c: c.stat().st_mtime, reverse=True)
     for candidate in newest_first:

@@ -202,9 +202,16 @@ def check_prepared(data: TranslationData, data_cfg: DictConfig, resume_from: str
                 f"data: no training pair is left once encoded (a pair over data.max_tokens={data_cfg.max_tokens} "
                 "subwords is dropped); raise data.max_tokens or check the data"
             )
+        if data_cfg.get(name):  # its own file, every pair of which was dropped
+            raise CorpusError(
+                f"data.{name}={data_cfg[name]}: no pair is left once encoded (a pair over data.max_tokens="
+                f"{data_cfg.max_tokens} subwords is dropped); raise data.max_tokens or check the file"
+            )
+        fraction = data_cfg[f"{name}_fraction"]
         raise CorpusError(
-            f"data: the {name} split is empty once encoded (data.{name}_fraction={data_cfg[f'{name}_fraction']} "
-            f"of the pairs, or its own file's, all dropped); give data.{name}_fraction > 0 or a file data.{name}=FILE"
+            f"data: the {name} split is empty once encoded (data.{name}_fraction={fraction} of the pairs, over "
+            f"data.max_tokens={data_cfg.max_tokens} subwords or none, dropped); give data.{name}_fraction > 0"
+            + (f" or a file data.{name}=FILE" if data_cfg.source == "files" else "")
         )
     if resume_from:
         began = read_checkpoint(resume_from)["tokenizers"]
