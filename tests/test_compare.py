@@ -71,3 +71,12 @@ def test_a_running_sweep_gives_partial_results(sweep):
 def test_an_empty_directory_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished runs"):
         compare(tmp_path)
+
+
+def test_runs_of_one_setting_seeds_only_or_the_first_run_so_far_are_one_cell_and_one_bar(tmp_path):
+    for seed, bleu in enumerate([30.0, 32.0], 1):
+        write_run(tmp_path / str(seed), "h_n", True, seed, bleu)
+    table = compare(tmp_path)
+    [cell] = [line for line in table.splitlines() if line.startswith("| ") and not {"seeds", "---"} & set(line.split())]
+    assert cell.startswith("| 2 | 31.00 ± ")  # no setting differs: only the seeds column and the scores
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

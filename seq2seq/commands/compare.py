@@ -94,6 +94,8 @@ def markdown(cells: list[dict[str, Any]], keys: list[str], note: str) -> str:
 def plot(cells: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     """BLEU by context mode, one bar group per combination of the other settings, with error bars."""
     plt = pyplot()
+    if not keys:  # every run of one setting (a sweep of seeds, or its first run so far): one bar of them all
+        keys, cells = ["runs"], [{**cell, "runs": "all"} for cell in cells]
     x_key = "model.context" if "model.context" in keys else keys[0]
     others = [k for k in keys if k != x_key]
     x_values = sorted({c[x_key] for c in cells}, key=str)

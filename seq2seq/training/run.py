@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint, read_checkpoint
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.batches import TranslationData
+from seq2seq.data.cache import atomic_write_bytes
 from seq2seq.data.prepare import EncodedSplit
 from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.metrics import score
@@ -308,7 +309,7 @@ def train_into(
         "hardware": hardware(),
         "config": config,
     }
-    (run_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_bytes(run_dir / "test_metrics.json", json.dumps(summary, indent=2).encode())  # compare reads it
     greedy, beam = summary["test"]["greedy"], summary["test"]["beam"]
     valid = "none (stopped before the first validation)"
     if summary["valid_bleu"] is not None:
