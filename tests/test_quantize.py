@@ -144,6 +144,11 @@ def test_translate_with_int8_on_a_gpu_is_one_line(checkpoint, monkeypatch, capsy
         (bench, "precisions=[int8,int8]", f"precisions=['int8', 'int8'] is not {PRECISIONS_ALLOWED}"),
         (bench, "precisions=[]", f"precisions=[] is not {PRECISIONS_ALLOWED}"),
         (bench, "single=0", "single=0 is not an integer >= 1"),
+        (
+            bench,
+            "batch_sizes=[1,4]",
+            "batch_sizes=[1, 4] is not a non-empty list of distinct integers >= 2 (one at a time is timed besides)",
+        ),
         (bench, "sentences=0", "sentences=0 is not one of (None,) or an integer >= 1"),
     ],
 )

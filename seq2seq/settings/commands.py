@@ -141,9 +141,11 @@ class BenchSettings(CommandSettings):
     checkpoint: str | list[str] = shared(MODELS)
     split: str = shared(SPLIT)
     batch_sizes: list[int] = setting(
-        Rule(
-            "a non-empty list of integers >= 1",
-            lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0 and all(is_int(b) and b >= 1 for b in v),
+        Rule(  # 1 is the one-at-a-time row, on `single` sentences: as a batch size it would be timed twice
+            "a non-empty list of distinct integers >= 2 (one at a time is timed besides)",
+            lambda v: (
+                isinstance(v, (list, ListConfig)) and 0 < len(v) == len(set(v)) and all(is_int(b) and b >= 2 for b in v)
+            ),
         ),
         doc="the batch sizes timed (besides one sentence at a time)",
     )
