@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -52,7 +52,7 @@ LANGUAGES = {
 # the search keys a request may set: the rest (lengths, batching) are the server's, so no request can make the
 # decoder run unbounded
 REQUEST_DECODE_KEYS = ("strategy", "beam_size", "length_penalty", "n_best")
-INTEGER_KEYS = {"beam_size": int, "n_best": int}
+INTEGER_KEYS = {each.name for each in fields(DecodeSettings) if each.type == "int"}  # as DecodeSettings types them
 SERVER_DECODE_KEYS = ("max_length", "min_length", "prefix", "batch_size", "batch_tokens", "sync_every")
 
 
@@ -299,7 +299,8 @@ def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> t
     for key, value in values.items():  # literal values only: a string is never read as ${...}, OmegaConf's
         if key == "strategy" and value not in STRATEGIES:
             raise Refused(400, f"decode.strategy={value!r} is not one of {STRATEGIES}")
-        if key != "strategy" and (isinstance(value, bool) or not isinstance(value, INTEGER_KEYS.get(key, int | float))):
+        number = int if key in INTEGER_KEYS else int | float
+        if key != "strategy" and (isinstance(value, bool) or not isinstance(value, number)):
             kind = "an integer" if key in INTEGER_KEYS else "a number"
             raise Refused(400, f"decode.{key}={value!r} is not {kind}; send a JSON {kind.split()[-1]}")
     strategy = values.get("strategy", base.strategy)
