@@ -500,6 +500,52 @@ def test_a_config_group_option_that_does_not_exist_is_one_line_naming_the_option
     assert exit_.value.code == 1 and error.startswith(f"error: {message}") and error.count("\n") == 1, error
 
 
+MAX_STEP_REFUSED = (
+    "trainer.max_step is not a setting; use one of accelerator, devices, strategy, num_nodes, "
+    "precision, max_epochs, max_steps, max_time, gradient_clip_val, val_check_interval, "
+    "check_val_every_n_epoch, log_every_n_steps, deterministic, limit_val_batches, enable_progress_bar "
+    "(did you mean trainer.max_steps?); lightning.Trainer's other arguments are added as "
+    "+trainer.NAME=VALUE"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "arguments", "message"),
+    [
+        (translate, ["checkpoint=x", "decode.beem=3"],
+         "decode.beem is not a setting; use one of strategy, beam_size, length_penalty, n_best, "),
+        (train_command, ["model.encoder.hiden_size=3"], "model.encoder.hiden_size is not a setting; use one of "
+         "hidden_size, num_layers, bidirectional, packed (did you mean model.encoder.hidden_size?)"),
+        (train_command, ["-m", "seed=1,2", "trainer.max_step=2"], MAX_STEP_REFUSED),
+        (translate, ["checkpoint=x", "trainer.max_steps=2"],
+         "trainer is not a setting; use one of decode, checkpoint, "),
+        (translate, ["checkpoint=x", "checkpoint.path=x"],
+         "checkpoint.path is not a setting: checkpoint takes a value, not keys"),
+        (translate, ["checkpoint=x", "decode.beam_size=abc"],
+         "Error merging override decode.beam_size=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+        (translate, ["checkpoint=x", "decode.beam_size=[1"],
+         "decode.beam_size=[1: no viable alternative at input '[1' (the grammar: https://hydra.cc/docs/advanced/"),
+        (translate, ["checkpoint=x", "decode=beam,greedy"],
+         "Ambiguous value for argument 'decode=beam,greedy'; 1. To "),
+    ],
+    ids=["unknown-key", "did-you-mean", "in-a-sweep", "another-commands-group", "keys-of-a-value", "type",
+         "grammar", "ambiguous"],
+)  # fmt: skip
+def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(capsys, monkeypatch, tmp_path, command,
+                                                                               arguments, message):  # fmt: skip
+    """Hydra's own refusal is 4 to 7 lines, and for a key that is not there it advises ``+KEY=VALUE``, which the
+    settings then refuse (but for ``trainer``, which takes any of ``lightning.Trainer``'s arguments)."""
+    monkeypatch.chdir(tmp_path)  # whatever Hydra would make, it makes here
+    monkeypatch.setenv("SEQ2SEQ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(sys, "argv", [command.__name__, *arguments])
+    with pytest.raises(SystemExit) as exit_:
+        command.main()
+    error = capsys.readouterr().err
+    assert exit_.value.code == 1 and error.startswith(f"error: {message}") and error.count("\n") == 1, error
+    assert "HYDRA_FULL_ERROR" not in os.environ, "Hydra's switch is the command's own while it runs, then gone"
+    assert list(tmp_path.iterdir()) == [], "no run or sweep directory"
+
+
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
     check_group_options(["recipe=fra-eng-small,fra-eng-small-attn", "logger=null", "decode@test_decode=beam",
                          "+decode=sample", "model.context=h_n", "recipe=choice(x,y)", "hydra.run.dir=x"])  # fmt: skip

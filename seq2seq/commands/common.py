@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import logging
 import os
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import hydra
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write, mount_point
@@ -153,7 +155,8 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
                     register_recipes()
                     if not args:  # a command line, not a composed config
                         one_line_errors(check_group_options)(sys.argv[1:])
-                    return hydra_entry(*args, **kwargs)
+                    with hydra_refusals_in_one_line():
+                        return hydra_entry(*args, **kwargs)
                 finally:  # the help (Hydra's too) reaches a pipe here, not at exit, where a closed one is a traceback
                     sys.stdout.flush()
             except BrokenPipeError:  # the help, printed outside the command's own handling (one_line_errors)
@@ -162,6 +165,60 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
         return main
 
     return decorate
+
+
+FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's switch: raise what it refuses instead of printing it, several lines long
+
+
+@contextmanager
+def hydra_refusals_in_one_line() -> Iterator[None]:
+    """An override Hydra refuses (a key that is no setting, a value of the wrong type, a grammar mistake) as one line
+    naming it and the fix, as the command's own refusals are; Hydra's is 4 to 7 lines, and for an unknown key it
+    advises ``+KEY=VALUE``, which the settings then refuse. ``HYDRA_FULL_ERROR=1`` or ``SEQ2SEQ_DEBUG=1``: Hydra's
+    exception, with its traceback."""
+    users = os.environ.get(FULL_ERROR)
+    os.environ[FULL_ERROR] = "1"  # Hydra raises what it refuses, here; a bug in the command keeps its traceback
+    try:
+        yield
+    except (ConfigCompositionException, OverrideParseException) as refused:
+        if "1" in (users, os.environ.get(DEBUG)):
+            raise
+        print(f"error: {hydra_refusal(refused)}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if users is None:
+            del os.environ[FULL_ERROR]
+        else:
+            os.environ[FULL_ERROR] = users
+
+
+def hydra_refusal(refused: ConfigCompositionException | OverrideParseException) -> str:
+    """Hydra's refusal of an override, in one line."""
+    if isinstance(refused, OverrideParseException):
+        return f"{refused.override}: {one_line(refused.message)} (the grammar: {GRAMMAR})"
+    cause = refused.__cause__
+    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.parent_node is not None:  # no such key
+        parent = cause.parent_node._get_full_key(None)
+        unknown = ".".join(cause.full_key.split(".")[: parent.count(".") + 2 if parent else 1])
+        keys = [key for key in cause.parent_node if parent or key != "hydra"]
+        if not keys:
+            return f"{unknown} is not a setting: {parent} takes a value, not keys"
+        guess = difflib.get_close_matches(unknown.rsplit(".", 1)[-1], keys, n=1)
+        hint = f" (did you mean {parent + '.' if parent else ''}{guess[0]}?)" if guess else ""
+        return f"{unknown} is not a setting; use one of {', '.join(keys)}{hint}{ADDED.get(parent, '')}"
+    return one_line(str(refused) + (f": {cause.msg}" if cause is not None and hasattr(cause, "msg") else ""))
+
+
+# the groups that take keys beyond their file's, added as +GROUP.KEY=VALUE
+ADDED = {"trainer": "; lightning.Trainer's other arguments are added as +trainer.NAME=VALUE"}
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+DETAILS = ("full_key:", "object_type=", "reference_type=", "See https://hydra.cc")  # OmegaConf's and Hydra's
+
+
+def one_line(message: str) -> str:
+    """Hydra's or OmegaConf's message in one line, without their detail lines (where in the config, a link)."""
+    lines = [line.strip().replace("\\'", "'") for line in message.splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith(DETAILS))
 
 
 def only_help_asked(arguments: list[str]) -> bool:
