@@ -92,6 +92,22 @@ def test_a_decode_setting_out_of_range_is_refused_naming_it(checkpoint):
         Translator.load(checkpoint, decode="beam", beam_size=0)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"batch_size": 2.5}, "decode.batch_size: Value '2.5' of type 'float' could not be converted to Integer"),
+        ({"beam_size": "five"}, "decode.beam_size: Value 'five' of type 'str' could not be converted to Integer"),
+        ({"temperature": "hot"}, "decode.temperature: Value 'hot' of type 'str' could not be converted to Float"),
+    ],
+)
+def test_a_decode_setting_of_the_wrong_type_from_python_is_one_settings_error_naming_it(checkpoint, settings, message):
+    """No command line's composition has typed it: the ``Translator`` types it, for ``load`` and its constructor."""
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
+        Translator.load(checkpoint, decode="beam" if "beam_size" in settings else "greedy", **settings)
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
+        Translator(load_checkpoint(checkpoint), {"strategy": "beam", **settings})
+
+
 def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_composed():
     with pytest.raises(ConfigCompositionException, match=r"decode\.batch_size=abc") as raised:
         command_line_decode("decode.batch_size=abc")

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
 from seq2seq.core.ensemble import Ensemble
@@ -24,6 +23,7 @@ from seq2seq.core.search import length_limits, search
 from seq2seq.errors import CheckpointError, DecodeError, SettingsError
 from seq2seq.ragged import Ragged
 from seq2seq.settings import QUANTIZE, DecodeSettings, read
+from seq2seq.settings.decode import typed
 from seq2seq.vocab import BOS, EOS, PAD, UNK, Subwords
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Translator:
         device: torch.device | None = None,
         quantize: str | None = None,
     ):
-        self.decode = OmegaConf.merge(DecodeSettings, decode)  # typed: a wrong type fails here, naming the key
+        self.decode = typed(decode)  # a wrong type fails here, naming the key
         self.settings = read(DecodeSettings, self.decode, "decode")  # the dataclass: search reads it at every batch
         QUANTIZE.rule.check("quantize", quantize)
         model = translation_model.model

@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from seq2seq.errors import SettingsError
 from seq2seq.settings.rules import SEED, TEXT, Rule, Settings, either, integer, is_int, number, one_of, setting
@@ -78,3 +82,12 @@ class DecodeSettings(Settings):
                 f"{key}.n_best={self.n_best} is more than {key}.strategy={self.strategy} finds; "
                 f"use {key}=beam with {key}.beam_size >= {key}.n_best"
             )
+
+
+def typed(*decode: DecodeSettings | Mapping[str, Any]) -> DictConfig:
+    """``decode`` merged in turn over ``DecodeSettings``: a value of the wrong type (``batch_size=2.5`` from Python,
+    where no command line's composition has caught it) is one ``SettingsError`` naming the key."""
+    try:
+        return OmegaConf.merge(DecodeSettings, *decode)
+    except ValidationError as error:
+        raise SettingsError(f"decode.{error.full_key}: {str(error).splitlines()[0]}") from None

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.errors import SettingsError
 from seq2seq.resources import CONF_DIR, register_recipes
-from seq2seq.settings.decode import DecodeSettings
+from seq2seq.settings.decode import DecodeSettings, typed
 from seq2seq.settings.serve import Limits
 
 
@@ -56,7 +56,7 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     names = [f.name for f in fields(DecodeSettings)]
     if unknown := sorted(set(settings) - set(names)):
         raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
-    return OmegaConf.merge(preset(name), settings)  # a new config: the cached preset is never changed
+    return typed(preset(name), settings)  # a new config: the cached preset is never changed
 
 
 @functools.cache  # a preset's file is read once a process (a compose takes ~0.1 s), as the schemas are registered
