@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helpers.toy import KINDS, model_settings, reversal_batch, tiny_model
 
 from seq2seq.core.flops import bf16_matmul, counted_flops_mode, matmul_rate, training_step_flops
+from seq2seq.training import monitor
 from seq2seq.vocab import PAD
 
 SMALL = dict(embedding_dim=32, hidden_size=64, bidirectional=True, context="h_n", bridge="concat")
@@ -95,6 +96,22 @@ def test_the_matrix_product_rate_is_the_best_repeat_of_the_products_timed(monkey
     ticks = iter([0, 0, 0, 1, 1, 1, 1.5, 1.5, 1.5, 1.75, 10])  # the budget's start, then (check, start, end) ...
     monkeypatch.setattr("seq2seq.core.flops.perf_counter", lambda: next(ticks))
     assert matmul_rate([(4, 5, 6)], seconds=5.0) == 2 * 4 * 5 * 6 / 0.25
+
+
+def test_a_training_measures_the_rate_once_a_process_for_each_shape_dtype_and_device(monkeypatch):
+    """A sweep's runs, or a resumed run, in the process that measured it: about a second saved each."""
+    measured = []
+    monkeypatch.setattr(monitor, "matmul_rate", lambda *key: measured.append(key) or 7e9)
+    monitor.product_rate.cache_clear()
+    try:
+        cpu, shapes = torch.device("cpu"), ((4, 5, 6), (7, 8, 9))
+        assert [monitor.product_rate(shapes, torch.float32, cpu) for _ in range(3)] == [7e9] * 3
+        monitor.product_rate(shapes, torch.bfloat16, cpu)
+        monitor.product_rate(shapes[:1], torch.float32, cpu)
+        keys = [(shapes, torch.float32, cpu), (shapes, torch.bfloat16, cpu), (shapes[:1], torch.float32, cpu)]
+        assert measured == keys
+    finally:
+        monitor.product_rate.cache_clear()  # no run of this process reads the fake rate
 
 
 def test_bf16_counts_as_hardware_only_on_a_cpu_that_has_avx512_bf16_or_amx():

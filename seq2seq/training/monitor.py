@@ -4,6 +4,7 @@ first steps."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import sys
@@ -37,6 +38,12 @@ def peak_memory_mb(device: torch.device) -> float:
                 return int(line.split()[1]) / 1024
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage / 2**20 if sys.platform == "darwin" else usage / 1024  # bytes on macOS, KiB elsewhere
+
+
+@functools.cache  # a sweep's runs share one process, and a device's rate for them; the first run measures it
+def product_rate(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device) -> float:
+    """The device's matrix-product rate in ``dtype`` on ``shapes`` (``matmul_rate``), measured once a process."""
+    return matmul_rate(shapes, dtype, device)
 
 
 def peak_dtype(precision: str) -> torch.dtype:
@@ -81,14 +88,14 @@ class EpochThroughput(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         device = pl_module.device
-        shapes = model_shapes(self.settings, self.target_vocab, self.batch_tokens)
-        rates = {"fp32": matmul_rate(shapes, torch.float32, device)}
+        shapes = tuple(model_shapes(self.settings, self.target_vocab, self.batch_tokens))
+        rates = {"fp32": product_rate(shapes, torch.float32, device)}
         if bf16_matmul(device):
-            rates["bf16"] = matmul_rate(shapes, torch.bfloat16, device)
+            rates["bf16"] = product_rate(shapes, torch.bfloat16, device)
         dtype = peak_dtype(str(trainer.precision))
         self.dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
         if self.dtype not in rates:  # the run's precision, whether or not the hardware has it
-            rates[self.dtype] = matmul_rate(shapes, dtype, device)
+            rates[self.dtype] = product_rate(shapes, dtype, device)
         self.utilisation = {"matmul_flops_per_second": {k: round(v) for k, v in rates.items()}, "against": self.dtype}
         if trainer.is_global_zero:
             words = ", ".join(f"{name} {rate / 1e9:.0f} GFLOP/s" for name, rate in rates.items())
