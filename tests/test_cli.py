@@ -546,6 +546,25 @@ def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(
     assert list(tmp_path.iterdir()) == [], "no run or sweep directory"
 
 
+def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path):
+    """Hydra composes a sweep's runs one at a time, as each starts: a value only a later run has would be refused
+    after the runs before it had trained. The grid includes the recipe's own ``hydra.sweeper.params``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQ2SEQ_RUNS", str(tmp_path / "runs"))
+    sweep = ["recipe=fra-eng-small-context", "model.context=h_n", "model.encoder.packed=true", "seed=1"]  # the recipe
+    monkeypatch.setattr(sys, "argv", ["seq2seq.train", "-m", *sweep, "model.bridge=concat",  # sweeps bidirectional
+                                      "model.decoder.hidden_size=256"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        train_command.main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "checking the settings of the sweep's 2 runs",
+        "error: run 2 of the sweep's 2 (model.encoder.bidirectional=True): model.decoder.hidden_size=256 cannot match "
+        "model.bridge=concat, which gives 512; set it to null or use model.bridge=project; no run was started",
+    ]
+    assert list(tmp_path.iterdir()) == [], "no sweep directory, no run"
+
+
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
     check_group_options(["recipe=fra-eng-small,fra-eng-small-attn", "logger=null", "decode@test_decode=beam",
                          "+decode=sample", "model.context=h_n", "recipe=choice(x,y)", "hydra.run.dir=x"])  # fmt: skip

@@ -168,7 +168,7 @@ def test_sweep_then_compare(cache, tmp_path):
         "seq2seq.train", "-m", "recipe=fra-eng-small-context", *TINY[1:4], f"data.cache_dir={cache}", *BEAM_1,
         "model.context=h_n,zero", "model.encoder.bidirectional=true", "model.encoder.packed=true", "seed=1",
         "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep_dir}",
+        "trainer.limit_val_batches=4", "data.test_fraction=0.005", f"hydra.sweep.dir={sweep_dir}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(sweep_dir.glob("*/test_metrics.json"))) == 2
