@@ -565,6 +565,22 @@ def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, 
     assert list(tmp_path.iterdir()) == [], "no sweep directory, no run"
 
 
+@pytest.mark.parametrize("model", ["without attention", "not a model"])
+def test_attention_plot_folders_made_before_the_model_loads_are_removed_when_it_fails(checkpoint, tmp_path, capsys,
+                                                                                      model):  # fmt: skip
+    """The folders are made first, so that one in the way is refused before the model loads; a model that cannot
+    draw, or cannot load, then leaves none of them behind (and a folder that was there stays)."""
+    if model == "not a model":
+        checkpoint = tmp_path / "noise.ckpt"
+        checkpoint.write_bytes(b"\x00" * 64)
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}",
+                                f"attention_plot={tmp_path / 'plots' / 'run-1'}")  # fmt: skip
+    assert "attention" in error if model == "without attention" else str(checkpoint) in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ([] if model == "without attention" else ["noise.ckpt"])
+    fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={tmp_path}")
+    assert tmp_path.is_dir()
+
+
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
     check_group_options(["recipe=fra-eng-small,fra-eng-small-attn", "logger=null", "decode@test_decode=beam",
                          "+decode=sample", "model.context=h_n", "recipe=choice(x,y)", "hydra.run.dir=x"])  # fmt: skip

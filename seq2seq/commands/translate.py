@@ -186,14 +186,20 @@ def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, TranslateSettings)
     check_files(cfg)
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
+    made = [folder for folder in (plots, *plots.parents) if not folder.exists()] if plots else []
     if plots:
         with writing("attention_plot", plots):  # a file in the way, no permission: one line, before the model loads
             plots.mkdir(parents=True, exist_ok=True)
-    use_threads(cfg.threads)
-    device = pick_device(cfg.device, cfg.quantize)
-    translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
-    if plots and translator.model.decoder.attention is None:
-        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
+    try:
+        use_threads(cfg.threads)
+        device = pick_device(cfg.device, cfg.quantize)
+        translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
+        if plots and translator.model.decoder.attention is None:
+            raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
+    except BaseException:
+        for folder in made:  # nothing drawn yet: a command that fails leaves no empty folders behind
+            folder.rmdir()
+        raise
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
             count = translate_to_file(translator, source, Path(cfg.output), plots, bar, cfg.prefix_column)
