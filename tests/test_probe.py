@@ -28,6 +28,12 @@ def probe_mixed_lengths(hidden, num_layers, cell="gru"):
     return probe(encoder, settings, ragged.pad(index), lengths), lengths.tolist()
 
 
+def test_asking_for_more_sentences_than_the_split_holds_probes_each_once():
+    ragged = Ragged.from_lists([[5] * length for length in (3, 1, 4, 2)])
+    assert mixed_length_batch(ragged, 10).tolist() == [2, 0, 3, 1]  # longest first, none twice
+    assert mixed_length_batch(ragged, 2).tolist() == [2, 1]  # the longest and the shortest
+
+
 @pytest.fixture(scope="module")
 def rows():
     return probe_mixed_lengths(hidden=6, num_layers=2)

@@ -38,9 +38,10 @@ class ProbeRow:
 
 
 def mixed_length_batch(ragged: Ragged, count: int) -> torch.Tensor:
-    """Indices of ``count`` sentences spread evenly over the range of lengths, longest first."""
+    """Indices of ``count`` sentences (at most all, each once) spread evenly over the range of lengths, longest
+    first."""
     order = ragged.lengths.argsort(descending=True, stable=True)
-    picks = torch.linspace(0, len(order) - 1, count).round().long()
+    picks = torch.linspace(0, len(order) - 1, min(count, len(order))).round().long()
     return order[picks]
 
 

@@ -200,7 +200,7 @@ class ProbeSettings(TrainingSettings):
         Rule(f"null or a path: {ONE_MODEL}", lambda v: v is None or isinstance(v, str)),
         doc="a trained model's encoder; null: a fresh model from the config",
     )
-    sentences: int = setting(integer(1), doc="the test sentences run, spread over the range of lengths")
+    sentences: int = setting(integer(1), doc="the test sentences run, spread over the range of lengths (at most all)")
 
 
 @dataclass(frozen=True)
