@@ -1,17 +1,19 @@
+"""What every test module shares. pytest-xdist's controller loads this file too but runs no test, and the workers
+wait for it: torch and Lightning (about 5 s) are imported by the fixtures and test modules that use them, not here.
+"""
+
 import os
 from pathlib import Path
 
 import pytest
-import torch
-from filelock import FileLock
-from helpers.runs import save_tiny_checkpoint
-from helpers.toy import REVERSAL, tiny_model, train_reversal
 
 from seq2seq.settings.presets import register_schemas
 
 register_schemas()  # what each command does before Hydra composes its config, for the tests that compose one
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the cores; two OpenMP teams each would thrash
+    import torch
+
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"  # and the interpreters the tests start
 
@@ -27,6 +29,10 @@ def pytest_collection_modifyitems(items):
 def reversal_model(tmp_path_factory, worker_id):
     """A small model that has learned to reverse sequences, trained once per test session: under pytest-xdist the
     first worker to need it trains and saves it, and the others load its weights (pytest-xdist's own recipe)."""
+    import torch
+    from filelock import FileLock
+    from helpers.toy import REVERSAL, tiny_model, train_reversal
+
     if worker_id == "master":  # not distributed: nothing to share
         return train_reversal()[0]
     shared = tmp_path_factory.getbasetemp().parent / "reversal-model.pt"  # the workers' common directory
@@ -41,12 +47,16 @@ def reversal_model(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny model with real tokenizers, saved as training saves it: enough to exercise the tools."""
+    from helpers.runs import save_tiny_checkpoint
+
     return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
 
 
 @pytest.fixture
 def torch_threads():
     """The test changes torch's thread count (``threads=N``); put it back."""
+    import torch
+
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
