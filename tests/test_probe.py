@@ -32,6 +32,8 @@ def test_asking_for_more_sentences_than_the_split_holds_probes_each_once():
     ragged = Ragged.from_lists([[5] * length for length in (3, 1, 4, 2)])
     assert mixed_length_batch(ragged, 10).tolist() == [2, 0, 3, 1]  # longest first, none twice
     assert mixed_length_batch(ragged, 2).tolist() == [2, 1]  # the longest and the shortest
+    large = Ragged.from_lists([[5] * (1 + i % 50) for i in range(5500)])
+    assert len(set(mixed_length_batch(large, 5499).tolist())) == 5499  # in float32, 2750 would be picked twice
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,8 @@ def mixed_length_batch(ragged: Ragged, count: int) -> torch.Tensor:
     """Indices of ``count`` sentences (at most all, each once) spread evenly over the range of lengths, longest
     first."""
     order = ragged.lengths.argsort(descending=True, stable=True)
-    picks = torch.linspace(0, len(order) - 1, min(count, len(order))).round().long()
+    count = min(count, len(order))
+    picks = torch.linspace(0, len(order) - 1, count, dtype=torch.float64).round().long()  # float32 rounds to repeats
     return order[picks]
 
 
