@@ -566,19 +566,30 @@ def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, 
 
 
 @pytest.mark.parametrize("model", ["without attention", "not a model"])
-def test_attention_plot_folders_made_before_the_model_loads_are_removed_when_it_fails(checkpoint, tmp_path, capsys,
-                                                                                      model):  # fmt: skip
-    """The folders are made first, so that one in the way is refused before the model loads; a model that cannot
-    draw, or cannot load, then leaves none of them behind (and a folder that was there stays)."""
+def test_attention_plot_folders_are_made_only_once_the_model_has_loaded_and_can_draw(checkpoint, tmp_path, capsys,
+                                                                                    model):  # fmt: skip
+    """A failed command leaves no empty folders behind, whatever the path's spelling (``x/../y`` makes ``x`` on the
+    way), and never removes one the user had."""
     if model == "not a model":
         checkpoint = tmp_path / "noise.ckpt"
         checkpoint.write_bytes(b"\x00" * 64)
-    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}",
-                                f"attention_plot={tmp_path / 'plots' / 'run-1'}")  # fmt: skip
-    assert "attention" in error if model == "without attention" else str(checkpoint) in error
-    assert sorted(path.name for path in tmp_path.iterdir()) == ([] if model == "without attention" else ["noise.ckpt"])
-    fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={tmp_path}")
-    assert tmp_path.is_dir()
+    (tmp_path / "kept").mkdir()
+    for plots in ("plots/run-1", "x/../kept", "kept"):
+        error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={tmp_path / plots}")
+        assert "attention" in error if model == "without attention" else str(checkpoint) in error
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == (["kept"] if model == "without attention" else ["kept", "noise.ckpt"])
+
+
+@pytest.mark.parametrize(("in_the_way", "reason"), [("plots", "File exists"), ("plots/run-1", "Not a directory")])
+def test_an_attention_plot_folder_that_cannot_be_made_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys,
+                                                                                        monkeypatch, in_the_way,
+                                                                                        reason):  # fmt: skip
+    (tmp_path / "plots").write_text("a file, not a directory\n")
+    monkeypatch.setattr(translate, "load_models", lambda *args: pytest.fail("the model was loaded"))
+    plots = tmp_path / in_the_way
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={plots}")
+    assert error == f"attention_plot={plots}: cannot write there ({reason}); give another place"
 
 
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
@@ -659,15 +670,6 @@ def test_closed_standard_input_is_one_line(checkpoint, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", None)  # as `translate <&-` leaves it
     error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}")
     assert error.startswith("standard input is closed; give input=FILE")
-
-
-def test_an_attention_plot_directory_in_the_way_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys,
-                                                                                   monkeypatch):  # fmt: skip
-    taken = tmp_path / "plots"
-    taken.write_text("a file, not a directory\n")
-    monkeypatch.setattr(translate, "load_models", lambda *args: pytest.fail("the model was loaded"))
-    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={taken}")
-    assert error == f"attention_plot={taken}: cannot write there (File exists); give another place"
 
 
 def test_evaluate_refuses_a_pipe_as_input_and_an_output_dir_it_cannot_write_before_the_model_loads(

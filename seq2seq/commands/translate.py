@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -181,25 +182,35 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
         raise PathError(f"output={cfg.output} is the model checkpoint={cfg.checkpoint} reads; write to another file")
 
 
+def check_folder(key: str, folder: Path) -> None:
+    """What stands in the way of the folder ``key=folder`` (made later) refused before the model loads: a file there
+    or above it, or the existing folder above it unwritable."""
+    above = next((path for path in (folder, *folder.parents) if path.exists()), folder)
+    code = None
+    if not above.is_dir():
+        code = errno.EEXIST if above == folder else errno.ENOTDIR
+    elif not os.access(above, os.W_OK | os.X_OK):
+        code = errno.EACCES
+    if code is not None:
+        with writing(key, folder):
+            raise OSError(code, os.strerror(code))
+
+
 @command("translate")
 def main(cfg: DictConfig) -> None:
     start_decoding_command(cfg, TranslateSettings)
     check_files(cfg)
     plots = Path(cfg.attention_plot) if cfg.attention_plot else None
-    made = [folder for folder in (plots, *plots.parents) if not folder.exists()] if plots else []
     if plots:
-        with writing("attention_plot", plots):  # a file in the way, no permission: one line, before the model loads
+        check_folder("attention_plot", plots)
+    use_threads(cfg.threads)
+    device = pick_device(cfg.device, cfg.quantize)
+    translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
+    if plots and translator.model.decoder.attention is None:
+        raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
+    if plots:
+        with writing("attention_plot", plots):  # made once the model is known to draw: a failure leaves no folder
             plots.mkdir(parents=True, exist_ok=True)
-    try:
-        use_threads(cfg.threads)
-        device = pick_device(cfg.device, cfg.quantize)
-        translator = Translator(load_models(cfg.checkpoint), cfg.decode, device, cfg.quantize)
-        if plots and translator.model.decoder.attention is None:
-            raise SettingsError("attention_plot needs a model trained with attention (model.attention is none)")
-    except BaseException:
-        for folder in made:  # nothing drawn yet: a command that fails leaves no empty folders behind
-            folder.rmdir()
-        raise
     with open(cfg.input, "rb") if cfg.input else nullcontext(sys.stdin.buffer) as source, file_progress(cfg) as bar:
         if cfg.output:
             count = translate_to_file(translator, source, Path(cfg.output), plots, bar, cfg.prefix_column)
