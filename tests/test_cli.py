@@ -527,9 +527,13 @@ MAX_STEP_REFUSED = (
          "decode.beam_size=[1: no viable alternative at input '[1' (the grammar: https://hydra.cc/docs/advanced/"),
         (translate, ["checkpoint=x", "decode=beam,greedy"],
          "Ambiguous value for argument 'decode=beam,greedy'; 1. To "),
+        (translate, ["checkpoint=x", "~decode"],
+         "decode is missing (removed with ~decode?); the command needs that group"),
+        (translate, ["checkpoint=x", "decode.beam_size=${nope}"],
+         "decode.beam_size: Interpolation key 'nope' not found"),
     ],
     ids=["unknown-key", "did-you-mean", "in-a-sweep", "another-commands-group", "keys-of-a-value", "type",
-         "grammar", "ambiguous"],
+         "grammar", "ambiguous", "group-removed", "interpolation"],
 )  # fmt: skip
 def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(capsys, monkeypatch, tmp_path, command,
                                                                                arguments, message):  # fmt: skip

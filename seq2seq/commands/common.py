@@ -17,7 +17,12 @@ from typing import Any, TextIO
 import hydra
 from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+)
 from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write, mount_point
@@ -27,8 +32,9 @@ from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
 
 SIGPIPE_EXIT_STATUS = 128 + signal.SIGPIPE  # what a shell reports for a tool its closed pipe stopped
-# the user's mistakes: ours, a path that does not exist, a required key (???) not given, a training that diverged
-USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue, FloatingPointError)
+# the user's mistakes: ours, a path that does not exist, a required key (???) not given, an interpolation (${...})
+# that cannot be resolved, a training that diverged
+USER_ERRORS = (UserError, FileNotFoundError, MissingMandatoryValue, InterpolationResolutionError, FloatingPointError)
 DEBUG = "SEQ2SEQ_DEBUG"  # =1: a user's mistake too ends in its traceback
 
 
@@ -251,6 +257,8 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             if isinstance(error, MissingMandatoryValue):  # OmegaConf's message is three lines of its internals
                 error = f"{error.full_key} is required: give {error.full_key}=... (see --help)"
+            elif isinstance(error, InterpolationResolutionError):
+                error = f"{error.full_key}: {one_line(str(error))}"
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt as interrupted:

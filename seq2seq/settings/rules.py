@@ -174,6 +174,8 @@ def check_command(settings: type[CommandType], cfg: Mapping[str, Any]) -> Comman
     if unknown := [name for name in cfg if name not in own and name not in settings.groups and name != HYDRA]:
         groups = f", or GROUP.KEY for a group in {list(settings.groups)}" if settings.groups else ""
         raise SettingsError(f"{unknown[0]} is not a setting; use one of {own}{groups}")
+    if missing := [name for name in settings.groups if name not in cfg]:
+        raise SettingsError(f"{missing[0]} is missing (removed with ~{missing[0]}?); the command needs that group")
     built = read(settings, {name: cfg[name] for name in cfg if name in own}, "")  # ``in cfg`` is false for ???
     for name, check in settings.groups.items():
         if check is not None:
