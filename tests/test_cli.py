@@ -550,6 +550,14 @@ def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(
     assert list(tmp_path.iterdir()) == [], "no run or sweep directory"
 
 
+def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_its_traceback(monkeypatch):
+    """Only the command line's config is the user's to fix; a refusal inside the command is not one polite line."""
+    monkeypatch.setattr(sys, "argv", ["seq2seq.translate", "checkpoint=x"])
+    monkeypatch.setattr(translate, "start_decoding_command", lambda *args: composed("translate", "nope=1"))
+    with pytest.raises(RuntimeError, match=r"^the command composed a config Hydra refused: Could not override 'nope'"):
+        translate.main()
+
+
 def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path):
     """Hydra composes a sweep's runs one at a time, as each starts: a value only a later run has would be refused
     after the runs before it had trained. The grid includes the recipe's own ``hydra.sweeper.params``."""

@@ -147,7 +147,7 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         hydra_entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(
-            one_line_errors(task)
+            one_line_errors(refusals_inside_are_bugs(task))
         )
 
         @wraps(task)
@@ -173,6 +173,7 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
     return decorate
 
 
+HYDRA_REFUSALS = (ConfigCompositionException, OverrideParseException)
 FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's switch: raise what it refuses instead of printing it, several lines long
 
 
@@ -186,7 +187,7 @@ def hydra_refusals_in_one_line() -> Iterator[None]:
     os.environ[FULL_ERROR] = "1"  # Hydra raises what it refuses, here; a bug in the command keeps its traceback
     try:
         yield
-    except (ConfigCompositionException, OverrideParseException) as refused:
+    except HYDRA_REFUSALS as refused:
         if "1" in (users, os.environ.get(DEBUG)):
             raise
         print(f"error: {hydra_refusal(refused)}", file=sys.stderr)
@@ -196,6 +197,20 @@ def hydra_refusals_in_one_line() -> Iterator[None]:
             del os.environ[FULL_ERROR]
         else:
             os.environ[FULL_ERROR] = users
+
+
+def refusals_inside_are_bugs(task: Callable[..., Any]) -> Callable[..., Any]:
+    """What Hydra refuses while composing the command line's config is the user's (one line); refused inside the
+    command, where it composes a config of its own, it is the command's bug, and keeps its traceback."""
+
+    @wraps(task)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except HYDRA_REFUSALS as refused:
+            raise RuntimeError(f"the command composed a config Hydra refused: {refused}") from refused
+
+    return run
 
 
 def hydra_refusal(refused: ConfigCompositionException | OverrideParseException) -> str:
