@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export
 from seq2seq.commands import evaluate, export, translate
+from seq2seq.commands import probe as probe_command
 from seq2seq.commands import score as score_command
 from seq2seq.commands import train as train_command
 from seq2seq.commands.common import SIGPIPE_EXIT_STATUS, writing
@@ -558,50 +559,35 @@ def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_it
         translate.main()
 
 
-def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path):
+SWEEP_CHECKED = [
+    (train_command, ["recipe=fra-eng-small-context", "model.context=h_n", "model.encoder.packed=true", "seed=1",
+                     "model.bridge=concat", "model.decoder.hidden_size=256"],  # the recipe sweeps bidirectional
+     "run 2 of the sweep's 2 (model.encoder.bidirectional=True): model.decoder.hidden_size=256 cannot match "
+     "model.bridge=concat, which gives 512; set it to null or use model.bridge=project; no run was started"),
+    (train_command, ["test_decode.beam_size=5,abc"],
+     "run 2 of the sweep's 2 (test_decode.beam_size=abc): Error merging override test_decode.beam_size=abc: Value "
+     "'abc' of type 'str' could not be converted to Integer; no run was started"),
+    (probe_command, ["sentences=1,2", "seed=-5"],
+     "run 1 of the sweep's 2 (sentences=1): seed=-5 is not an integer from 0 to 4294967295 (32 bits: numpy's seeds, "
+     "sampling's hash); no run was started"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "arguments", "message"), SWEEP_CHECKED, ids=["recipe", "type", "probe"])
+def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path, command,
+                                                                        arguments, message):  # fmt: skip
     """Hydra composes a sweep's runs one at a time, as each starts: a value only a later run has would be refused
-    after the runs before it had trained. The grid includes the recipe's own ``hydra.sweeper.params``."""
+    after the runs before it had trained. The grid includes the recipe's own ``hydra.sweeper.params``, and each
+    command's runs are checked by that command's settings."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEQ2SEQ_RUNS", str(tmp_path / "runs"))
-    sweep = ["recipe=fra-eng-small-context", "model.context=h_n", "model.encoder.packed=true", "seed=1"]  # the recipe
-    monkeypatch.setattr(sys, "argv", ["seq2seq.train", "-m", *sweep, "model.bridge=concat",  # sweeps bidirectional
-                                      "model.decoder.hidden_size=256"])  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [command.__name__, "-m", *arguments])
     with pytest.raises(SystemExit) as exit_:
-        train_command.main()
+        command.main()
     assert exit_.value.code == 1
-    assert capsys.readouterr().err.splitlines()[-2:] == [
-        "checking the settings of the sweep's 2 runs",
-        "error: run 2 of the sweep's 2 (model.encoder.bidirectional=True): model.decoder.hidden_size=256 cannot match "
-        "model.bridge=concat, which gives 512; set it to null or use model.bridge=project; no run was started",
-    ]
+    error = capsys.readouterr().err.splitlines()
+    assert error[-2:] == ["checking the settings of the sweep's 2 runs", f"error: {message}"]
     assert list(tmp_path.iterdir()) == [], "no sweep directory, no run"
-
-
-@pytest.mark.parametrize("model", ["without attention", "not a model"])
-def test_attention_plot_folders_are_made_only_once_the_model_has_loaded_and_can_draw(checkpoint, tmp_path, capsys,
-                                                                                    model):  # fmt: skip
-    """A failed command leaves no empty folders behind, whatever the path's spelling (``x/../y`` makes ``x`` on the
-    way), and never removes one the user had."""
-    if model == "not a model":
-        checkpoint = tmp_path / "noise.ckpt"
-        checkpoint.write_bytes(b"\x00" * 64)
-    (tmp_path / "kept").mkdir()
-    for plots in ("plots/run-1", "x/../kept", "kept"):
-        error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={tmp_path / plots}")
-        assert "attention" in error if model == "without attention" else str(checkpoint) in error
-    left = sorted(path.name for path in tmp_path.iterdir())
-    assert left == (["kept"] if model == "without attention" else ["kept", "noise.ckpt"])
-
-
-@pytest.mark.parametrize(("in_the_way", "reason"), [("plots", "File exists"), ("plots/run-1", "Not a directory")])
-def test_an_attention_plot_folder_that_cannot_be_made_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys,
-                                                                                        monkeypatch, in_the_way,
-                                                                                        reason):  # fmt: skip
-    (tmp_path / "plots").write_text("a file, not a directory\n")
-    monkeypatch.setattr(translate, "load_models", lambda *args: pytest.fail("the model was loaded"))
-    plots = tmp_path / in_the_way
-    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={plots}")
-    assert error == f"attention_plot={plots}: cannot write there ({reason}); give another place"
 
 
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():

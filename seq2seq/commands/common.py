@@ -270,11 +270,7 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as error:
             if os.environ.get(DEBUG) == "1":
                 raise
-            if isinstance(error, MissingMandatoryValue):  # OmegaConf's message is three lines of its internals
-                error = f"{error.full_key} is required: give {error.full_key}=... (see --help)"
-            elif isinstance(error, InterpolationResolutionError):
-                error = f"{error.full_key}: {one_line(str(error))}"
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {user_message(error)}", file=sys.stderr)
             sys.exit(1)
         except KeyboardInterrupt as interrupted:
             signum = interrupted.signum if isinstance(interrupted, Interrupted) else signal.SIGINT
@@ -284,6 +280,15 @@ def one_line_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             exit_for_closed_pipe()
 
     return wrapper
+
+
+def user_message(error: BaseException) -> str:
+    """One of ``USER_ERRORS`` in one line: OmegaConf's messages are three lines, two of them its internals."""
+    if isinstance(error, MissingMandatoryValue):
+        return f"{error.full_key} is required: give {error.full_key}=... (see --help)"
+    if isinstance(error, InterpolationResolutionError):
+        return f"{error.full_key}: {one_line(str(error))}" if error.full_key else one_line(str(error))
+    return str(error)
 
 
 def exit_for_closed_pipe() -> None:

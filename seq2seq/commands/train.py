@@ -5,19 +5,13 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # its grid, as it sweeps it (hydra-core<1.4)
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seq2seq.commands.common import command, one_line_errors, stop_signals_as_interrupt
-from seq2seq.errors import SettingsError
+from seq2seq.commands.common import command, stop_signals_as_interrupt
 from seq2seq.resources import TRAINING_LOCK, check_recipe
 from seq2seq.settings import TrainingSettings, check_command
-from seq2seq.settings.presets import composed
 
 
 def remove_if_unused(run_dir: Path) -> bool:
@@ -28,34 +22,6 @@ def remove_if_unused(run_dir: Path) -> bool:
         shutil.rmtree(run_dir)
         return True
     return False
-
-
-class CheckSweepFirst(Callback):
-    """Every run of a sweep (``-m``) has its settings checked before the first starts: a value no run can take is
-    refused at once, not after the trainings before its run (``conf/hydra/train.yaml`` registers it)."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        one_line_errors(check_sweep)(config)  # its exit: Hydra turns a callback's exceptions into warnings
-
-
-def check_sweep(config: DictConfig) -> None:
-    """Check the runs of Hydra's basic sweeper's grid, its ``hydra.sweeper.params`` with the command line's
-    overrides, read as it reads them; another sweeper's runs are checked as each starts."""
-    if config.hydra.sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
-        return
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
-    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
-    runs = BasicSweeper.split_arguments(overrides, None)[0]
-    swept = [i for i in range(len(runs[0])) if len({run[i] for run in runs}) > 1]
-    print(f"checking the settings of the sweep's {len(runs)} runs", file=sys.stderr)  # a third of a second each
-    for number, run in enumerate(runs, 1):
-        try:
-            check_command(TrainingSettings, composed("train", *run))
-        except SettingsError as error:
-            which = ", ".join(run[i] for i in swept) or "its only run"
-            raise SettingsError(
-                f"run {number} of the sweep's {len(runs)} ({which}): {error}; no run was started"
-            ) from None
 
 
 @command("train")
