@@ -590,6 +590,33 @@ def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, 
     assert list(tmp_path.iterdir()) == [], "no sweep directory, no run"
 
 
+@pytest.mark.parametrize("model", ["without attention", "not a model"])
+def test_attention_plot_folders_are_made_only_once_the_model_has_loaded_and_can_draw(checkpoint, tmp_path, capsys,
+                                                                                    model):  # fmt: skip
+    """A failed command leaves no empty folders behind, whatever the path's spelling (``x/../y`` makes ``x`` on the
+    way), and never removes one the user had."""
+    if model == "not a model":
+        checkpoint = tmp_path / "noise.ckpt"
+        checkpoint.write_bytes(b"\x00" * 64)
+    (tmp_path / "kept").mkdir()
+    for plots in ("plots/run-1", "x/../kept", "kept"):
+        error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={tmp_path / plots}")
+        assert "attention" in error if model == "without attention" else str(checkpoint) in error
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == (["kept"] if model == "without attention" else ["kept", "noise.ckpt"])
+
+
+@pytest.mark.parametrize(("in_the_way", "reason"), [("plots", "File exists"), ("plots/run-1", "Not a directory")])
+def test_an_attention_plot_folder_that_cannot_be_made_is_one_line_before_the_model_loads(checkpoint, tmp_path, capsys,
+                                                                                        monkeypatch, in_the_way,
+                                                                                        reason):  # fmt: skip
+    (tmp_path / "plots").write_text("a file, not a directory\n")
+    monkeypatch.setattr(translate, "load_models", lambda *args: pytest.fail("the model was loaded"))
+    plots = tmp_path / in_the_way
+    error = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"attention_plot={plots}")
+    assert error == f"attention_plot={plots}: cannot write there ({reason}); give another place"
+
+
 def test_options_hydra_takes_pass_the_group_check_and_other_config_dirs_bring_their_own():
     check_group_options(["recipe=fra-eng-small,fra-eng-small-attn", "logger=null", "decode@test_decode=beam",
                          "+decode=sample", "model.context=h_n", "recipe=choice(x,y)", "hydra.run.dir=x"])  # fmt: skip
