@@ -108,6 +108,17 @@ def test_a_decode_setting_of_the_wrong_type_from_python_is_one_settings_error_na
         Translator(load_checkpoint(checkpoint), {"strategy": "beam", **settings})
 
 
+def test_decode_values_from_python_are_literal_never_omegaconfs_interpolations_and_each_key_is_checked(checkpoint):
+    """``${...}`` would read the environment or other keys, ``???`` would quietly give the default."""
+    assert Translator.load(checkpoint, prefix="${oc.env:HOME}").settings.prefix == "${oc.env:HOME}"
+    with pytest.raises(SettingsError, match=r"^decode\.batch_size='\?\?\?' is OmegaConf's mark of a missing value"):
+        Translator.load(checkpoint, batch_size="???")
+    with pytest.raises(SettingsError, match=r"^decode\.batch_size: Value '\$\{oc\.env:HOME\}' of type 'str' could not"):
+        Translator.load(checkpoint, batch_size="${oc.env:HOME}")
+    with pytest.raises(SettingsError, match=r"^beem: not decode settings; use \['strategy', 'beam_size'"):
+        Translator(load_checkpoint(checkpoint), {"strategy": "beam", "beem": 3})
+
+
 def test_a_decode_setting_of_the_wrong_type_is_refused_when_the_command_line_is_composed():
     with pytest.raises(ConfigCompositionException, match=r"decode\.batch_size=abc") as raised:
         command_line_decode("decode.batch_size=abc")

@@ -521,7 +521,7 @@ MAX_STEP_REFUSED = (
         (translate, ["checkpoint=x", "trainer.max_steps=2"],
          "trainer is not a setting; use one of decode, checkpoint, "),
         (translate, ["checkpoint=x", "checkpoint.path=x"],
-         "checkpoint.path is not a setting: checkpoint takes a value, not keys"),
+         "checkpoint.path is not a setting: checkpoint holds no keys"),
         (translate, ["checkpoint=x", "decode.beam_size=abc"],
          "Error merging override decode.beam_size=abc: Value 'abc' of type 'str' could not be converted to Integer"),
         (translate, ["checkpoint=x", "decode.beam_size=[1"],

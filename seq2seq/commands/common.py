@@ -223,7 +223,7 @@ def hydra_refusal(refused: ConfigCompositionException | OverrideParseException) 
         unknown = ".".join(cause.full_key.split(".")[: parent.count(".") + 2 if parent else 1])
         keys = [key for key in cause.parent_node if parent or key != "hydra"]
         if not keys:
-            return f"{unknown} is not a setting: {parent} takes a value, not keys"
+            return f"{unknown} is not a setting: {parent} holds no keys"
         guess = difflib.get_close_matches(unknown.rsplit(".", 1)[-1], keys, n=1)
         hint = f" (did you mean {parent + '.' if parent else ''}{guess[0]}?)" if guess else ""
         return f"{unknown} is not a setting; use one of {', '.join(keys)}{hint}{ADDED.get(parent, '')}"

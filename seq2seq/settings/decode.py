@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -85,9 +85,31 @@ class DecodeSettings(Settings):
 
 
 def typed(*decode: DecodeSettings | Mapping[str, Any]) -> DictConfig:
-    """``decode`` merged in turn over ``DecodeSettings``: a value of the wrong type (``batch_size=2.5`` from Python,
-    where no command line's composition has caught it) is one ``SettingsError`` naming the key."""
+    """``decode`` merged in turn over ``DecodeSettings``, each mistake one ``SettingsError`` naming the key: a key
+    that is no setting, a value of the wrong type (``batch_size=2.5`` from Python, where no command line's
+    composition has caught it). Python's values are literal: a string is never read as OmegaConf's ``${...}``
+    or ``???``; a composed config (a ``DictConfig``) keeps its interpolations."""
+    names = [each.name for each in fields(DecodeSettings)]
+    configs = []
+    for settings in decode:
+        if isinstance(settings, DecodeSettings):
+            settings = asdict(settings)
+        if not isinstance(settings, DictConfig):
+            if unknown := sorted(set(settings) - set(names)):
+                raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
+            settings = {key: literal(key, value) for key, value in settings.items()}
+        configs.append(settings)
     try:
-        return OmegaConf.merge(DecodeSettings, *decode)
-    except ValidationError as error:
-        raise SettingsError(f"decode.{error.full_key}: {str(error).splitlines()[0]}") from None
+        merged = OmegaConf.merge(DecodeSettings, *configs)
+        OmegaConf.to_container(merged, resolve=True)  # a literal "${...}" in a number's place is typed as it is read
+    except ValidationError as error:  # OmegaConf's first line; a literal's opens with "While dereferencing ...: "
+        reason = str(error).splitlines()[0].rsplit("': ", 1)[-1]
+        raise SettingsError(f"decode.{error.full_key}: {reason}") from None
+    return merged
+
+
+def literal(key: str, value: Any) -> Any:
+    """A value given from Python as OmegaConf keeps it as it is."""
+    if value == "???":
+        raise SettingsError(f"decode.{key}='???' is OmegaConf's mark of a missing value; give the value itself")
+    return value.replace("${", "\\${") if isinstance(value, str) else value

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +52,6 @@ def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
     presets = sorted(path.stem for path in Path(CONF_DIR, "decode").glob("*.yaml"))
     if name not in presets:
         raise SettingsError(f"decode={name!r} is not a preset; use one of {presets} (conf/decode/NAME.yaml)")
-    names = [f.name for f in fields(DecodeSettings)]
-    if unknown := sorted(set(settings) - set(names)):
-        raise SettingsError(f"{', '.join(unknown)}: not decode settings; use {names}")
     return typed(preset(name), settings)  # a new config: the cached preset is never changed
 
 
