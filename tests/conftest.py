@@ -2,6 +2,7 @@
 wait for it: torch and Lightning (about 5 s) are imported by the fixtures and test modules that use them, not here.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -69,3 +70,18 @@ def corpus_cache(tmp_path_factory, worker_id) -> Path:
     settings, so other settings keep apart, and locks what it builds, so concurrent runs wait for one another)."""
     root = tmp_path_factory.getbasetemp()
     return (root if worker_id == "master" else root.parent) / "corpus-cache"
+
+
+@pytest.fixture
+def logging_kept():
+    """Hydra sets up logging whenever a command starts, ``--help`` too, with handlers on this test's captured standard
+    error, which is closed after it: put the root logger's handlers and level, and each logger's state, back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: (logger.disabled, logger.level) for name, logger in logging.root.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger)}  # fmt: skip
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, (disabled, level) in loggers.items():
+        logging.getLogger(name).disabled, logging.getLogger(name).level = disabled, level

@@ -537,7 +537,8 @@ MAX_STEP_REFUSED = (
          "grammar", "ambiguous", "group-removed", "interpolation"],
 )  # fmt: skip
 def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(capsys, monkeypatch, tmp_path, command,
-                                                                               arguments, message):  # fmt: skip
+                                                                               arguments, message,
+                                                                               logging_kept):  # fmt: skip
     """Hydra's own refusal is 4 to 7 lines, and for a key that is not there it advises ``+KEY=VALUE``, which the
     settings then refuse (but for ``trainer``, which takes any of ``lightning.Trainer``'s arguments)."""
     monkeypatch.chdir(tmp_path)  # whatever Hydra would make, it makes here
@@ -551,7 +552,7 @@ def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(
     assert list(tmp_path.iterdir()) == [], "no run or sweep directory"
 
 
-def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_its_traceback(monkeypatch):
+def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_its_traceback(monkeypatch, logging_kept):
     """Only the command line's config is the user's to fix; a refusal inside the command is not one polite line."""
     monkeypatch.setattr(sys, "argv", ["seq2seq.translate", "checkpoint=x"])
     monkeypatch.setattr(translate, "start_decoding_command", lambda *args: composed("translate", "nope=1"))
@@ -575,7 +576,7 @@ SWEEP_CHECKED = [
 
 @pytest.mark.parametrize(("command", "arguments", "message"), SWEEP_CHECKED, ids=["recipe", "type", "probe"])
 def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path, command,
-                                                                        arguments, message):  # fmt: skip
+                                                                        arguments, message, logging_kept):  # fmt: skip
     """Hydra composes a sweep's runs one at a time, as each starts: a value only a later run has would be refused
     after the runs before it had trained. The grid includes the recipe's own ``hydra.sweeper.params``, and each
     command's runs are checked by that command's settings."""

@@ -453,21 +453,6 @@ def test_durations_read_as_a_projection_deserves(seconds, words):
 # --------------------------------------------------------------------------- help, extras
 
 
-@pytest.fixture
-def logging_kept():
-    """Hydra sets up logging whenever a command starts, ``--help`` too, with handlers on this test's captured standard
-    error, which is closed after it: put the root logger's handlers and level, and each logger's state, back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    loggers = {name: (logger.disabled, logger.level) for name, logger in logging.root.manager.loggerDict.items()
-               if isinstance(logger, logging.Logger)}  # fmt: skip
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, (disabled, level) in loggers.items():
-        logging.getLogger(name).disabled, logging.getLogger(name).level = disabled, level
-
-
 @pytest.mark.parametrize(
     ("tool", "purpose", "example"),
     [
