@@ -26,7 +26,7 @@ from omegaconf.errors import (
 from tqdm import tqdm
 
 from seq2seq.data.cache import atomic_write, mount_point
-from seq2seq.errors import Interrupted, PathError, UserError
+from seq2seq.errors import Interrupted, PathError, SettingsError, UserError
 from seq2seq.resources import CONF_DIR, check_group_options, register_recipes
 from seq2seq.settings import CommandSettings, check_command
 from seq2seq.settings.presets import register_schemas
@@ -161,8 +161,12 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
                     register_recipes()
                     if not args:  # a command line, not a composed config
                         one_line_errors(check_group_options)(sys.argv[1:])
-                    with hydra_refusals_in_one_line():
-                        return hydra_entry(*args, **kwargs)
+
+                    def compose_and_run() -> Any:
+                        with hydra_refusals_as_settings_errors():
+                            return hydra_entry(*args, **kwargs)
+
+                    return one_line_errors(compose_and_run)()
                 finally:  # the help (Hydra's too) reaches a pipe here, not at exit, where a closed one is a traceback
                     sys.stdout.flush()
             except BrokenPipeError:  # the help, printed outside the command's own handling (one_line_errors)
@@ -178,20 +182,19 @@ FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's switch: raise what it refuses instead
 
 
 @contextmanager
-def hydra_refusals_in_one_line() -> Iterator[None]:
-    """An override Hydra refuses (a key that is no setting, a value of the wrong type, a grammar mistake) as one line
-    naming it and the fix, as the command's own refusals are; Hydra's is 4 to 7 lines, and for an unknown key it
-    advises ``+KEY=VALUE``, which the settings then refuse. ``HYDRA_FULL_ERROR=1`` or ``SEQ2SEQ_DEBUG=1``: Hydra's
-    exception, with its traceback."""
+def hydra_refusals_as_settings_errors() -> Iterator[None]:
+    """An override Hydra refuses (a key that is no setting, a value of the wrong type, a grammar mistake) as a
+    ``SettingsError`` naming it and the fix, one line as the command's own refusals are; Hydra's is 4 to 7 lines,
+    and for an unknown key it advises ``+KEY=VALUE``, which the settings then refuse. ``HYDRA_FULL_ERROR=1`` or
+    ``SEQ2SEQ_DEBUG=1``: an exception with its traceback."""
     users = os.environ.get(FULL_ERROR)
     os.environ[FULL_ERROR] = "1"  # Hydra raises what it refuses, here; a bug in the command keeps its traceback
     try:
         yield
     except HYDRA_REFUSALS as refused:
-        if "1" in (users, os.environ.get(DEBUG)):
+        if users == "1":
             raise
-        print(f"error: {hydra_refusal(refused)}", file=sys.stderr)
-        sys.exit(1)
+        raise SettingsError(hydra_refusal(refused)) from refused  # one line, as ``one_line_errors`` prints it
     finally:
         if users is None:
             del os.environ[FULL_ERROR]
