@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq import __main__ as umbrella
@@ -37,7 +37,7 @@ from seq2seq.settings import (
     read,
     with_defaults,
 )
-from seq2seq.settings.presets import composed
+from seq2seq.settings.presets import composed, hydra_composed
 from seq2seq.training import run
 
 CONF = Path(CONF_DIR)
@@ -205,6 +205,42 @@ def invalid(rule) -> object:
 def one_line_naming(key: str, error: pytest.ExceptionInfo) -> None:
     message = str(error.value)
     assert message.startswith(f"{key}=") and "\n" not in message, message
+
+
+def composition(config_name: str, overrides: list[str], compose) -> tuple:
+    """What a compose gives: the config's YAML and whether it is closed to new keys, or the refusal's type and text."""
+    try:
+        cfg = compose(config_name, overrides)
+    except Exception as refusal:
+        return type(refusal), str(refusal), str(refusal.__cause__)
+    return OmegaConf.to_yaml(cfg), OmegaConf.is_struct(cfg)
+
+
+@pytest.mark.parametrize(
+    "config_name, overrides",
+    [
+        ("train", ["recipe=fra-eng-small-attn", "data.vocab_size=300", "trainer.max_steps=3"]),
+        ("train", ["data.vocab_size=300", "recipe=fra-eng-small"]),  # a value before the choice it lands on
+        ("train", ["data=files", "data.train=a.tsv", "+trainer.detect_anomaly=true", "~data.subset"]),
+        ("train", ["++trainer.max_steps=7", "optim={lr: 0.5}", "model.encoder.hidden_size=${model.embedding_dim}"]),
+        ("train", ["+trainer.max_steps=7"]),  # refused: already there
+        ("train", ["data.vocab_sise=300"]),  # refused: no such key
+        ("train", ["data.vocab_size=many"]),  # refused: not an integer
+        ("train", ["~data.no_such_key"]),  # refused: nothing to delete
+        ("train", ["recipe=no-such-recipe"]),  # refused: no such option
+        ("train", ["data.vocab_size=(("]),  # refused: not an override
+        ("translate", ["decode=beam", "decode.beam_size=3", "checkpoint=x.ckpt"]),
+        ("translate", ["decode@other=beam"]),  # refused: not a package of this config
+        ("translate", ["hydra.run.dir=elsewhere", "decode.beam_size=2"]),  # Hydra's own keys: Hydra composes it all
+    ],
+)
+def test_a_composed_config_is_the_one_hydra_composes_and_a_refusal_is_hydras_own(config_name, overrides):
+    by_hydra = composition(config_name, overrides, lambda name, overrides: hydra_composed(name, overrides, False))
+    for _ in range(2):  # composed again from the files it chose the first time: a copy, changed by nobody
+        assert composition(config_name, overrides, lambda name, overrides: composed(name, *overrides)) == by_hydra
+        if isinstance(by_hydra[0], str):
+            with open_dict(cfg := composed(config_name, *overrides)):
+                cfg.changed_by_a_caller = True
 
 
 @pytest.mark.parametrize("key", EVERY_TRAINING_RULE)
