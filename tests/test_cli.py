@@ -532,9 +532,13 @@ MAX_STEP_REFUSED = (
          "decode is missing (removed with ~decode?); the command needs that group"),
         (translate, ["checkpoint=x", "decode.beam_size=${nope}"],
          "decode.beam_size: Interpolation key 'nope' not found"),
+        (translate, ["checkpoint=x", "=1"], "Hydra could not compose the command line (checkpoint=x =1): Config "
+         "group override must be a string or a list. Got int; check the overrides against --help"),
+        (train_command, ["hydra.sweeper.params.seed=1"], "Hydra could not compose the command line "
+         "(hydra.sweeper.params.seed=1): Unexpected type for root: NoneType; check the overrides against --help"),
     ],
     ids=["unknown-key", "did-you-mean", "in-a-sweep", "another-commands-group", "keys-of-a-value", "type",
-         "grammar", "ambiguous", "group-removed", "interpolation"],
+         "grammar", "ambiguous", "group-removed", "interpolation", "no-key", "inside-hydra"],
 )  # fmt: skip
 def test_an_override_hydra_refuses_is_one_line_naming_it_and_the_keys_there_are(capsys, monkeypatch, tmp_path, command,
                                                                                arguments, message,
@@ -557,6 +561,19 @@ def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_it
     monkeypatch.setattr(sys, "argv", ["seq2seq.translate", "checkpoint=x"])
     monkeypatch.setattr(translate, "start_decoding_command", lambda *args: composed("translate", "nope=1"))
     with pytest.raises(RuntimeError, match=r"^the command composed a config Hydra refused: Could not override 'nope'"):
+        translate.main()
+
+
+def test_a_bug_in_a_command_hydra_started_keeps_its_traceback(monkeypatch, logging_kept):
+    """Only what Hydra trips over while composing the command line is the user's (above); what rises from the
+    command's own code is a bug, whatever its type."""
+    monkeypatch.setattr(sys, "argv", ["seq2seq.translate", "checkpoint=x"])
+
+    def bug(*args):
+        raise AssertionError("a bug")
+
+    monkeypatch.setattr(translate, "start_decoding_command", bug)
+    with pytest.raises(AssertionError, match=r"^a bug$"):
         translate.main()
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import hydra
+from hydra.core.utils import JobReturn
 from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
@@ -195,11 +197,27 @@ def hydra_refusals_as_settings_errors() -> Iterator[None]:
         if users == "1":
             raise
         raise SettingsError(hydra_refusal(refused)) from refused  # one line, as ``one_line_errors`` prints it
+    except USER_ERRORS:
+        raise
+    except Exception as error:  # Hydra or OmegaConf tripping over an override it does not refuse as such (``=1``)
+        if users == "1" or raised_running_the_command(error):
+            raise
+        overrides = " ".join(sys.argv[1:])
+        raise SettingsError(
+            f"Hydra could not compose the command line ({overrides}): {one_line(str(error))}; check the overrides "
+            "against --help"
+        ) from error
     finally:
         if users is None:
             del os.environ[FULL_ERROR]
         else:
             os.environ[FULL_ERROR] = users
+
+
+def raised_running_the_command(error: BaseException) -> bool:
+    """Whether ``error`` rose from the command itself (its code, or a run of a sweep Hydra launched elsewhere and
+    re-raises), not from Hydra composing the command line before it."""
+    return any(frame.f_code in RUNNING_THE_COMMAND for frame, _ in traceback.walk_tb(error.__traceback__))
 
 
 def refusals_inside_are_bugs(task: Callable[..., Any]) -> Callable[..., Any]:
@@ -214,6 +232,10 @@ def refusals_inside_are_bugs(task: Callable[..., Any]) -> Callable[..., Any]:
             raise RuntimeError(f"the command composed a config Hydra refused: {refused}") from refused
 
     return run
+
+
+# the code every command runs under, and where Hydra re-raises a failure of a sweep's run launched in another process
+RUNNING_THE_COMMAND = (refusals_inside_are_bugs(print).__code__, JobReturn.return_value.fget.__code__)
 
 
 def hydra_refusal(refused: ConfigCompositionException | OverrideParseException) -> str:
