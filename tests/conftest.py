@@ -20,29 +20,37 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the co
 
 
 def pytest_collection_modifyitems(items):
-    """A test that needs the trained ``reversal_model`` (itself or through another fixture) trains: it is slow."""
+    """A test that needs the trained reversal model (itself or through another fixture) trains: it is slow."""
     for item in items:
-        if "reversal_model" in getattr(item, "fixturenames", ()):
+        if "reversal_training" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
-def reversal_model(tmp_path_factory, worker_id):
-    """A small model that has learned to reverse sequences, trained once per test session: under pytest-xdist the
-    first worker to need it trains and saves it, and the others load its weights (pytest-xdist's own recipe)."""
+def reversal_training(tmp_path_factory, worker_id):
+    """A small model that has learned to reverse sequences, and its loss at each step, trained once per test
+    session: under pytest-xdist the first worker to need it trains and saves both, and the others load them
+    (pytest-xdist's own recipe)."""
     import torch
     from filelock import FileLock
     from helpers.toy import REVERSAL, tiny_model, train_reversal
 
     if worker_id == "master":  # not distributed: nothing to share
-        return train_reversal()[0]
+        return train_reversal()
     shared = tmp_path_factory.getbasetemp().parent / "reversal-model.pt"  # the workers' common directory
     with FileLock(f"{shared}.lock"):
         if not shared.is_file():
-            torch.save(train_reversal()[0].state_dict(), shared)
-        model = tiny_model(**REVERSAL)
-        model.load_state_dict(torch.load(shared, weights_only=True))
-    return model.eval()
+            model, losses = train_reversal()
+            torch.save({"state_dict": model.state_dict(), "losses": losses}, shared)
+        saved = torch.load(shared, weights_only=True)
+    model = tiny_model(**REVERSAL)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved["losses"]
+
+
+@pytest.fixture(scope="session")
+def reversal_model(reversal_training):
+    return reversal_training[0]
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def run(tmp_path_factory, cache):
 def test_training_writes_checkpoints_and_a_summary(run):
     run_dir, summary = run
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert summary["steps"] == 150
+    assert summary["steps"] == 100
     on_disk = json.loads((run_dir / "test_metrics.json").read_text())
     assert on_disk["test"]["greedy"]["bleu_signature"].startswith("nrefs:1")
     assert on_disk["test"]["beam"]["decode"]["beam_size"] == 5
@@ -55,7 +55,7 @@ def test_training_writes_checkpoints_and_a_summary(run):
 def test_training_keeps_each_validations_checkpoint_and_averaging_them_gives_a_model_that_translates(run, tmp_path):
     run_dir, _ = run
     kept = sorted(path.name for path in (run_dir / "checkpoints").glob("step*.ckpt"))
-    assert kept == ["step000075.ckpt", "step000150.ckpt"]  # a validation every 75 steps; keep_last=5
+    assert kept == ["step000050.ckpt", "step000100.ckpt"]  # a validation every 50 steps; keep_last=5
     averaged = cli("seq2seq.average", f"run={run_dir}", "last=2", f"output={tmp_path / 'averaged'}")
     assert averaged.returncode == 0, averaged.stderr
     translated = Translator.load(tmp_path / "averaged").translate(["Je suis content.", "Il fait froid."])
