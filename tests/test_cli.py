@@ -533,9 +533,9 @@ MAX_STEP_REFUSED = (
         (translate, ["checkpoint=x", "decode.beam_size=${nope}"],
          "decode.beam_size: Interpolation key 'nope' not found"),
         (translate, ["checkpoint=x", "=1"], "Hydra could not compose the command line (checkpoint=x =1): Config "
-         "group override must be a string or a list. Got int; check the overrides against --help"),
+         "group override must be a string or a list. Got int; check it (--help)"),
         (train_command, ["hydra.sweeper.params.seed=1"], "Hydra could not compose the command line "
-         "(hydra.sweeper.params.seed=1): Unexpected type for root: NoneType; check the overrides against --help"),
+         "(hydra.sweeper.params.seed=1): Unexpected type for root: NoneType; check it (--help)"),
     ],
     ids=["unknown-key", "did-you-mean", "in-a-sweep", "another-commands-group", "keys-of-a-value", "type",
          "grammar", "ambiguous", "group-removed", "interpolation", "no-key", "inside-hydra"],
@@ -562,6 +562,21 @@ def test_a_config_the_command_composes_itself_and_hydra_refuses_is_a_bug_with_it
     monkeypatch.setattr(translate, "start_decoding_command", lambda *args: composed("translate", "nope=1"))
     with pytest.raises(RuntimeError, match=r"^the command composed a config Hydra refused: Could not override 'nope'"):
         translate.main()
+
+
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=1,2"]], ids=["run", "sweep"])
+def test_a_run_directory_hydra_cannot_make_is_one_line_naming_the_setting(capsys, monkeypatch, tmp_path, sweep,
+                                                                          logging_kept):  # fmt: skip
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["seq2seq.train", *sweep, f"paths.runs_dir={tmp_path / 'a-file'}"])
+    with pytest.raises(SystemExit) as exit_:
+        train_command.main()
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert exit_.value.code == 1 and error.startswith(f"error: {tmp_path / 'a-file'}/default"), error
+    assert error.endswith(": Not a directory; Hydra makes the run's directory there: give paths.runs_dir "
+                          "(or hydra.run.dir, hydra.sweep.dir) a directory it can write in")  # fmt: skip
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_a_bug_in_a_command_hydra_started_keeps_its_traceback(monkeypatch, logging_kept):

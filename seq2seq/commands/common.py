@@ -180,6 +180,7 @@ def command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callabl
 
 
 HYDRA_REFUSALS = (ConfigCompositionException, OverrideParseException)
+OURS_TO_SAY = (UserError, MissingMandatoryValue, InterpolationResolutionError)  # ``user_message`` words them
 FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's switch: raise what it refuses instead of printing it, several lines long
 
 
@@ -197,21 +198,24 @@ def hydra_refusals_as_settings_errors() -> Iterator[None]:
         if users == "1":
             raise
         raise SettingsError(hydra_refusal(refused)) from refused  # one line, as ``one_line_errors`` prints it
-    except USER_ERRORS:
-        raise
-    except Exception as error:  # Hydra or OmegaConf tripping over an override it does not refuse as such (``=1``)
-        if users == "1" or raised_running_the_command(error):
+    except Exception as error:  # Hydra tripping over an override it does not refuse as such, or making a directory
+        if users == "1" or raised_running_the_command(error) or isinstance(error, OURS_TO_SAY):
             raise
-        overrides = " ".join(sys.argv[1:])
-        raise SettingsError(
-            f"Hydra could not compose the command line ({overrides}): {one_line(str(error))}; check the overrides "
-            "against --help"
-        ) from error
+        raise SettingsError(before_the_command(error)) from error
     finally:
         if users is None:
             del os.environ[FULL_ERROR]
         else:
             os.environ[FULL_ERROR] = users
+
+
+def before_the_command(error: Exception) -> str:
+    """What failed while Hydra composed the command line or made the run's directory, before the command ran."""
+    if isinstance(error, OSError) and error.filename:
+        return (f"{error.filename}: {error.strerror}; Hydra makes the run's directory there: give paths.runs_dir "
+                "(or hydra.run.dir, hydra.sweep.dir) a directory it can write in")  # fmt: skip
+    command_line = " ".join(sys.argv[1:])
+    return f"Hydra could not compose the command line ({command_line}): {one_line(str(error))}; check it (--help)"
 
 
 def raised_running_the_command(error: BaseException) -> bool:
