@@ -367,19 +367,24 @@ def test_the_page_and_everything_it_loads_are_served_by_the_server(server):
 
 
 @pytest.mark.slow
-def test_the_libretranslate_client_translates_and_lists_the_pair_on_a_live_server(checkpoint):
+def test_the_libretranslate_client_translates_and_lists_the_pair_on_a_live_server(checkpoint, live_server):
     from libretranslatepy import LibreTranslateAPI
 
     expected = Translator.load(checkpoint).translate(TEXTS)
+    client = LibreTranslateAPI(live_server.url + "/")
+    assert client.translate(TEXTS[0], "fr", "en") == expected[0]
+    assert client.languages()[0]["code"] == "fr"
+    listed = httpx.post(live_server.url + "/translate", json={"q": TEXTS, **PAIR}).json()  # a list is sent as JSON
+    assert listed == {"translatedText": expected}
+
+
+@pytest.fixture(scope="module")
+def live_server(checkpoint):
+    """A live server of the tiny model as ``python -m seq2seq.serve checkpoint=...`` starts it, shared by the tests
+    that only send it requests; it must stop with exit status 0."""
     server = start_server(checkpoint)
-    try:
-        client = LibreTranslateAPI(server.url + "/")
-        assert client.translate(TEXTS[0], "fr", "en") == expected[0]
-        assert client.languages()[0]["code"] == "fr"
-        listed = httpx.post(server.url + "/translate", json={"q": TEXTS, **PAIR}).json()  # a list is sent as JSON
-        assert listed == {"translatedText": expected}
-    finally:
-        assert server.stop() == 0
+    yield server
+    assert server.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -491,14 +496,12 @@ def test_sigterm_with_a_client_that_stalls_mid_body_cuts_it_off_after_drain_s_an
 
 
 @pytest.mark.slow
-def test_a_short_load_of_single_sentences_and_of_lists_gets_every_answer_right_and_stops_by_itself(checkpoint):
+def test_a_short_load_of_single_sentences_and_of_lists_gets_every_answer_right_and_stops_by_itself(
+    checkpoint, live_server
+):
     expected = dict(zip(SENTENCES, Translator.load(checkpoint).translate(SENTENCES)))
-    server = start_server(checkpoint)
-    try:
-        reports = [asyncio.run(load(server.url, expected, 8, 1.0, ("fr", "en"), server.process.pid, per_request))
-                   for per_request in (1, 3)]  # fmt: skip
-    finally:
-        assert server.stop() == 0
+    reports = [asyncio.run(load(live_server.url, expected, 8, 1.0, ("fr", "en"), live_server.process.pid, per_request))
+               for per_request in (1, 3)]  # fmt: skip
     for report in reports:
         assert (report.errors, report.differ) == (0, 0)
         assert len(report.latencies) >= 8 and report.rss_kib  # each client answered, however busy the machine
