@@ -21,11 +21,12 @@ import pytest
 import safetensors.torch
 from helpers.corpus import synthetic_corpus
 from helpers.runs import MAX_TOKENS, fails_with_one_line, run_tool
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint, write_export
-from seq2seq.commands import evaluate, export, translate
+from seq2seq.commands import evaluate, export, sweep, translate
 from seq2seq.commands import probe as probe_command
 from seq2seq.commands import score as score_command
 from seq2seq.commands import train as train_command
@@ -532,10 +533,10 @@ MAX_STEP_REFUSED = (
          "decode is missing (removed with ~decode?); the command needs that group"),
         (translate, ["checkpoint=x", "decode.beam_size=${nope}"],
          "decode.beam_size: Interpolation key 'nope' not found"),
-        (translate, ["checkpoint=x", "=1"], "Hydra could not compose the command line (checkpoint=x =1): Config "
-         "group override must be a string or a list. Got int; check it (--help)"),
+        (translate, ["checkpoint=x", "=1"], "Hydra could not compose the command line (checkpoint=x =1): ValueError: "
+         "Config group override must be a string or a list. Got int; check it"),
         (train_command, ["hydra.sweeper.params.seed=1"], "Hydra could not compose the command line "
-         "(hydra.sweeper.params.seed=1): Unexpected type for root: NoneType; check it (--help)"),
+         "(hydra.sweeper.params.seed=1): AssertionError: Unexpected type for root: NoneType; check it"),
     ],
     ids=["unknown-key", "did-you-mean", "in-a-sweep", "another-commands-group", "keys-of-a-value", "type",
          "grammar", "ambiguous", "group-removed", "interpolation", "no-key", "inside-hydra"],
@@ -574,8 +575,8 @@ def test_a_run_directory_hydra_cannot_make_is_one_line_naming_the_setting(capsys
         train_command.main()
     error = capsys.readouterr().err.splitlines()[-1]
     assert exit_.value.code == 1 and error.startswith(f"error: {tmp_path / 'a-file'}/default"), error
-    assert error.endswith(": Not a directory; Hydra makes the run's directory there: give paths.runs_dir "
-                          "(or hydra.run.dir, hydra.sweep.dir) a directory it can write in")  # fmt: skip
+    assert error.endswith(": Not a directory; Hydra makes the run's directory there, from paths.runs_dir and name "
+                          "(or hydra.run.dir, hydra.sweep.dir): give ones it can make")  # fmt: skip
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
 
@@ -592,6 +593,19 @@ def test_a_bug_in_a_command_hydra_started_keeps_its_traceback(monkeypatch, loggi
         translate.main()
 
 
+def test_a_bug_in_seq2seqs_code_hydra_runs_before_the_command_keeps_its_traceback(monkeypatch, tmp_path,
+                                                                                 logging_kept):  # fmt: skip
+    """A callback or resolver of ours that Hydra runs while it sets up the run fails as a bug, not as a mistake in
+    the command line (whose own mistake here, ``trainer.max_steps=abc``, is never reached)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEQ2SEQ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(sys, "argv", ["seq2seq.train", "trainer.max_steps=abc"])
+    monkeypatch.setattr(sweep.CheckSweepFirst, "__init__", lambda self: check_group_options(None))
+    with pytest.raises(InstantiationException) as raised:  # Hydra's, around our TypeError
+        train_command.main()
+    assert isinstance(raised.value.__cause__, TypeError)
+
+
 SWEEP_CHECKED = [
     (train_command, ["recipe=fra-eng-small-context", "model.context=h_n", "model.encoder.packed=true", "seed=1",
                      "model.bridge=concat", "model.decoder.hidden_size=256"],  # the recipe sweeps bidirectional
@@ -603,10 +617,12 @@ SWEEP_CHECKED = [
     (probe_command, ["sentences=1,2", "seed=-5"],
      "run 1 of the sweep's 2 (sentences=1): seed=-5 is not an integer from 0 to 4294967295 (32 bits: numpy's seeds, "
      "sampling's hash); no run was started"),
+    (train_command, ["decode=null,beam"], "run 1 of the sweep's 2 (decode=null): ValueError: Config group override "
+     "must be a string or a list. Got NoneType; no run was started"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("command", "arguments", "message"), SWEEP_CHECKED, ids=["recipe", "type", "probe"])
+@pytest.mark.parametrize(("command", "arguments", "message"), SWEEP_CHECKED, ids=["recipe", "type", "probe", "null"])
 def test_a_sweep_checks_every_runs_settings_before_the_first_run_starts(capsys, monkeypatch, tmp_path, command,
                                                                         arguments, message, logging_kept):  # fmt: skip
     """Hydra composes a sweep's runs one at a time, as each starts: a value only a later run has would be refused

@@ -232,6 +232,9 @@ def composition(config_name: str, overrides: list[str], compose) -> tuple:
         ("translate", ["decode=beam", "decode.beam_size=3", "checkpoint=x.ckpt"]),
         ("translate", ["decode@other=beam"]),  # refused: not a package of this config
         ("translate", ["hydra.run.dir=elsewhere", "decode.beam_size=2"]),  # Hydra's own keys: Hydra composes it all
+        ("train", ["hydra={job: {name: x}}", "seed=3"]),  # Hydra's own node, whole
+        ("train", ["++hydra={a: 1}"]),  # refused: no such key of Hydra's
+        ("train", ["+x=${hydra.job.chdir}", "~x=False"]),  # a value read from Hydra's node
     ],
 )
 def test_a_composed_config_is_the_one_hydra_composes_and_a_refusal_is_hydras_own(config_name, overrides):

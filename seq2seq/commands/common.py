@@ -212,16 +212,29 @@ def hydra_refusals_as_settings_errors() -> Iterator[None]:
 def before_the_command(error: Exception) -> str:
     """What failed while Hydra composed the command line or made the run's directory, before the command ran."""
     if isinstance(error, OSError) and error.filename:
-        return (f"{error.filename}: {error.strerror}; Hydra makes the run's directory there: give paths.runs_dir "
-                "(or hydra.run.dir, hydra.sweep.dir) a directory it can write in")  # fmt: skip
+        return (f"{error.filename}: {error.strerror}; Hydra makes the run's directory there, from paths.runs_dir and "
+                "name (or hydra.run.dir, hydra.sweep.dir): give ones it can make")  # fmt: skip
+    reasons = [f"{type(error).__name__}: {error}"]
+    if error.__cause__ is not None:  # Hydra's "Unable to configure handler 'file'" says why only in its cause
+        reasons.append(f"{type(error.__cause__).__name__}: {error.__cause__}")
     command_line = " ".join(sys.argv[1:])
-    return f"Hydra could not compose the command line ({command_line}): {one_line(str(error))}; check it (--help)"
+    return f"Hydra could not compose the command line ({command_line}): {one_line('; '.join(reasons))}; check it"
 
 
-def raised_running_the_command(error: BaseException) -> bool:
-    """Whether ``error`` rose from the command itself (its code, or a run of a sweep Hydra launched elsewhere and
-    re-raises), not from Hydra composing the command line before it."""
-    return any(frame.f_code in RUNNING_THE_COMMAND for frame, _ in traceback.walk_tb(error.__traceback__))
+PACKAGE = os.path.dirname(os.path.dirname(__file__)) + os.sep  # seq2seq/, as code objects name their files
+RERAISED_RUN = JobReturn.return_value.fget.__code__  # where Hydra re-raises a sweep's run launched elsewhere
+
+
+def raised_running_the_command(error: BaseException | None) -> bool:
+    """Whether ``error``, or what caused it, rose from seq2seq's code (the command, a callback Hydra makes, a
+    resolver) other than this file's wrappers around Hydra, or from a sweep's run: a bug, not the command line."""
+    while error is not None:
+        for frame, _ in traceback.walk_tb(error.__traceback__):
+            code = frame.f_code
+            if code is RERAISED_RUN or (code.co_filename.startswith(PACKAGE) and code.co_filename != __file__):
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def refusals_inside_are_bugs(task: Callable[..., Any]) -> Callable[..., Any]:
@@ -236,10 +249,6 @@ def refusals_inside_are_bugs(task: Callable[..., Any]) -> Callable[..., Any]:
             raise RuntimeError(f"the command composed a config Hydra refused: {refused}") from refused
 
     return run
-
-
-# the code every command runs under, and where Hydra re-raises a failure of a sweep's run launched in another process
-RUNNING_THE_COMMAND = (refusals_inside_are_bugs(print).__code__, JobReturn.return_value.fget.__code__)
 
 
 def hydra_refusal(refused: ConfigCompositionException | OverrideParseException) -> str:

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
-from seq2seq.commands.common import HYDRA_REFUSALS, USER_ERRORS, hydra_refusal, one_line_errors, user_message
+from seq2seq.commands.common import HYDRA_REFUSALS, USER_ERRORS, hydra_refusal, one_line, one_line_errors, user_message
 from seq2seq.errors import SettingsError
 from seq2seq.settings import COMMAND_SETTINGS, check_command
 from seq2seq.settings.presets import composed
@@ -52,7 +52,13 @@ def check_sweep(config: DictConfig, config_name: str | None) -> None:
     print(f"checking the settings of the sweep's {len(runs)} runs", file=sys.stderr)  # a third of a second each
     for number, run in enumerate(runs, 1):
         try:
-            check_command(COMMAND_SETTINGS[config_name], composed(config_name, *run))
+            try:
+                cfg = composed(config_name, *run)
+            except (*HYDRA_REFUSALS, *USER_ERRORS):
+                raise
+            except Exception as error:  # what Hydra trips over in a run's overrides (``decode=null``), as it would
+                raise SettingsError(f"{type(error).__name__}: {one_line(str(error))}") from error
+            check_command(COMMAND_SETTINGS[config_name], cfg)
         except (*HYDRA_REFUSALS, *USER_ERRORS) as error:
             if isinstance(error, InterpolationResolutionError) and any("${hydra:" in each for each in run):
                 return  # the run's own Hydra is set only as it starts

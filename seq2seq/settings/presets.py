@@ -9,6 +9,7 @@ import contextlib
 import copy
 import functools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,11 @@ def composed(config_name: str | None, *overrides: str, with_hydra: bool = False)
     Hydra takes ~0.3 s a compose, nearly all of it choosing and merging the config files; the values set on top are
     applied afterwards. So the files a list of choices selects are composed once a process, and each call applies
     its values to a copy, with Hydra's own code and Hydra's own refusals: the config is the one Hydra would compose.
+    A list that names Hydra's own settings, a sweep, or ``with_hydra`` is composed whole, as before.
     """
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    if with_hydra or any(override.is_hydra_override() or override.is_sweep_override() for override in parsed):
+    # Hydra applies the values before it drops its own node, and a value may set it or read it: those compose whole
+    if with_hydra or any("hydra" in override.input_line or override.is_sweep_override() for override in parsed):
         return hydra_composed(config_name, overrides, with_hydra)
     with own_hydra() as hydra:  # Hydra's rule: a key naming a config group (not set to a dict) chooses a file
         repository = hydra.config_loader.repository
@@ -70,19 +73,23 @@ def hydra_composed(config_name: str | None, overrides: Sequence[str], with_hydra
         return compose(config_name, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
+HYDRA_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def own_hydra() -> Iterator[Hydra]:
     """Hydra initialized on ``conf/`` (~1 ms) with the schemas and recipes registered as a command registers them, the
-    caller's own Hydra, if any, put back afterwards."""
-    register_schemas()
-    register_recipes()
-    callers_hydra = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            yield GlobalHydra.instance().hydra
-    finally:
-        restore_gh_from_backup(callers_hydra)
+    caller's own Hydra, if any, put back afterwards; one thread at a time, as Hydra is one for the process."""
+    with HYDRA_LOCK:
+        register_schemas()
+        register_recipes()
+        callers_hydra = get_gh_backup()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(CONF_DIR, version_base="1.3"):
+                yield GlobalHydra.instance().hydra
+        finally:
+            restore_gh_from_backup(callers_hydra)
 
 
 def decode_preset(name: str = "greedy", **settings: Any) -> DictConfig:
