@@ -214,11 +214,17 @@ def before_the_command(error: Exception) -> str:
     if isinstance(error, OSError) and error.filename:
         return (f"{error.filename}: {error.strerror}; Hydra makes the run's directory there, from paths.runs_dir and "
                 "name (or hydra.run.dir, hydra.sweep.dir): give ones it can make")  # fmt: skip
-    reasons = [f"{type(error).__name__}: {error}"]
-    if error.__cause__ is not None:  # Hydra's "Unable to configure handler 'file'" says why only in its cause
-        reasons.append(f"{type(error.__cause__).__name__}: {error.__cause__}")
     command_line = " ".join(sys.argv[1:])
-    return f"Hydra could not compose the command line ({command_line}): {one_line('; '.join(reasons))}; check it"
+    return f"Hydra could not compose the command line ({command_line}): {described(error)}; check it"
+
+
+def described(error: BaseException) -> str:
+    """An exception Hydra or OmegaConf raised that is none of their refusals, in one line: its type and text, and its
+    cause's (Hydra's "Unable to configure handler 'file'" says why only there)."""
+    reasons = [f"{type(error).__name__}: {error}"]
+    if error.__cause__ is not None:
+        reasons.append(f"{type(error.__cause__).__name__}: {error.__cause__}")
+    return one_line("; ".join(reasons))
 
 
 PACKAGE = os.path.dirname(os.path.dirname(__file__)) + os.sep  # seq2seq/, as code objects name their files

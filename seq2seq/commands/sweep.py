@@ -14,7 +14,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
-from seq2seq.commands.common import HYDRA_REFUSALS, USER_ERRORS, hydra_refusal, one_line, one_line_errors, user_message
+from seq2seq.commands.common import (
+    HYDRA_REFUSALS,
+    USER_ERRORS,
+    described,
+    hydra_refusal,
+    one_line_errors,
+    user_message,
+)
 from seq2seq.errors import SettingsError
 from seq2seq.settings import COMMAND_SETTINGS, check_command
 from seq2seq.settings.presets import composed
@@ -52,13 +59,7 @@ def check_sweep(config: DictConfig, config_name: str | None) -> None:
     print(f"checking the settings of the sweep's {len(runs)} runs", file=sys.stderr)  # a third of a second each
     for number, run in enumerate(runs, 1):
         try:
-            try:
-                cfg = composed(config_name, *run)
-            except (*HYDRA_REFUSALS, *USER_ERRORS):
-                raise
-            except Exception as error:  # what Hydra trips over in a run's overrides (``decode=null``), as it would
-                raise SettingsError(f"{type(error).__name__}: {one_line(str(error))}") from error
-            check_command(COMMAND_SETTINGS[config_name], cfg)
+            check_command(COMMAND_SETTINGS[config_name], composed_run(config_name, run))
         except (*HYDRA_REFUSALS, *USER_ERRORS) as error:
             if isinstance(error, InterpolationResolutionError) and any("${hydra:" in each for each in run):
                 return  # the run's own Hydra is set only as it starts
@@ -67,3 +68,14 @@ def check_sweep(config: DictConfig, config_name: str | None) -> None:
             raise SettingsError(
                 f"run {number} of the sweep's {len(runs)} ({which}): {reason}; no run was started"
             ) from None
+
+
+def composed_run(config_name: str, run: list[str]) -> DictConfig:
+    """A run's config; what Hydra trips over in its overrides without refusing it as such (``decode=null``) as a
+    ``SettingsError``, as on the command line."""
+    try:
+        return composed(config_name, *run)
+    except (*HYDRA_REFUSALS, *USER_ERRORS):
+        raise
+    except Exception as error:
+        raise SettingsError(described(error)) from error
