@@ -17,7 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from seq2seq import __main__ as umbrella
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.commands.common import one_line_errors
+from seq2seq.commands.common import one_line_errors, plain_help
 from seq2seq.errors import SettingsError, UserError
 from seq2seq.resources import CONF_DIR
 from seq2seq.settings import (
@@ -154,6 +154,8 @@ def test_each_command_composes_with_hydras_settings_from_conf_hydra_and_keeps_on
     assert set(yaml(f"{command}.yaml").hydra) == {"help"}
     hydra = hydra_settings(command)
     assert hydra["help"]["template"].startswith(f"seq2seq-{command} (python -m seq2seq.{command})")
+    # every command but train prints its template itself, without Hydra (test_ux has why): Hydra's text exactly
+    assert plain_help(command) == (None if command == "train" else hydra["help"]["template"])
     if command == "train":  # a directory per run, with Hydra's record of its config; logs on standard error
         assert hydra["run"]["dir"] == "${paths.runs_dir}/${name}/${now:%Y-%m-%d_%H-%M-%S}_${pid:}"
         assert hydra["sweep"] == {"dir": "${paths.runs_dir}/${name}-sweep/${now:%Y-%m-%d_%H-%M-%S}_${pid:}",
