@@ -109,6 +109,17 @@ class Batcher:
         self.arrived.set()
         return await job.done
 
+    def abandon(self, job: Job) -> None:
+        """``job``'s client hung up before its answer: out of the queue, its sentences are never decoded (clients
+        that give up would otherwise keep the decoder busy for no one); already decoding, its answer is dropped."""
+        if not job.done.done():
+            job.done.set_exception(Refused(499, "the client left before its answer"))  # nginx's "closed request"
+        for index, waiting in enumerate(self.waiting):
+            if waiting is job:
+                del self.waiting[index]
+                self.queued -= len(job.sentences)
+                return
+
     def _take(self) -> list[Job]:
         """The first waiting job and the later ones of its settings, up to ``decode.batch_size`` sentences."""
         first = self.waiting.popleft()
@@ -176,7 +187,7 @@ class Batcher:
             while True:
                 if self.returning:  # not after a lone request: a lone user's next request would only wait
                     await self._gather(min(self.queued + self.returning, self.batch_size), decoded)
-                if not self.waiting:
+                while not self.waiting:  # a request may leave (``abandon``) between its arrival and this
                     self.arrived.clear()
                     await self.arrived.wait()
                 jobs = self._take()
@@ -342,6 +353,13 @@ def attention_json(model: TranslationModel, best: Translation, weights: torch.Te
     }
 
 
+async def abandoned_on_hang_up(request: Request, batcher: Batcher, job: Job) -> None:
+    """Abandon ``job`` if its client hangs up first: once a request's body is read, the ASGI server's next message
+    is ``http.disconnect``, sent when the client leaves (or once the answer is out, when this no longer waits)."""
+    if (await request.receive())["type"] == "http.disconnect":
+        batcher.abandon(job)
+
+
 def create_app(model: TranslationModel, base: Translator, limits: Limits) -> FastAPI:
     """The server's routes around ``base`` (a ``Translator`` of ``model``), whose decode settings are the default."""
     batcher = Batcher(model, base, limits)
@@ -376,7 +394,12 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
 
     async def translated(request: Request, texts: list[str], decode: tuple, attention: bool) -> Result:
         request.state.sentences = len(texts)
-        return await batcher.translate(Job(texts, decode, attention))
+        job = Job(texts, decode, attention)
+        gone = asyncio.create_task(abandoned_on_hang_up(request, batcher, job))
+        try:
+            return await batcher.translate(job)
+        finally:
+            gone.cancel()
 
     @app.api_route("/", methods=["GET", "HEAD"])
     async def page() -> FileResponse:

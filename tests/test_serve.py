@@ -326,6 +326,38 @@ def test_a_request_that_fails_to_decode_fails_alone_not_its_batch_mates(checkpoi
     assert refusal(answers[1], 500) == "the server failed to translate (RuntimeError); see its log"
 
 
+def test_a_request_whose_client_hangs_up_before_its_answer_is_never_decoded(checkpoint, decoder, caplog):
+    client, translator = serving(checkpoint)
+    app, body = client.app, json.dumps({"q": "b", **PAIR}).encode()
+    said = iter([{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}])
+    answer: list[dict] = []
+
+    async def receive() -> dict:  # the body, then the hang-up: what an ASGI server tells of a client that left
+        return next(said)
+
+    async def send(message: dict) -> None:
+        answer.append(message)
+
+    async def hung_up_while_a_batch_decodes() -> httpx.Response:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s")
+        async with app.router.lifespan_context(app), http:
+            first = asyncio.create_task(http.post("/translate", json={"q": "a", **PAIR}))
+            await asyncio.to_thread(decoder.decoding.wait, 10)
+            scope = {"type": "http", "method": "POST", "path": "/translate", "query_string": b"", "root_path": "",
+                     "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1)}  # fmt: skip
+            await app(scope, receive, send)  # answered at once: it no longer waits for the held decoder
+            decoder.release.set()
+            assert (await first).status_code == 200
+            return await http.post("/translate", json={"q": "c", **PAIR})
+
+    with caplog.at_level(logging.INFO, logger="seq2seq.serving"):
+        after = asyncio.run(hung_up_while_a_batch_decodes())
+    assert decoder.calls == [("greedy", 1), ("greedy", 1)]  # "a", then "c": "b" never
+    assert after.json()["translatedText"] == translator.translate(["c"])[0]
+    assert (answer[0]["status"], json.loads(answer[1]["body"])) == (499, {"error": "the client left before its answer"})
+    assert any(" 499 1 sentences " in record.getMessage() for record in caplog.records)
+
+
 def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
     client, _ = serving(checkpoint, max_queued=2)
     requests = [("/translate", {"q": text, **PAIR}) for text in ("b", "c", "d")]
