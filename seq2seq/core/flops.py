@@ -81,7 +81,9 @@ def training_step_flops(
     ``source_lengths``: every sentence's length (a packed encoder runs over those tokens only; attention reads the
     padded width); ``target_steps``: decoder input positions per sentence; ``output_rows``: positions the output
     layer scores (default all ``batch × target_steps``). Backward costs twice the forward (one product for the
-    inputs' gradient, one for the weights'), but for the encoder's first steps, whose zero state needs no gradient.
+    inputs' gradient, one for the weights'), but for the first steps from a zero state, which needs no gradient (the
+    encoder's; the decoder's with ``context=zero``), and for the whole encoder when nothing the loss reads comes from
+    it (``context=zero`` without attention).
     """
     encoder, decoder = settings.encoder, settings.decoder
     batch, width = len(source_lengths), max(source_lengths)
@@ -89,10 +91,10 @@ def training_step_flops(
     hidden, memory, size = encoder.hidden_size, settings.memory_size, settings.decoder_hidden_size
     tokens = sum(source_lengths) if encoder.packed else batch * width
     rows = batch * target_steps
-    forward = first_steps = 0
+    encoding = first_steps = forward = 0
     for layer in range(encoder.num_layers):  # each direction: the input and the recurrent products of every token
         inputs = settings.embedding_dim if layer == 0 else memory
-        forward += encoder.directions * tokens * (inputs + hidden) * gates * hidden
+        encoding += encoder.directions * tokens * (inputs + hidden) * gates * hidden
         first_steps += encoder.directions * batch * hidden * gates * hidden
     if settings.context != "zero" and settings.bridge == "project":  # layer to layer in h_n mode, else one vector
         forward += (encoder.num_layers if settings.context == "h_n" else 1) * batch * memory * size
@@ -111,4 +113,9 @@ def training_step_flops(
     if settings.attention != "none":
         forward += rows * (size + memory) * size  # the attentional vector
     forward += (rows if output_rows is None else output_rows) * (size + extra) * target_vocab
-    return 2 * (3 * forward - first_steps)
+    skipped = first_steps  # backward products autograd never runs
+    if settings.context == "zero":  # the decoder starts from zeros too: its first state needs no gradient
+        skipped += encoder.num_layers * batch * size * gates * size
+        if settings.attention == "none":  # and nothing the loss reads comes from the encoder: no backward through it
+            skipped += 2 * encoding - first_steps
+    return 2 * (3 * (encoding + forward) - skipped)
