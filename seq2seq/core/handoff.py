@@ -85,8 +85,9 @@ class Handoff(nn.Module):
         zeros = encoded.outputs.new_zeros(self.decoder_layers, encoded.outputs.size(0), self.decoder_hidden)
         cell = None
         if encoded.c_n is not None:
-            cell = self._merge(encoded.c_n.view(final_states(encoded, "h_n").shape), "cell_projection", None)
-            cell = cell if self.mode == "h_n" else zeros
+            cell = zeros
+            if self.mode == "h_n":
+                cell = self._merge(encoded.c_n.view(final_states(encoded, "h_n").shape), "cell_projection", None)
         if self.mode == "zero":
             return zeros, cell
         return self._merge(final_states(encoded, self.mode), "projection", torch.tanh), cell
