@@ -482,7 +482,7 @@ def test_a_live_server_answers_each_bad_body_with_one_json_error_line(busy_serve
 def test_sigterm_answers_the_32_requests_in_flight_cuts_off_a_stalled_client_after_drain_s_and_exits_0(checkpoint):
     texts = SENTENCES[:16] * 2
     expected = Translator.load(checkpoint).translate(texts)
-    server = start_server(checkpoint, "limits.drain_s=3")  # the 32 are answered within a fraction of it
+    server = start_server(checkpoint, "limits.drain_s=5")  # the 32 are answered within a fraction of it
     host, port = server.url.removeprefix("http://").split(":")
 
     async def answer_after_sigterm(text: str, signalled: asyncio.Event) -> tuple[int, dict]:
