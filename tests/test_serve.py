@@ -33,7 +33,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.commands.serve import server_parts
 from seq2seq.core import translator as core
 from seq2seq.errors import SettingsError, UserError
-from seq2seq.serving import Refused, create_app, read_body
+from seq2seq.serving import Batcher, Job, Refused, Result, create_app, read_body
 from seq2seq.settings import Limits, ServeSettings, check_command
 from seq2seq.settings.presets import composed, decode_preset
 
@@ -356,6 +356,32 @@ def test_a_request_whose_client_hangs_up_before_its_answer_is_never_decoded(chec
     assert after.json()["translatedText"] == translator.translate(["c"])[0]
     assert (answer[0]["status"], json.loads(answer[1]["body"])) == (499, {"error": "the client left before its answer"})
     assert any(" 499 1 sentences " in record.getMessage() for record in caplog.records)
+
+
+def test_a_request_that_leaves_before_the_decoder_wakes_for_it_leaves_the_decoder_waiting_for_the_next(checkpoint):
+    """The decoder, woken by a request that has left by the time it runs, finds the queue empty: it waits again
+    (before, it took from the empty queue and died, and no request was answered after)."""
+    model = load_checkpoint(checkpoint)
+    batcher = Batcher(model, Translator(model, decode_preset("greedy")), Limits())
+
+    async def arrive_and_leave_then_another() -> Result:
+        decoder = asyncio.create_task(batcher.run())
+        await asyncio.sleep(0)  # the decoder waits for a request
+        gone = Job(["b"], (), False)
+        left = asyncio.create_task(batcher.translate(gone))
+        await asyncio.sleep(0)  # it has arrived and woken the decoder, which runs after this
+        batcher.abandon(gone)
+        with pytest.raises(Refused):
+            await left
+        answer = await asyncio.wait_for(batcher.translate(Job(["c"], (), False)), 10)
+        decoder.cancel()
+        return answer
+
+    result = asyncio.run(arrive_and_leave_then_another())
+    assert [found[0].text for found in result.translations] == Translator(model, decode_preset("greedy")).translate(
+        ["c"]
+    )
+    assert batcher.queued == 0
 
 
 def test_a_full_queue_answers_503_at_once_and_the_waiting_requests_are_answered(checkpoint, decoder):
