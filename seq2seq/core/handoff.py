@@ -85,9 +85,8 @@ class Handoff(nn.Module):
         zeros = encoded.outputs.new_zeros(self.decoder_layers, encoded.outputs.size(0), self.decoder_hidden)
         cell = None
         if encoded.c_n is not None:
-            cell = zeros
-            if self.mode == "h_n":
-                cell = self._merge(encoded.c_n.view(final_states(encoded, "h_n").shape), "cell_projection", None)
+            c_n = encoded.c_n.view(final_states(encoded, "h_n").shape)
+            cell = self._merge(c_n, "cell_projection", None) if self.mode == "h_n" else zeros
         if self.mode == "zero":
             return zeros, cell
         return self._merge(final_states(encoded, self.mode), "projection", torch.tanh), cell
