@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
 
-import aiohttp
+import httptools
 import httpx
 
 LISTENING = re.compile(r"Uvicorn running on (http://\S+)")
@@ -93,6 +93,54 @@ def rss_kib(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
 
 
+class Connection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection, one request at a time; httptools (uvicorn's C parser) reads the answers.
+    Hand-written because the load client shares the server's two cores: aiohttp spent 0.37 ms of CPU per request
+    (httpx's ``AsyncClient`` 15 times that), which under 32 clients lengthened the server's turnaround between
+    batches; this spends about a tenth of it (docs/serving.md)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = bytearray()
+        self.answer: asyncio.Future | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self.connection_lost(error)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result((self.parser.get_status_code(), bytes(self.body)))
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionError(f"the connection closed: {error}"))
+        self.transport = None
+
+    async def post(self, request: bytes, timeout: float) -> tuple[int, bytes]:
+        """``request``'s status and body."""
+        self.body, self.answer = bytearray(), asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await asyncio.wait_for(self.answer, timeout)
+
+
+def post_request(host: str, path: str, values: dict) -> bytes:
+    body = json.dumps(values).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 async def load(
     url: str,
     expected: dict[str, str],
@@ -107,22 +155,29 @@ async def load(
     report, texts = Report(per_request=per_request), list(expected)
     next_text = iter(range(sys.maxsize))
     deadline = time.monotonic() + seconds
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    loop = asyncio.get_running_loop()
 
-    async def client(http: aiohttp.ClientSession) -> None:
+    async def client() -> None:
+        connection = None
         while time.monotonic() < deadline:
             sent = [texts[next(next_text) % len(texts)] for _ in range(per_request)]
             query = sent if per_request > 1 else sent[0]
+            request = post_request(host, "/translate", {"q": query, "source": pair[0], "target": pair[1]})
             start = time.perf_counter()
             try:
-                async with http.post("/translate", json={"q": query, "source": pair[0], "target": pair[1]}) as answer:
-                    if answer.status != 200:
-                        report.errors += 1
-                        continue
-                    translations = (await answer.json())["translatedText"]
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                if connection is None or connection.transport is None:
+                    _, connection = await loop.create_connection(Connection, host, int(port))
+                status, body = await connection.post(request, timeout=60)
+            except (OSError, asyncio.TimeoutError):
+                report.errors += 1
+                connection = None
+                continue
+            if status != 200:
                 report.errors += 1
                 continue
             report.latencies.append(time.perf_counter() - start)
+            translations = json.loads(body)["translatedText"]
             translations = translations if per_request > 1 else [translations]
             report.differ += sum(got != expected[text] for got, text in zip(translations, sent, strict=True))
 
@@ -131,13 +186,9 @@ async def load(
             report.rss_kib.append(rss_kib(pid))
             await asyncio.sleep(0.5)
 
-    # aiohttp: a client's own work shares the server's cores, and httpx's AsyncClient spends about 15 times
-    # aiohttp's CPU per request (docs/serving.md); one kept-alive connection per client
-    connections = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(url, connector=connections, timeout=aiohttp.ClientTimeout(60)) as http:
-        start = time.perf_counter()
-        await asyncio.gather(sample(), *(client(http) for _ in range(clients)))
-        report.seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(sample(), *(client() for _ in range(clients)))
+    report.seconds = time.perf_counter() - start
     return report
 
 

@@ -23,13 +23,15 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import torch
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from seq2seq.core.translator import Translation, TranslationModel, Translator
 from seq2seq.errors import UserError
@@ -360,35 +362,26 @@ async def abandoned_on_hang_up(request: Request, batcher: Batcher, job: Job) -> 
         batcher.abandon(job)
 
 
-def create_app(model: TranslationModel, base: Translator, limits: Limits) -> FastAPI:
+def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Starlette:
     """The server's routes around ``base`` (a ``Translator`` of ``model``), whose decode settings are the default."""
     batcher = Batcher(model, base, limits)
     state = {"ready": False}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         worker = asyncio.create_task(batcher.run())
         state["ready"] = True
         yield  # uvicorn answers every request in flight before it gets here (SIGTERM's drain)
         state["ready"] = False
         worker.cancel()
 
-    # no redirects (to /translate from /translate/): an answer that is no JSON line; a 404 is one
-    app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
-                  redirect_slashes=False)  # fmt: skip
-    app.add_middleware(RequestLog)
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-
-    @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> JSONResponse:
         headers = {"Retry-After": "1"} if error.status == 503 else None
         return JSONResponse({"error": str(error)}, error.status, headers)
 
-    @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse({"error": f"{request.method} {request.url.path}: {error.detail}"}, error.status_code)
 
-    @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": f"the server failed to translate ({type(error).__name__}); see its log"}, 500)
 
@@ -401,34 +394,29 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         finally:
             gone.cancel()
 
-    @app.api_route("/", methods=["GET", "HEAD"])
-    async def page() -> FileResponse:
+    async def page(request: Request) -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
 
-    @app.api_route("/health", methods=["GET", "HEAD"])
-    async def health() -> dict[str, str]:
+    async def health(request: Request) -> JSONResponse:
         """Live: the process answers."""
-        return {"status": "ok"}
+        return JSONResponse({"status": "ok"})
 
-    @app.api_route("/ready", methods=["GET", "HEAD"])
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         """Ready: the model is loaded and the decoder runs (not while starting or draining)."""
         if not state["ready"]:
             return JSONResponse({"error": "not ready: the server is starting or draining"}, 503)
         return JSONResponse({"status": "ready"})
 
-    @app.api_route("/languages", methods=["GET", "HEAD"])
-    async def languages() -> list[dict[str, Any]]:
+    async def languages(request: Request) -> JSONResponse:
         """LibreTranslate's shape: each language the model reads, with those it translates into."""
         data = model.config["data"]
         (source, source_name), (target, target_name) = language(data["src_lang"]), language(data["tgt_lang"])
-        return [
+        return JSONResponse([
             {"code": source, "name": source_name, "targets": [target]},
             {"code": target, "name": target_name, "targets": []},
-        ]
+        ])  # fmt: skip
 
-    @app.post("/translate")
-    async def libretranslate(request: Request) -> dict[str, Any]:
+    async def libretranslate(request: Request) -> JSONResponse:
         """LibreTranslate's ``/translate``: ``translatedText`` in the shape of ``q``."""
         values = await parameters(request, limits.max_body_bytes)
         source = check_pair(values, model.config)
@@ -439,10 +427,9 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         if values.get("source") == "auto":  # one per sentence for a list, as LibreTranslate answers
             detected = {"confidence": 100.0, "language": source}
             answer["detectedLanguage"] = detected if single else [detected] * len(best)
-        return answer
+        return JSONResponse(answer)
 
-    @app.post("/v1/translate")
-    async def native(request: Request) -> dict[str, Any]:
+    async def native(request: Request) -> JSONResponse:
         """Per sentence, the n-best translations with their scores, and with ``attention``, the best one's weights."""
         values = await parameters(request, limits.max_body_bytes, form=False)
         texts, _ = sentences(values, limits)
@@ -450,7 +437,7 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
         if not isinstance(attention := values.get("attention", False), bool):
             raise Refused(400, f"attention={attention!r} is not true or false")
         result = await translated(request, texts, decode, attention)
-        return {
+        return JSONResponse({
             "translations": [
                 {
                     "n_best": [{"text": t.text, "score": round(t.score, 4)} for t in found],
@@ -458,6 +445,18 @@ def create_app(model: TranslationModel, base: Translator, limits: Limits) -> Fas
                 }
                 for found, weights in zip(result.translations, result.attention)
             ]
-        }
+        })  # fmt: skip
 
+    routes = [
+        Route("/", page),  # GET routes answer HEAD too, as health probes send it
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/languages", languages),
+        Route("/translate", libretranslate, methods=["POST"]),
+        Route("/v1/translate", native, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+    handlers = {Refused: refused, HTTPException: http_error, Exception: failed}
+    app = Starlette(routes=routes, middleware=[Middleware(RequestLog)], exception_handlers=handlers, lifespan=lifespan)
+    app.router.redirect_slashes = False  # no redirect (to /translate from /translate/): an answer that is no JSON line
     return app

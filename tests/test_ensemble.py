@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from fastapi.testclient import TestClient
 from helpers.runs import SENTENCES, cli, fails_with_one_line, save_tiny_checkpoint
 from helpers.toy import KINDS, toy_translator, untrained
+from starlette.testclient import TestClient
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_models, read_checkpoint

@@ -20,13 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
-import aiohttp
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from helpers.runs import SENTENCES, save_tiny_checkpoint
 from serve_load import load, start_server
 from starlette.requests import Request
+from starlette.testclient import TestClient
 
 from seq2seq.api import Translator
 from seq2seq.checkpoint import load_checkpoint
@@ -464,11 +463,11 @@ def test_a_flood_past_the_queue_limit_is_refused_at_once_and_the_server_answers_
     logged = len(busy_server.log)
 
     async def flood() -> list[tuple[int, dict, str | None]]:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=60) as http:
 
             async def send() -> tuple[int, dict, str | None]:
-                async with http.post(busy_server.url + "/translate", json=body) as answer:
-                    return answer.status, await answer.json(), answer.headers.get("Retry-After")
+                answer = await http.post(busy_server.url + "/translate", json=body)
+                return answer.status_code, answer.json(), answer.headers.get("Retry-After")
 
             return await asyncio.gather(*(send() for _ in range(64)))
 
