@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.runs import SENTENCES, cli, fails_with_one_line, save_tiny_checkpoint
+from helpers.runs import SENTENCES, fails_with_one_line, run_tool, save_tiny_checkpoint
 from helpers.toy import KINDS, toy_translator, untrained
 from starlette.testclient import TestClient
 
@@ -128,13 +128,13 @@ def test_commands_of_one_model_refuse_a_list_in_one_line(two_checkpoints, tmp_pa
 
 
 @pytest.mark.slow
-def test_python_m_seq2seq_translate_decodes_with_an_ensemble_given_as_a_list(two_checkpoints):
+def test_translate_decodes_with_an_ensemble_given_as_a_list_on_its_command_line(two_checkpoints, capsys):
+    """Hydra's override grammar reads the list (translate's own command-line test is ``test_cli``'s)."""
     first, second, _ = two_checkpoints
     expected = Translator.load([first, second], decode="beam", device="cpu").translate(SENTENCES[:3])
-    translated = cli("seq2seq.translate", f"checkpoint=[{first},{second}]", "decode=beam", "device=cpu",
-                     stdin="".join(f"{sentence}\n" for sentence in SENTENCES[:3]))  # fmt: skip
-    assert translated.returncode == 0, translated.stderr
-    assert translated.stdout.splitlines() == expected
+    run_tool(translate, f"checkpoint=[{first},{second}]", "decode=beam", "device=cpu",
+             stdin="".join(f"{sentence}\n" for sentence in SENTENCES[:3]))  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == expected
 
 
 def test_the_server_translates_with_an_ensemble_and_gives_no_attention_for_one(two_checkpoints):
