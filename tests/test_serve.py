@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from helpers.runs import SENTENCES, save_tiny_checkpoint
-from serve_load import load, start_server
+from serve_load import Report, load, start_server
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
@@ -552,6 +552,36 @@ def test_a_short_load_of_single_sentences_and_of_lists_gets_every_answer_right_a
     for report in reports:
         assert (report.errors, report.differ) == (0, 0)
         assert len(report.latencies) >= 8 and report.rss_kib  # each client answered, however busy the machine
+
+
+ANSWERS = {  # what a misbehaving server sends a request, then it hangs up
+    "a refusal": b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+    "no HTTP": b"garbage\r\n\r\n",
+    "a cut answer": b'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{"translatedText"',
+    "a wrong answer": b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 23\r\n\r\n{"translatedText":"no"}',
+}
+
+
+@pytest.mark.parametrize("answer", ANSWERS.values(), ids=ANSWERS.keys())
+def test_the_load_client_counts_every_request_not_answered_right_and_reconnects_after_a_hang_up(answer):
+    async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    async def run() -> Report:
+        async with await asyncio.start_server(misbehave, "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            return await load(url, {"Il a froid.": "He is cold."}, 2, 0.3, ("fr", "en"))
+
+    report = asyncio.run(run())
+    requests = len(report.latencies) + report.errors
+    assert requests >= 4  # each client went on, on a new connection each time
+    if answer == ANSWERS["a wrong answer"]:
+        assert report.errors == 0 and report.differ == len(report.latencies)
+    else:
+        assert report.latencies == [] and report.errors == requests
 
 
 class DevTools:
