@@ -9,6 +9,8 @@ import os
 import pickle
 import resource
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -62,6 +64,22 @@ def test_loading_an_export_unpickles_nothing(exported, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     assert Translator.load(exported, device="cpu").translate(["Je suis content."])
+
+
+LOAD_AND_LIST = """
+import sys
+from seq2seq.checkpoint import load_checkpoint
+load_checkpoint(sys.argv[1])
+print(*sorted(name for name in ("lightning", "torch._dynamo") if name in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_loading_a_model_loads_neither_lightning_nor_torchs_compiler(checkpoint):
+    """What every command that translates pays at its start: the shape check builds no values (2 s of torch._dynamo
+    on the meta device), and translating needs no training library."""
+    listed = subprocess.run([sys.executable, "-c", LOAD_AND_LIST, str(checkpoint)], capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout == "\n", listed.stderr[-2000:]
 
 
 def test_a_directory_missing_a_file_is_refused_in_one_line_naming_it(exported):
