@@ -7,7 +7,6 @@ import difflib
 import inspect
 import json
 import logging
-import platform
 import sys
 import time
 import warnings
@@ -29,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint, read_checkpoint
+from seq2seq.core.flops import hardware
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.batches import TranslationData
 from seq2seq.data.cache import atomic_write_bytes
@@ -78,17 +78,6 @@ def unused_parameters(model: torch.nn.Module) -> list[str]:
     unused = [name for name, parameter in model.named_parameters() if parameter.grad is None]
     model.zero_grad(set_to_none=True)
     return unused
-
-
-def hardware() -> str:
-    """What the run ran on, in words, for reports."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
-    return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
 # the optional extra (pyproject.toml) that installs what each logger of conf/logger/ needs
