@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from helpers.toy import KINDS, model_settings, reversal_batch, tiny_model
 
-from seq2seq.core.flops import bf16_matmul, counted_flops_mode, matmul_rate, training_step_flops
+from seq2seq.core.flops import REPEATS, bf16_matmul, counted_flops_mode, matmul_rate, training_step_flops
 from seq2seq.training import monitor
 from seq2seq.vocab import PAD
 
@@ -104,6 +104,15 @@ def test_the_matrix_product_rate_is_the_best_repeat_of_the_products_timed(monkey
     ticks = iter([0, 0, 0, 1, 1, 1, 1.5, 1.5, 1.5, 1.75, 10])  # the budget's start, then (check, start, end) ...
     monkeypatch.setattr("seq2seq.core.flops.perf_counter", lambda: next(ticks))
     assert matmul_rate([(4, 5, 6)], seconds=5.0) == 2 * 4 * 5 * 6 / 0.25
+
+
+def test_a_small_product_is_timed_at_most_repeats_times_however_long_its_budget(monkeypatch):
+    """A product of microseconds finds its best long before its share of the second: a tiny model's run starts
+    sooner."""
+    products, mm = [], torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: products.append((a.shape, b.shape)) or mm(a, b))
+    assert matmul_rate([(4, 5, 6)], seconds=30.0) > 0
+    assert products == [((4, 5), (5, 6))] * (1 + REPEATS)  # the warm-up, then the repeats
 
 
 def test_a_training_measures_the_rate_once_a_process_for_each_shape_dtype_and_device(monkeypatch):
