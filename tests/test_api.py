@@ -179,7 +179,9 @@ def test_each_translation_starts_with_its_prefix_subwords_exactly(checkpoint, de
     for translations, prefix in zip(found, prefixes):
         subwords = translator.target_tokenizer.encode([prefix])[0]
         assert all(t.tokens[: len(subwords)] == subwords and t.text.startswith(prefix) for t in translations)
-    assert found[1] == translator.translate_n_best(SENTENCES[1:2])[0]  # "": no prefix
+    alone = translator.translate_n_best(SENTENCES[1:2])
+    assert translator.translate_n_best(SENTENCES[1:2], prefix=[""]) == alone  # "": no prefix, score for score
+    assert [t.tokens for t in found[1]] == [t.tokens for t in alone[0]]  # in a batch too (scores: to float rounding)
     everyone = Translator.load(checkpoint, decode, prefix="Il fait", **keys)  # decode.prefix: every sentence's
     assert everyone.translate_n_best(SENTENCES[:4]) == translator.translate_n_best(
         SENTENCES[:4], prefix=["Il fait"] * 4

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seq2seq.core.rows import linear
+
 
 class Attention(nn.Module):
     """Scores every source position for every query; pads get exactly zero weight.
@@ -38,7 +40,7 @@ class Attention(nn.Module):
         query = query.reshape(keys.size(0), -1, query.size(-1))
         if self.kind == "bahdanau":
             # tanh in place: the (batch, steps, src, q) sum is the largest tensor of a decoder step
-            scores = self.energy(torch.tanh_(self.query_layer(query)[:, :, None] + keys[:, None])).squeeze(-1)
+            scores = self.energy(torch.tanh_(linear(self.query_layer, query)[:, :, None] + keys[:, None])).squeeze(-1)
         else:
             scores = query @ keys.transpose(1, 2)
         weights = torch.where(mask[:, None], scores, -torch.inf).softmax(-1)

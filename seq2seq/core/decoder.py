@@ -14,6 +14,7 @@ from torch import nn
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import RNNS
+from seq2seq.core.rows import linear, recurrent
 from seq2seq.settings import ModelSettings
 
 
@@ -85,7 +86,7 @@ class Decoder(nn.Module):
     def forward(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Logits ``(batch, steps, vocab)`` for ``tokens`` ``(batch, steps)``; search calls it with one step."""
         features, state = self.features(tokens, state)
-        return self.output(features), state
+        return linear(self.output, features), state
 
     def features(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """What the output layer reads, ``(batch, steps, ...)``: training scores only the real target positions."""
@@ -96,8 +97,8 @@ class Decoder(nn.Module):
         if self.steps_one_at_a_time:
             outputs, state = self._step_through(inputs, state)
         else:
-            outputs, recurrent = self.rnn(inputs, self._recurrent(state))
-            state = self._with_recurrent(state, recurrent)
+            outputs, after = recurrent(self.rnn, inputs, self._recurrent(state))
+            state = self._with_recurrent(state, after)
             if self.attention is not None:  # Luong: attend from every step's output at once
                 attended, weights = self.attention(outputs, state.keys, state.memory, state.mask)
                 outputs, state = self._combine(attended, outputs), state._replace(attention=weights)
@@ -116,8 +117,8 @@ class Decoder(nn.Module):
                 step.append(attended)
             if self.input_feeding:
                 step.append(state.feed[:, None])
-            output, recurrent = self.rnn(torch.cat(step, dim=-1), self._recurrent(state))
-            state = self._with_recurrent(state, recurrent)
+            output, after = recurrent(self.rnn, torch.cat(step, dim=-1), self._recurrent(state))
+            state = self._with_recurrent(state, after)
             if not bahdanau:
                 attended, weights = self.attention(output, state.keys, state.memory, state.mask)
             vector = self._combine(attended, output)
@@ -130,14 +131,14 @@ class Decoder(nn.Module):
 
     def _combine(self, attended: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """The attentional vector ``tanh(W [attended; output])`` (Luong et al. 2015)."""
-        return torch.tanh(self.combine(torch.cat([attended, outputs], dim=-1)))
+        return torch.tanh(linear(self.combine, torch.cat([attended, outputs], dim=-1)))
 
     @staticmethod
     def _recurrent(state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         return state.hidden if state.cell is None else (state.hidden, state.cell)
 
     @staticmethod
-    def _with_recurrent(state: DecoderState, recurrent) -> DecoderState:
-        if isinstance(recurrent, tuple):
-            return state._replace(hidden=recurrent[0], cell=recurrent[1])
-        return state._replace(hidden=recurrent)
+    def _with_recurrent(state: DecoderState, after) -> DecoderState:
+        if isinstance(after, tuple):
+            return state._replace(hidden=after[0], cell=after[1])
+        return state._replace(hidden=after)
