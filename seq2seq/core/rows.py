@@ -41,9 +41,10 @@ def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def recurrent(rnn: nn.Module, x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]):
-    """``rnn(x, state)`` for a batch-first RNN; one step of an ``nn.GRU`` in eval mode runs weights first, its gates
-    written as ATen's GRU cell writes them (torch's step to float rounding)."""
-    if not (type(rnn) is nn.GRU and x.size(1) == 1 and not rnn.training and weights_first(x, rnn.weight_ih_l0)):
+    """``rnn(x, state)``; one step of a batch-first, one-directional ``nn.GRU`` in eval mode (the decoder's) runs
+    weights first, its gates written as ATen's GRU cell writes them (torch's step to float rounding)."""
+    gru = type(rnn) is nn.GRU and rnn.batch_first and not rnn.bidirectional and not rnn.training
+    if not (gru and x.size(1) == 1 and weights_first(x, rnn.weight_ih_l0)):
         return rnn(x, state)
     inputs, hidden = x[:, 0], []
     for layer, previous in enumerate(state):
