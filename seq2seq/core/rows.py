@@ -2,7 +2,7 @@
 
 A search step multiplies a few rows (its hypotheses) by large weights. ``nn.Linear`` computes ``x @ Wᵀ``, which MKL
 shares badly between threads when ``x`` has few rows; as ``W @ xᵀ`` the rows of ``W`` are shared, and the same
-products take 20–65% less time on 2 threads of a 2-core AMD EPYC (2 to 64 rows; as fast at 2,048;
+products take 28–65% less time on 2 threads of a 2-core AMD EPYC (2 to 64 rows; as fast at 2,048;
 docs/benchmarks/2026-12-cpu-decoding.md). Each output element is the same dot product either way; only its
 summation order may differ, as it does when the library picks another kernel for another batch size.
 
