@@ -40,7 +40,10 @@ def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer(x)
 
 
-def recurrent(rnn: nn.Module, x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]):
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a GRU's hidden state, or an LSTM's (hidden, cell)
+
+
+def recurrent(rnn: nn.Module, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     """``rnn(x, state)``; one step of a batch-first, one-directional ``nn.GRU`` in eval mode (the decoder's) runs
     weights first, its gates written as ATen's GRU cell writes them (torch's step to float rounding)."""
     gru = type(rnn) is nn.GRU and rnn.batch_first and not rnn.bidirectional and not rnn.training
@@ -48,8 +51,8 @@ def recurrent(rnn: nn.Module, x: torch.Tensor, state: torch.Tensor | tuple[torch
         return rnn(x, state)
     inputs, hidden = x[:, 0], []
     for layer, previous in enumerate(state):
-        weights = (getattr(rnn, f"{name}_l{layer}", None) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
-        w_ih, b_ih, w_hh, b_hh = weights
+        names = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
+        w_ih, b_ih, w_hh, b_hh = (getattr(rnn, f"{name}_l{layer}", None) for name in names)
         input_reset, input_update, input_new = product(inputs, w_ih, b_ih).chunk(3, 1)
         hidden_reset, hidden_update, hidden_new = product(previous, w_hh, b_hh).chunk(3, 1)
         reset = torch.sigmoid(hidden_reset + input_reset)
