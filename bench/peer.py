@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_checkpoint, read_checkpoint
 from seq2seq.commands.common import log_to_stderr, one_line_errors
-from seq2seq.core.flops import hardware
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.prepare import load_splits, prepare
 from seq2seq.errors import SettingsError
@@ -38,6 +37,7 @@ from seq2seq.metrics import corpus_scores, timed_translation
 from seq2seq.resources import resource_dir
 from seq2seq.settings import decoder_hidden_size
 from seq2seq.settings.presets import composed
+from seq2seq.training.monitor import hardware
 
 log = logging.getLogger(__name__)
 

@@ -139,6 +139,17 @@ def test_bf16_counts_as_hardware_only_on_a_cpu_that_has_avx512_bf16_or_amx():
     assert bf16_matmul(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def test_a_run_names_its_cpu_from_cpuinfo_or_from_the_platform_where_there_is_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(monitor.platform, "processor", lambda: "arm")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: fpu\n")
+    monkeypatch.setattr(monitor, "CPUINFO", cpuinfo)
+    assert monitor.hardware() == f"Test CPU 9000, {torch.get_num_threads()} threads"
+    monkeypatch.setattr(monitor, "CPUINFO", tmp_path / "none")  # macOS, Windows: no /proc, no error
+    assert monitor.hardware() == f"arm, {torch.get_num_threads()} threads"
+
+
 def test_measuring_the_matrix_product_rate_draws_no_random_numbers_so_a_resumed_run_stays_exact():
     before = torch.random.get_rng_state()
     assert matmul_rate([(8, 8, 8)], seconds=0.01) > 0

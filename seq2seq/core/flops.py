@@ -8,26 +8,13 @@ measured product rate says how much of a step is spent at the machine's arithmet
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
-from pathlib import Path
 from time import perf_counter
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from seq2seq.settings import ModelSettings
-
-
-def hardware() -> str:
-    """The machine a run or benchmark ran on, in words, for reports."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
-    return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
 def bf16_matmul(device: torch.device) -> bool:

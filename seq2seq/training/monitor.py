@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import platform
 import resource
 import sys
 import time
@@ -38,6 +39,18 @@ def peak_memory_mb(device: torch.device) -> float:
                 return int(line.split()[1]) / 1024
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage / 2**20 if sys.platform == "darwin" else usage / 1024  # bytes on macOS, KiB elsewhere
+
+
+CPUINFO = Path("/proc/cpuinfo")  # Linux's; macOS and Windows have none
+
+
+def hardware() -> str:
+    """The machine a run or benchmark ran on, in words, for reports."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
+    lines = CPUINFO.read_text().splitlines() if CPUINFO.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
 
 
 @functools.cache  # a sweep's runs share one process, and a device's rate for them; the first run measures it

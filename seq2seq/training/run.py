@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.checkpoint import STEP_CHECKPOINT, load_checkpoint, read_checkpoint
-from seq2seq.core.flops import hardware
 from seq2seq.core.translator import Translator, pick_device
 from seq2seq.data.batches import TranslationData
 from seq2seq.data.cache import atomic_write_bytes
@@ -36,7 +35,7 @@ from seq2seq.data.prepare import EncodedSplit
 from seq2seq.errors import CorpusError, SettingsError
 from seq2seq.metrics import score
 from seq2seq.settings import ModelSettings, TrainingSettings, check_command, read
-from seq2seq.training.monitor import EpochThroughput, ProjectedTime
+from seq2seq.training.monitor import EpochThroughput, ProjectedTime, hardware
 from seq2seq.training.resume import (
     EarlyStoppingOnBleu,
     RandomState,
