@@ -238,14 +238,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     return TranslationModel(model.to(device).eval(), loaded["source"], loaded["target"], config)
 
 
-def load_models(checkpoint: str | Path | Sequence[str | Path], device: str | torch.device = "cpu") -> TranslationModel:
+def load_models(checkpoint: str | Path | Sequence[str | Path]) -> TranslationModel:
     """One model (``load_checkpoint``), or several decoding as one (``checkpoint=[A,B,...]``: an ``Ensemble``).
 
     An ensemble's members must share both tokenizers, byte for byte; its sources are cut to the fewest subwords one
     of them reads; its config (languages, corpus) is the first's. A list of one is that model.
     """
     paths = members(checkpoint)
-    models = [load_checkpoint(path, device) for path in paths]
+    models = [load_checkpoint(path) for path in paths]
     first = models[0]
     if len(models) == 1:
         return first

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -94,7 +94,7 @@ class Batcher:
         self.queued = 0  # sentences in ``waiting``
         self.arrived = asyncio.Event()
         self.returning = 0  # the last batch's sentences if it held several requests: their clients' next ones
-        self.batch_size = base.decode.batch_size  # read once: a config's access is slow, per request
+        self.batch_size = base.settings.batch_size
 
     @lru_cache(maxsize=16)  # noqa: B019 (one batcher per server, alive as long as it)
     def translator(self, decode: tuple[tuple[str, Any], ...]) -> Translator:
@@ -303,7 +303,7 @@ def sentences(values: Mapping[str, Any], limits: Limits) -> tuple[list[str], boo
     return [text.strip() for text in texts], single
 
 
-def request_decode(values: Any, limits: Limits, base: DecodeSettings | Any) -> tuple[tuple[str, Any], ...]:
+def request_decode(values: Any, limits: Limits, base: DictConfig) -> tuple[tuple[str, Any], ...]:
     """A request's ``decode`` object, checked by the command line's rules (``DecodeSettings``' rules) on top of the
     server's settings; as a key that groups requests by their settings."""
     if values is None:

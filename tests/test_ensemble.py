@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.runs import SENTENCES, fails_with_one_line, run_tool, save_tiny_checkpoint
-from helpers.toy import KINDS, toy_translator, untrained
+from helpers.toy import KINDS, kind_id, toy_translator, untrained
 from starlette.testclient import TestClient
 
 from seq2seq.api import Translator
@@ -24,10 +24,6 @@ from seq2seq.settings.serve import Limits
 from seq2seq.vocab import BOS, PAD
 
 SOURCES = ["4 5 6", "7 8", "9 10 11 12 13", "4", "15 14 13 12 11 10 9"]
-
-
-def kind_id(kind: dict) -> str:
-    return "-".join(f"{key}={value}" for key, value in kind.items())
 
 
 @pytest.mark.parametrize("kind", [*KINDS, dict(packed=False)], ids=kind_id)

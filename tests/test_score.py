@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.runs import cli, fails_with_one_line
-from helpers.toy import KINDS, toy_translator, untrained
+from helpers.toy import KINDS, kind_id, toy_translator, untrained
 
 from seq2seq.api import Translator
 from seq2seq.commands import score
@@ -17,10 +17,6 @@ from seq2seq.settings.presets import composed
 from seq2seq.vocab import BOS, EOS
 
 SOURCES = ["4 5 6", "7 8", "9 10 11 12 13", "4", "15 14 13 12 11 10 9"]
-
-
-def kind_id(kind: dict) -> str:
-    return "-".join(f"{key}={value}" for key, value in kind.items())
 
 
 @pytest.mark.parametrize("kind", [*KINDS, dict(packed=False)], ids=kind_id)
@@ -38,12 +34,11 @@ def test_scoring_what_search_found_gives_the_score_search_reported(kind, strateg
 @pytest.mark.parametrize("kind", [dict(), dict(packed=False), dict(attention="bahdanau", input_feeding=True)],
                          ids=kind_id)  # fmt: skip
 def test_a_pairs_score_does_not_depend_on_the_pairs_scored_with_it(kind):
-    translator = toy_translator(untrained(**kind))
+    model = untrained(**kind)
     targets = ["5 4", "", "9 9 9 9 9 9 9 9 9 9", "4", "6 7 8"]
-    alone = [translator.score([source], [target])[0] for source, target in zip(SOURCES, targets)]
+    alone = [toy_translator(model).score([source], [target])[0] for source, target in zip(SOURCES, targets)]
     for batch_size in (2, 64):
-        translator.decode.batch_size = batch_size
-        batched = translator.score(SOURCES, targets)
+        batched = toy_translator(model, batch_size=batch_size).score(SOURCES, targets)
         assert [s.tokens for s in batched] == [s.tokens for s in alone]
         assert [s.score for s in batched] == pytest.approx([s.score for s in alone], abs=1e-5)
 

@@ -11,10 +11,11 @@ from helpers.toy import (
     VOCAB,
     beam_search,
     greedy_search,
+    kind_id,
     reversal_batch,
     searched,
-    tiny_model,
     train_reversal,
+    untrained,
 )
 from omegaconf import OmegaConf
 from torch import nn
@@ -113,20 +114,11 @@ def test_length_limits_and_min_length(reversal_model, batch):
         assert len(hyps[0].tokens) >= 9
 
 
-def untrained(seed: int = 0, **kind) -> Seq2Seq:
-    torch.manual_seed(seed)
-    return tiny_model(embedding_dim=16, hidden_size=12, bridge="concat", **kind).eval()
-
-
 def teacher_forced_log_probs(model: Seq2Seq, source, lengths, outputs: list[list[int]]) -> torch.Tensor:
     """Log-probabilities ``(outputs, steps, vocab)`` after BOS and after each token of output ``i`` of source ``i``."""
     inputs = pad_sequence([torch.tensor([BOS, *tokens]) for tokens in outputs], batch_first=True, padding_value=PAD)
     with torch.no_grad():
         return model(source, lengths, inputs).log_softmax(-1)
-
-
-def kind_id(kind: dict) -> str:
-    return "-".join(f"{key}={value}" for key, value in kind.items())
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)

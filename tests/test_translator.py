@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers.runs import SENTENCES, save_tiny_checkpoint
 from omegaconf import OmegaConf
+from omegaconf.errors import ReadonlyConfigError
 
 from seq2seq import DecodeSettings
 from seq2seq.api import Translator
@@ -40,9 +41,10 @@ def tokenizer(sentences) -> Tokenizer:
 
 
 def untrained_translator(tokenizer: Tokenizer, *overrides: str) -> Translator:
-    """An untrained small model (its outputs are arbitrary, but deterministic) behind a real Translator."""
+    """An untrained small model (its outputs are arbitrary, but the same weights each call) behind a real Translator."""
     small = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.dropout=0", "decode.max_length=8"]
     cfg = composed("train", *small, *overrides)
+    torch.manual_seed(0)
     model = Seq2Seq(read(ModelSettings, cfg.model, "model"), len(tokenizer), len(tokenizer)).eval()
     return Translator(TranslationModel(model, tokenizer, tokenizer, OmegaConf.to_container(cfg)), cfg.decode)
 
@@ -56,10 +58,17 @@ def test_a_model_that_reads_its_batchs_pads_translates_a_sentence_in_any_batch_a
     translator = untrained_translator(tokenizer, model, f"decode={decode}")
     alone = [translator.translate_n_best([sentence])[0][0] for sentence in sentences]
     for batch_size in (3, 64):
-        translator.decode.batch_size = batch_size
-        batched = [found[0] for found in translator.translate_n_best(sentences)]
+        batching = untrained_translator(tokenizer, model, f"decode={decode}", f"decode.batch_size={batch_size}")
+        batched = [found[0] for found in batching.translate_n_best(sentences)]
         assert [t.tokens for t in batched] == [t.tokens for t in alone]
         assert [t.score for t in batched] == pytest.approx([t.score for t in alone], abs=1e-5)
+
+
+def test_a_translators_decode_settings_are_read_only_so_search_and_batching_cannot_part(tokenizer):
+    translator = untrained_translator(tokenizer, "decode=greedy")
+    with pytest.raises(ReadonlyConfigError):
+        translator.decode.strategy = "beam"  # search reads the settings once; batching would read the change
+    assert translator.decode.strategy == translator.settings.strategy == "greedy"
 
 
 def test_packed_models_keep_batching_sentences_of_mixed_lengths_together(tokenizer, sentences, monkeypatch):

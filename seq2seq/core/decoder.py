@@ -14,7 +14,7 @@ from torch import nn
 
 from seq2seq.core.attention import Attention
 from seq2seq.core.encoder import RNNS
-from seq2seq.core.rows import linear, recurrent
+from seq2seq.core.rows import State, linear, recurrent
 from seq2seq.settings import ModelSettings
 
 
@@ -134,11 +134,11 @@ class Decoder(nn.Module):
         return torch.tanh(linear(self.combine, torch.cat([attended, outputs], dim=-1)))
 
     @staticmethod
-    def _recurrent(state: DecoderState) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def _recurrent(state: DecoderState) -> State:
         return state.hidden if state.cell is None else (state.hidden, state.cell)
 
     @staticmethod
-    def _with_recurrent(state: DecoderState, after) -> DecoderState:
+    def _with_recurrent(state: DecoderState, after: State) -> DecoderState:
         if isinstance(after, tuple):
             return state._replace(hidden=after[0], cell=after[1])
         return state._replace(hidden=after)

@@ -38,10 +38,6 @@ class Encoder(nn.Module):
         )
         self.packed = encoder.packed
 
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.rnn.bidirectional else 1
-
     def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         embedded = self.dropout(self.embedding(source))
         if self.packed:  # pack_padded_sequence wants lengths on the CPU; pads then come back as zeros

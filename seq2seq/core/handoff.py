@@ -83,10 +83,10 @@ class Handoff(nn.Module):
         bridge (projected linearly, without tanh); every other mode starts the decoder's cell at zero.
         """
         zeros = encoded.outputs.new_zeros(self.decoder_layers, encoded.outputs.size(0), self.decoder_hidden)
-        cell = None
-        if encoded.c_n is not None:
-            c_n = encoded.c_n.view(final_states(encoded, "h_n").shape)
-            cell = self._merge(c_n, "cell_projection", None) if self.mode == "h_n" else zeros
+        cell = None if encoded.c_n is None else zeros
+        if cell is not None and self.mode == "h_n":
+            c_n = encoded.c_n.view(final_states(encoded, "h_n").shape)  # laid out as h_n
+            cell = self._merge(c_n, "cell_projection", None)
         if self.mode == "zero":
             return zeros, cell
         return self._merge(final_states(encoded, self.mode), "projection", torch.tanh), cell

@@ -7,7 +7,7 @@ docs/benchmarks/2026-12-cpu-decoding.md). Each output element is the same dot pr
 summation order may differ, as it does when the library picks another kernel for another batch size.
 
 Used where no gradient is taken (search, scoring, validation), on float32 CPU tensors of two rows or more (one row is
-a matrix-vector product either way); anything else (training, a GPU, bf16, int8 layers, LSTM) runs the module.
+a matrix-vector product either way); anything else (training, a GPU, bf16, int8 layers, LSTM cells) runs the module.
 """
 
 from __future__ import annotations

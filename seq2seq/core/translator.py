@@ -165,7 +165,9 @@ class Translator:
         device: torch.device | None = None,
         quantize: str | None = None,
     ):
-        self.decode = typed(decode)  # a wrong type fails here, naming the key
+        # a wrong type fails here, naming the key; read-only, as ``settings`` is read from it once: a change would
+        # reach one and not the other (another search, another batch size: build another Translator)
+        self.decode = typed(decode, readonly=True)
         self.settings = read(DecodeSettings, self.decode, "decode")  # the dataclass: search reads it at every batch
         QUANTIZE.rule.check("quantize", quantize)
         model = translation_model.model
@@ -315,7 +317,7 @@ class Translator:
             groups = [order]
         else:
             groups = [list(group) for _, group in itertools.groupby(order, key=lengths.__getitem__)]
-        size, budget = self.decode.batch_size, self.decode.batch_tokens  # read once: config access is slow per sentence
+        size, budget = self.settings.batch_size, self.settings.batch_tokens
         for group in groups:
             run: list[int] = []
             for i in group:  # ``order`` is sorted by length: the newest sentence is the run's longest

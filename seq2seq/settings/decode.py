@@ -84,11 +84,12 @@ class DecodeSettings(Settings):
             )
 
 
-def typed(*decode: DecodeSettings | Mapping[str, Any]) -> DictConfig:
+def typed(*decode: DecodeSettings | Mapping[str, Any], readonly: bool = False) -> DictConfig:
     """``decode`` merged in turn over ``DecodeSettings``, each mistake one ``SettingsError`` naming the key: a key
     that is no setting, a value of the wrong type (``batch_size=2.5`` from Python, where no command line's
     composition has caught it). Python's values are literal: a string is never read as OmegaConf's ``${...}``
-    or ``???``; a composed config (a ``DictConfig``) keeps its interpolations."""
+    or ``???``; a composed config (a ``DictConfig``) keeps its interpolations. ``readonly``: a change raises
+    ``ReadonlyConfigError`` (configs merged from it are read-only too)."""
     names = [each.name for each in fields(DecodeSettings)]
     configs = []
     for settings in decode:
@@ -105,6 +106,7 @@ def typed(*decode: DecodeSettings | Mapping[str, Any]) -> DictConfig:
     except ValidationError as error:  # OmegaConf's first line; a literal's opens with "While dereferencing ...: "
         reason = str(error).splitlines()[0].rsplit("': ", 1)[-1]
         raise SettingsError(f"decode.{error.full_key}: {reason}") from None
+    OmegaConf.set_readonly(merged, readonly)
     return merged
 
 

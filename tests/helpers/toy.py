@@ -103,6 +103,11 @@ def toy_batches(n: int) -> list[Batch]:
     return batches
 
 
+def kind_id(kind: dict) -> str:
+    """A parametrised test's id for a model ``kind``: ``cell=lstm-attention=bahdanau``."""
+    return "-".join(f"{key}={value}" for key, value in kind.items())
+
+
 def untrained(seed: int = 0, **kind) -> Seq2Seq:
     """A tiny untrained model (any cell, attention, input feeding) in eval mode: arbitrary but deterministic."""
     torch.manual_seed(seed)
