@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from seq2seq.core.ensemble import Ensemble
 from seq2seq.core.model import Seq2Seq
 from seq2seq.core.translator import TranslationModel
+from seq2seq.data.cache import TEMPORARY_NAME
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.settings import ModelSettings, read, with_defaults
@@ -270,7 +271,7 @@ def write_export(trained: TranslationModel, output: Path) -> None:
         raise PathError(f"output={output} exists; give a new directory (it is made)")
     output = output.resolve() if output.is_symlink() else output  # a link to an empty directory: made there
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")  # mkdir: the umask's permissions
+    partial = output.with_name(f".{output.name[:TEMPORARY_NAME]}.{os.getpid()}.partial")  # the umask's permissions
     partial.mkdir()
     try:
         # each its own copy: safetensors refuses tensors that share memory, as tied embeddings do (loading ties them)

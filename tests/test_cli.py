@@ -135,6 +135,24 @@ def test_translating_over_a_file_keeps_its_permissions_and_writes_through_a_link
     assert private.stat().st_mode & 0o777 == 0o600 and len(private.read_text().splitlines()) == 1
 
 
+def test_an_output_name_near_the_limit_is_written_and_one_past_it_or_a_loop_of_links_is_one_line(
+    checkpoint, tmp_path, capsys
+):
+    source = tmp_path / "source.txt"
+    source.write_text("Je suis content.\n")
+    short, longest = tmp_path / "short.txt", tmp_path / f"{'a' * 251}.txt"  # 255 bytes: a file system's most
+    for output in (short, longest):
+        run_tool(translate, f"checkpoint={checkpoint}", f"input={source}", f"output={output}")
+    assert longest.read_text() == short.read_text() and len(longest.read_text().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == sorted([source, short, longest]), "its temporary file, named shorter, gone"
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for output in (tmp_path / f"{'a' * 256}.txt", tmp_path / "loop1"):
+        line = fails_with_one_line(capsys, translate, f"checkpoint={checkpoint}", f"input={source}", f"output={output}")
+        assert line.startswith(f"output={output}: cannot write there (") and line.endswith("); give another place")
+    assert len(list(tmp_path.iterdir())) == 5, "nothing left behind"
+
+
 def test_a_read_only_output_is_one_line_and_leaves_no_file(checkpoint, tmp_path, capsys, monkeypatch):
     source = tmp_path / "source.txt"
     source.write_text("Je suis content.\n")
@@ -228,13 +246,15 @@ def test_evaluations_recording_at_once_into_one_folder_keep_every_score(tmp_path
 
     monkeypatch.setattr(evaluate, "read_metrics", slow_read)
     stems = [f"test.beam{k}.lp1" for k in range(1, 9)]
-    threads = [threading.Thread(target=evaluate.record_metrics, args=(metrics_file, s, {"bleu": 2.0})) for s in stems]
+    arguments = [(tmp_path, stem, ["a hypothesis"], {"bleu": 2.0, "evaluation": stem}) for stem in stems]
+    threads = [threading.Thread(target=evaluate.record_results, args=each) for each in arguments]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert sorted(json.loads(metrics_file.read_text())) == sorted(["test.greedy", *stems])
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"], "the lock leaves no file behind"
+    hypotheses = sorted(f"{stem}.hyp" for stem in stems)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", *hypotheses], "the lock leaves no file"
 
 
 def test_a_damaged_metrics_file_fails_before_anything_is_decoded(checkpoint, tmp_path, capsys):
@@ -269,6 +289,40 @@ def test_evaluations_of_two_checkpoints_and_of_a_file_named_like_a_split_keep_ap
     shutil.copy(test_file, bare)
     evaluate.main(composed("evaluate", f"checkpoint={tmp_path / 'a'}.ckpt", f"input={bare}"))
     assert "a.test.input.greedy" in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_evaluations_whose_results_share_a_name_keep_apart_and_a_rerun_replaces_its_own(checkpoint, tmp_path, capsys):
+    """The same checkpoint name from two folders, the same input name from two folders, another ``max_length``: each
+    would be ``best.pairs.tsv.greedy``; the first keeps that name, the others theirs, and nothing is lost."""
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(checkpoint, tmp_path / folder / "best.ckpt")
+        (tmp_path / folder / "pairs.tsv").write_text("Je suis content.\tI am happy.\n")
+    results = tmp_path / "results"
+    runs = [("one", "one", "decode.max_length=1.5"), ("two", "one", "decode.max_length=1.5"),
+            ("one", "two", "decode.max_length=1.5"), ("one", "one", "decode.max_length=3")]  # fmt: skip
+    for model, data, max_length in [*runs, runs[0]]:  # the first again: its own results, replaced
+        checkpoint_path, pairs = tmp_path / model / "best.ckpt", tmp_path / data / "pairs.tsv"
+        evaluate.main(composed("evaluate", f"checkpoint={checkpoint_path}", f"input={pairs}", max_length,
+                               f"output_dir={results}"))  # fmt: skip
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert len(metrics) == 4 and "best.pairs.tsv.greedy" in metrics
+    recorded = {(Path(m["checkpoint"]).parent.name, Path(m["input"][0]).parent.name, m["decode"]["max_length"])
+                for m in metrics.values()}  # fmt: skip
+    assert recorded == {("one", "one", 1.5), ("two", "one", 1.5), ("one", "two", 1.5), ("one", "one", 3)}
+    first = metrics["best.pairs.tsv.greedy"]
+    assert (first["checkpoint"], first["decode"]["max_length"]) == (str(tmp_path / "one" / "best.ckpt"), 1.5)
+    assert sorted(p.name for p in results.glob("*.hyp")) == sorted(f"{stem}.hyp" for stem in metrics)
+    assert "hypotheses in " + str(results / "best.pairs.tsv.greedy") in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_a_results_name_too_long_for_a_file_is_one_line_before_anything_is_decoded(checkpoint, tmp_path, capsys):
+    pairs = tmp_path / f"{'b' * 225}.tsv"  # a legal name; with the model's and the search's, too long
+    pairs.write_text("Je suis content.\tI am happy.\n")
+    results = f"output_dir={tmp_path / 'results'}"
+    line = fails_with_one_line(capsys, evaluate, f"checkpoint={checkpoint}", f"input={pairs}", results)
+    assert line.startswith(f"the results' name {checkpoint.stem}.{pairs.name}.greedy.hyp (the model's, the input's")
+    assert line.endswith("over the 255 a file name has; give the input or the model a shorter name")
 
 
 def test_an_exported_directorys_results_go_into_it(checkpoint, tmp_path):

@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import wraps
 from pathlib import Path
 from typing import Any, TextIO
@@ -65,7 +65,8 @@ def use_threads(threads: int | None) -> None:
 
 
 # what a file system answers to an output it will not take (a full disk is the cache's CacheError)
-UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG,
+              errno.ELOOP)  # fmt: skip
 
 
 @contextmanager
@@ -91,6 +92,9 @@ def write_whole(output: Path, write: Callable[[TextIO], int]) -> int:
         with writing("output", output), output.open("w", encoding="utf-8") as sink:  # to, never replaced by a file
             return write(sink)
     count = 0
+    if output.is_symlink():
+        with writing("output", output), suppress(FileNotFoundError):  # a dangling link is written through
+            output.stat()  # a loop of links: ELOOP, one line
     target = output.resolve() if output.is_symlink() else output
     mode = target.stat().st_mode & 0o7777 if target.is_file() else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.checkpoint import load_models, members
 from seq2seq.commands.common import (
@@ -35,6 +36,9 @@ from seq2seq.vocab import UNK
 log = logging.getLogger(__name__)
 
 DIRECTION_SAMPLE = 1000  # pairs whose unknown subwords tell a file's columns apart
+BATCHING = ("batch_size", "batch_tokens", "sync_every")  # decode settings that change no translation
+NAME_MAX = 255  # bytes in a file's name: ext4, XFS, btrfs, tmpfs, APFS
+KEY_CHARS = 12  # of an evaluation's key, the hash that keeps apart results of one name
 
 
 def evaluation_pairs(cfg: DictConfig, trained: TranslationModel) -> tuple[str, list[tuple[str, str]]]:
@@ -109,11 +113,27 @@ def directory_locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def record_metrics(path: Path, stem: str, metrics: dict[str, Any]) -> None:
-    """Add one evaluation's scores under a lock, so evaluations running at once into one folder all keep theirs."""
-    with directory_locked(path.parent):
-        everything = {**read_metrics(path), stem: metrics}
-        atomic_write_bytes(path, json.dumps(everything, indent=2).encode())
+def evaluation_key(cfg: DictConfig, scored: dict[str, Any]) -> str:
+    """A hash of what an evaluation's results depend on: its models and input (``scored``: as ``metrics.json`` records
+    them), every decode setting but batching's, and the quantization."""
+    decode = {k: v for k, v in OmegaConf.to_container(cfg.decode, resolve=True).items() if k not in BATCHING}
+    identity = {**scored, "decode": decode, "quantize": cfg.quantize}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:KEY_CHARS]
+
+
+def record_results(directory: Path, stem: str, hypotheses: list[str], metrics: dict[str, Any]) -> str:
+    """Write one evaluation's hypotheses (``STEM.hyp``) and add its scores to ``metrics.json`` under a lock, so that
+    evaluations running at once into one folder all keep theirs. A stem holding another evaluation's results (another
+    model of the same name, an input of the same name from elsewhere, another ``max_length``) is kept: this one's go
+    under ``STEM.KEY``. Returns the stem used."""
+    path = directory / "metrics.json"
+    with directory_locked(directory):
+        everything = read_metrics(path)
+        if stem in everything and everything[stem].get("evaluation") != metrics["evaluation"]:
+            stem = f"{stem}.{metrics['evaluation']}"
+        atomic_write_bytes(directory / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
+        atomic_write_bytes(path, json.dumps({**everything, stem: metrics}, indent=2).encode())
+    return stem
 
 
 def check_output_dir(cfg: DictConfig, model: Path) -> Path:
@@ -166,18 +186,23 @@ def main(cfg: DictConfig) -> None:
     use_threads(cfg.threads)
     trained = load_models(models)
     name, pairs = evaluation_pairs(cfg, trained)
+    stem = results_stem(models, name, cfg)
+    longest = len(f"{stem}.{'0' * KEY_CHARS}.hyp".encode())
+    if longest > NAME_MAX:  # found out before decoding, not after
+        raise PathError(f"the results' name {stem}.hyp (the model's, the input's and the search's) can take "
+                        f"{longest} bytes, over the {NAME_MAX} a file name has; give the input or the model a shorter "
+                        "name")  # fmt: skip
     translator = Translator(trained, cfg.decode, pick_device(cfg.device, cfg.quantize), cfg.quantize)
     with progress_bar(cfg.progress, total=len(pairs), desc=name, unit="sentences") as bar:
         metrics, hypotheses = score(translator, pairs, bar)
     files = [] if not cfg.input else [cfg.input] if isinstance(cfg.input, str) else list(cfg.input)
     scored = {"input": [str(Path(file).resolve()) for file in files]} if files else {"split": cfg.split}
     checkpoints = [str(model.resolve()) for model in models]
-    metrics.update(quantize=cfg.quantize, checkpoint=checkpoints[0] if len(models) == 1 else checkpoints, **scored)
-    stem = results_stem(models, name, cfg)
-    metrics_file = output_dir / "metrics.json"
+    scored["checkpoint"] = checkpoints[0] if len(models) == 1 else checkpoints
+    metrics.update(quantize=cfg.quantize, **scored, evaluation=evaluation_key(cfg, scored))
     with writing("output_dir", output_dir):
-        atomic_write_bytes(output_dir / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
-        record_metrics(metrics_file, stem, metrics)
+        stem = record_results(output_dir, stem, hypotheses, metrics)
+    metrics_file = output_dir / "metrics.json"
     print(
         f"{name}: {metrics['sentences']} sentences, {metrics['seconds']:.1f} s, decode {metrics['decode']}\n"
         f"BLEU {metrics['bleu']:.2f}  {metrics['bleu_signature']}\n"

@@ -171,8 +171,9 @@ def check_files(cfg: DictConfig, inputs: tuple[str, ...] = ("input",), holding: 
     if not cfg.output:
         return
     output = Path(cfg.output)
-    if output.is_dir():
-        raise PathError(f"output={cfg.output} is a directory; give a file (it is made or replaced)")
+    with writing("output", output):  # a name longer than the file system takes: one line, before the model loads
+        if output.is_dir():
+            raise PathError(f"output={cfg.output} is a directory; give a file (it is made or replaced)")
     if not output.exists():
         return
     for key, name in given:

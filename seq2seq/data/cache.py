@@ -56,6 +56,9 @@ def mount_point(path: Path) -> Path:
     return path
 
 
+TEMPORARY_NAME = 64  # characters of a file's name that its temporary file's name starts with
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Let ``write`` fill a temporary file beside ``path``, then rename it into place.
 
@@ -63,7 +66,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     A full disk leaves no partial file and is reported in one line.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the name's start only: a name near the file system's limit (255 bytes) leaves no room for more
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:TEMPORARY_NAME]}.", suffix=".tmp")
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
