@@ -28,7 +28,7 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import CheckpointError, PathError, SettingsError
 from seq2seq.settings import ModelSettings, read, with_defaults
 from seq2seq.settings.keys import ONE_MODEL
-from seq2seq.settings.model_file import LOCATION_KEYS, READ_DATA_KEYS, plain_config
+from seq2seq.settings.model_file import LOCATION_KEYS, READ_DATA_KEYS, READ_FILES_KEYS, plain_config
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tra
     hparams = raw["hyper_parameters"]
     try:
         config = plain_config(hparams["config"], path)
-        if missing := [key for key in READ_DATA_KEYS if key not in config["data"]]:
+        read_keys = READ_DATA_KEYS + (READ_FILES_KEYS if config["data"].get("source") == "files" else ())
+        if missing := [key for key in read_keys if key not in config["data"]]:
             raise CheckpointError(f"{path}: its config lacks data.{missing[0]}; use a model that seq2seq wrote")
         loaded = tokenizers(raw, path)  # first: a vocabulary size no tokenizer has is refused before it is allocated
         fits_weights(hparams, raw["state_dict"], path)

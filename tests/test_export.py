@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ from seq2seq.commands import average, evaluate, translate
 from seq2seq.commands.average import average_checkpoints, last_checkpoints
 from seq2seq.data.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.errors import CheckpointError, PathError
+from seq2seq.settings.data import FilesSettings, TatoebaSettings
+from seq2seq.settings.model_file import READ_FILES_KEYS
 from seq2seq.settings.presets import composed, decode_preset
 
 
@@ -323,6 +326,23 @@ def test_the_data_settings_the_tools_read_are_checked_as_a_users_are(exported, c
                 else h["config"]["data"].pop("max_tokens"))  # fmt: skip
     error = one_line_error(capsys, translate, f"checkpoint={exported}")
     assert error.startswith(f"{exported}") and message in error
+
+
+@pytest.mark.parametrize("key", ["batch_tokens", "src_column", "tgt_column"])
+def test_a_model_file_without_a_data_key_a_tool_reads_is_one_line(exported, capsys, key):
+    """``bench`` reads ``batch_tokens``, ``evaluate`` a model of your own files' columns: refused when loaded."""
+
+    def edit(hparams: dict) -> None:
+        data = hparams["config"]["data"]
+        if key in READ_FILES_KEYS:  # a model of your own files: the corpus's keys only
+            for name in {each.name for each in fields(TatoebaSettings)} - {each.name for each in fields(FilesSettings)}:
+                data.pop(name, None)
+            data.update(source="files", src_column=0, tgt_column=1)
+        data.pop(key)
+
+    edit_config(exported, edit)
+    assert one_line_error(capsys, evaluate, f"checkpoint={exported}") == \
+        f"{exported}: its config lacks data.{key}; use a model that seq2seq wrote"  # fmt: skip
 
 
 def test_an_export_naming_own_files_is_refused_before_any_is_read(exported, capsys):

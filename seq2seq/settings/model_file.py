@@ -13,7 +13,8 @@ from seq2seq.settings.rules import check_keys
 CORPUS_SOURCES = ("tatoeba", "files")  # conf/data/SOURCE.yaml: the recipes a model's data.source may name
 # where a model's corpus is found: this machine's settings say, never a model file (a URL, a mirror, a cache)
 LOCATION_KEYS = ("url", "mirror", "cache_dir")
-READ_DATA_KEYS = ("max_tokens", "src_lang", "tgt_lang")  # what the tools read of a loaded model's data settings
+READ_DATA_KEYS = ("max_tokens", "src_lang", "tgt_lang", "batch_tokens")  # what the tools read of a model's data
+READ_FILES_KEYS = ("src_column", "tgt_column")  # and of a model of your own files (evaluate reads its columns)
 
 
 def interpolations(value: Any, key: str = "") -> Iterator[str]:
