@@ -516,6 +516,16 @@ def test_a_line_without_end_is_held_only_to_its_bound_while_read(monkeypatch):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50_000  # kB
 
 
+def test_a_line_held_to_its_bound_inside_a_character_is_no_invalid_utf8_but_invalid_bytes_are(caplog):
+    held = "中中中".encode() + "中".encode()[:2]  # 11 bytes: held there, inside the fourth character
+    with caplog.at_level(logging.WARNING):
+        texts = translate.decode_lines([held, b"a\xffb", "中".encode()[:2]], 0, held_to=len(held))
+    assert texts == ["中中中", "a\ufffdb", "\ufffd"]  # the last line ended there: its cut character is invalid
+    assert [record.getMessage() for record in caplog.records] == [
+        f"input line {number}: invalid UTF-8 replaced with U+FFFD" for number in (2, 3)
+    ]
+
+
 def test_reading_a_long_line_in_many_chunks_handles_each_byte_once(monkeypatch):
     chunks = [CountingBytes(b"x" * 1000) for _ in range(500)] + [CountingBytes(b"\nshort\n")]
     real_read = os.read

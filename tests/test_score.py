@@ -121,7 +121,7 @@ def test_score_writes_score_tokens_and_mean_per_pair_from_a_tsv_or_two_aligned_f
          "SOURCE<TAB>TARGET per line (or source=FILE target=FILE)"),
         ("a\tb\tc\n", "input line 1: 3 tab-separated columns, not 2"),
         ("a\t" + "b" * 1500 + "\n", "input line 1: a target over 1024 bytes, longer than this model reads"),
-        ("a\tb\n" + "c" * 5000 + "\n", "input line 2: over 2049 bytes, longer than this model reads"),
+        ("a\tb\n" + "c" * 5000 + "\n", "input line 2: over 2049 bytes, longer than a pair this model reads; shorten"),
     ],
     ids=["one column", "three columns", "a target too long", "a line too long"],
 )  # fmt: skip

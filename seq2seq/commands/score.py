@@ -39,7 +39,7 @@ def checked(raw: list[tuple[bytes, bytes]], count: int, bound: int, where: str) 
         if len(target) > bound:
             raise CorpusError(f"{where} line {number}: a target over {bound} bytes, longer than this model reads; "
                               "score shorter pairs")  # fmt: skip
-    sources = decode_lines([source[:bound] for source, _ in raw], count)
+    sources = decode_lines([source[:bound] for source, _ in raw], count, bound)
     return list(zip(sources, decode_lines([target for _, target in raw], count)))
 
 
@@ -50,8 +50,9 @@ def tsv_batches(stream: BinaryIO, batch_size: int, bound: int) -> Iterator[Pairs
     for raw in line_batches(stream, batch_size, line_bound + 1):
         for number, line in enumerate(raw, count + 1):
             if len(line) > line_bound:
-                raise CorpusError(f"input line {number}: over {line_bound} bytes, longer than this model reads; "
-                                  "score shorter pairs")  # fmt: skip
+                raise CorpusError(f"input line {number}: over {line_bound} bytes, longer than a pair this model "
+                                  "reads; shorten its source, or give source=FILE target=FILE, where a long source is "
+                                  "cut as translate cuts it")  # fmt: skip
             if (columns := line.count(b"\t") + 1) != 2:
                 raise CorpusError(f"input line {number}: {columns} tab-separated columns, not 2; {FORMAT}")
         yield checked([tuple(line.split(b"\t")) for line in raw], count, bound, "input")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import errno
 import logging
 import os
@@ -32,6 +33,7 @@ from seq2seq.settings import TranslateSettings
 log = logging.getLogger(__name__)
 
 UTF8_MAX_BYTES = 4  # the longest character in UTF-8: a line cut to 4 bytes per character keeps the characters read
+UTF8 = codecs.getincrementaldecoder("utf-8")  # ``final=False`` holds back a character cut at the end
 
 
 def _readable_now(fd: int) -> bool:
@@ -65,16 +67,18 @@ def line_batches(stream: BinaryIO, batch_size: int, max_line_bytes: int = sys.ma
         yield lines[start : start + batch_size]
 
 
-def decode_lines(raw: list[bytes], first_number: int) -> list[str]:
+def decode_lines(raw: list[bytes], first_number: int, held_to: int | None = None) -> list[str]:
     """Untrusted bytes → text: invalid UTF-8 is replaced, with a warning naming the line (the ``Translator`` cuts
-    a line longer than the model reads)."""
+    a line longer than the model reads). A line of ``held_to`` bytes was cut there (``line_batches``), maybe inside a
+    character: that character's first bytes are dropped, as the rest of the line was, without a warning."""
     texts = []
     for number, line in enumerate(raw, first_number + 1):
+        whole = len(line) != held_to
         try:
-            text = line.decode("utf-8")
+            text = UTF8().decode(line, final=whole)
         except UnicodeDecodeError:
             log.warning("input line %d: invalid UTF-8 replaced with U+FFFD", number)
-            text = line.decode("utf-8", errors="replace")
+            text = UTF8(errors="replace").decode(line, final=whole)
         texts.append(text.strip())
     return texts
 
@@ -94,10 +98,10 @@ def translate_stream(
     target prefix its translation starts with (none without a tab); the command refuses it with ``decode.prefix``.
     """
     count = 0
-    several = translator.decode.n_best * translator.decode.n > 1  # n_best or samples: one line each
-    max_chars = translator.max_source_tokens * CHARS_PER_SUBWORD
-    for raw in line_batches(source, translator.decode.batch_size, max_chars * UTF8_MAX_BYTES):
-        lines, prefix = decode_lines(raw, count), None
+    several = translator.settings.n_best * translator.settings.n > 1  # n_best or samples: one line each
+    held_to = translator.max_source_tokens * CHARS_PER_SUBWORD * UTF8_MAX_BYTES
+    for raw in line_batches(source, translator.settings.batch_size, held_to):
+        lines, prefix = decode_lines(raw, count, held_to), None
         if prefix_column:  # SOURCE<TAB>PREFIX
             split = [line.partition("\t") for line in lines]
             lines, prefix = [text.strip() for text, _, _ in split], [text.strip() for _, _, text in split]
