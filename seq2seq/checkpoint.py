@@ -204,7 +204,10 @@ def tokenizers(raw: dict[str, Any], path: Path) -> dict[str, Tokenizer]:
             loaded[side] = Tokenizer(raw["tokenizers"][side])
         except (RuntimeError, ValueError, TypeError) as error:  # sentencepiece: RuntimeError for a damaged proto
             raise CheckpointError(f"{path}: its {side} tokenizer is not a sentencepiece model ({error})") from error
-        if len(loaded[side]) != (size := raw["hyper_parameters"][key]):
+        size = raw["hyper_parameters"][key]
+        if type(size) is not int:  # "2000" would read as a size a tokenizer of 2000 pieces does not match
+            raise CheckpointError(f"{path}: its {key}={size!r} is not a number of pieces; refused")
+        if len(loaded[side]) != size:
             raise CheckpointError(
                 f"{path}: its {side} tokenizer has {len(loaded[side])} pieces but the model reads {size}: "
                 "a tokenizer of another model; export it again"

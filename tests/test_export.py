@@ -282,6 +282,14 @@ def test_a_tokenizer_of_another_model_is_refused_in_one_line(exported, capsys):
     )
 
 
+@pytest.mark.parametrize("written_as", [str, float, bool])
+def test_a_vocabulary_size_that_is_no_count_is_refused_in_one_line(exported, capsys, written_as):
+    value = written_as(json.loads((exported / EXPORT_FILES["config"]).read_text())["src_vocab_size"])
+    edit_config(exported, lambda h: h.update(src_vocab_size=value))
+    error = one_line_error(capsys, translate, f"checkpoint={exported}")
+    assert error == f"{exported}: its src_vocab_size={value!r} is not a number of pieces; refused"
+
+
 def test_a_tensor_stored_in_fewer_bytes_than_its_shape_is_refused_before_a_model_of_its_size_is_allocated(
     checkpoint, tmp_path, capsys, monkeypatch
 ):

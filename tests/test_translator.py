@@ -137,7 +137,9 @@ def test_what_is_no_text_is_refused_naming_the_argument_and_the_line(checkpoint,
     assert str(raised.value).startswith(message)
 
 
-def test_score_takes_any_iterable_as_translate_does_and_a_prefix_of_unknown_characters_is_warned(checkpoint, caplog):
+def test_score_takes_any_iterable_as_translate_does_and_a_prefix_of_unknown_characters_is_warned_once(
+    checkpoint, caplog
+):
     translator = Translator.load(checkpoint)
     pairs = [("Je suis content.", "I am happy."), ("Il fait froid.", "It is cold.")]
     listed = translator.score([s for s, _ in pairs], [t for _, t in pairs])
@@ -145,6 +147,13 @@ def test_score_takes_any_iterable_as_translate_does_and_a_prefix_of_unknown_char
     with caplog.at_level(logging.WARNING):
         translator.translate(["Je suis content."], prefix=["😀"])  # forced as <unk>: the output cannot show it
     assert "prefix line 1: 1 subwords the model never saw in training, read as <unk>" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        with_prefix = Translator.load(checkpoint, prefix="😀")
+        for _ in range(2):
+            with_prefix.translate(["Je suis content.", "Il fait froid."])
+    warned = [message for message in caplog.messages if message.startswith("decode.prefix")]
+    assert warned == ["decode.prefix: 1 subwords the model never saw in training, forced as <unk>"]
 
 
 def test_a_long_line_is_cut_before_tokenizing_as_the_command_line_cuts_it(checkpoint, monkeypatch, caplog):

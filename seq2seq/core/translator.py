@@ -182,6 +182,9 @@ class Translator:
         self.source_tokenizer = translation_model.source_tokenizer
         self.target_tokenizer = translation_model.target_tokenizer
         self.max_source_tokens = translation_model.max_source_tokens
+        self.default_prefix = self.target_tokenizer.encode([self.settings.prefix])[0] if self.settings.prefix else []
+        if unknown := self.default_prefix.count(UNK):  # once, not per batch: forced as <unk>, never shown as text
+            log.warning("decode.prefix: %d subwords the model never saw in training, forced as <unk>", unknown)
 
     def translate(self, sentences: Sequence[str], prefix: Sequence[str] | None = None) -> list[str]:
         """The best translation of each sentence (a list of strings), in input order; an empty sentence gets an
@@ -288,9 +291,9 @@ class Translator:
     ) -> list[list[int]] | None:
         """Each sentence's prefix (``decode.prefix``'s subwords if none is given), checked; None where all are empty."""
         if prefix is None:
-            if not self.settings.prefix:
+            if not self.default_prefix:
                 return None
-            prefix = [self.target_tokenizer.encode([self.settings.prefix])[0]] * len(ids)
+            prefix = [self.default_prefix] * len(ids)
         elif len(prefix) != len(ids):
             raise DecodeError(f'{len(prefix)} prefixes for {len(ids)} sentences; give one per sentence ("": none)')
         prefix = [list(tokens) for tokens in prefix]
