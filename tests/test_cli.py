@@ -314,6 +314,12 @@ def test_evaluations_whose_results_share_a_name_keep_apart_and_a_rerun_replaces_
     assert (first["checkpoint"], first["decode"]["max_length"]) == (str(tmp_path / "one" / "best.ckpt"), 1.5)
     assert sorted(p.name for p in results.glob("*.hyp")) == sorted(f"{stem}.hyp" for stem in metrics)
     assert "hypotheses in " + str(results / "best.pairs.tsv.greedy") in capsys.readouterr().out.splitlines()[-1]
+    del first["evaluation"]  # as recorded before evaluations had keys: the same evaluation still replaces its own
+    (results / "metrics.json").write_text(json.dumps(metrics))
+    one = tmp_path / "one"
+    evaluate.main(composed("evaluate", f"checkpoint={one / 'best.ckpt'}", f"input={one / 'pairs.tsv'}",
+                           "decode.max_length=1.5", f"output_dir={results}"))  # fmt: skip
+    assert len(json.loads((results / "metrics.json").read_text())) == 4
 
 
 def test_a_results_name_too_long_for_a_file_is_one_line_before_anything_is_decoded(checkpoint, tmp_path, capsys):

@@ -121,6 +121,14 @@ def evaluation_key(cfg: DictConfig, scored: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:KEY_CHARS]
 
 
+def same_evaluation(recorded: dict[str, Any], metrics: dict[str, Any]) -> bool:
+    """Whether ``metrics.json``'s ``recorded`` scores are an earlier run of the evaluation that gave ``metrics``: by
+    its key, or for scores recorded before keys were, by what they record of it."""
+    if "evaluation" in recorded:
+        return recorded["evaluation"] == metrics["evaluation"]
+    return all(recorded.get(key) == metrics.get(key) for key in ("checkpoint", "input", "split", "decode", "quantize"))
+
+
 def record_results(directory: Path, stem: str, hypotheses: list[str], metrics: dict[str, Any]) -> str:
     """Write one evaluation's hypotheses (``STEM.hyp``) and add its scores to ``metrics.json`` under a lock, so that
     evaluations running at once into one folder all keep theirs. A stem holding another evaluation's results (another
@@ -129,7 +137,7 @@ def record_results(directory: Path, stem: str, hypotheses: list[str], metrics: d
     path = directory / "metrics.json"
     with directory_locked(directory):
         everything = read_metrics(path)
-        if stem in everything and everything[stem].get("evaluation") != metrics["evaluation"]:
+        if stem in everything and not same_evaluation(everything[stem], metrics):
             stem = f"{stem}.{metrics['evaluation']}"
         atomic_write_bytes(directory / f"{stem}.hyp", "".join(h + "\n" for h in hypotheses).encode())
         atomic_write_bytes(path, json.dumps({**everything, stem: metrics}, indent=2).encode())
