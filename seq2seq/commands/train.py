@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -20,6 +21,8 @@ def remove_if_unused(run_dir: Path) -> bool:
     hydra_files = {hydra_config.output_subdir, f"{hydra_config.job.name}.log", TRAINING_LOCK}
     if run_dir.is_dir() and {entry.name for entry in run_dir.iterdir()} <= hydra_files:
         shutil.rmtree(run_dir)
+        with suppress(OSError):  # the run name's folder too, where this launch left it empty
+            run_dir.parent.rmdir()
         return True
     return False
 
