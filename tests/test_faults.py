@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, CorpusError, RunBusyError, SettingsError
 from seq2seq.settings.presets import composed
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
-from seq2seq.training.run import check_prepared
+from seq2seq.training.run import check_prepared, resume_command
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
 # --------------------------------------------------------------------------- the sampler's position
@@ -585,3 +586,12 @@ def test_config_mistakes_fail_before_any_data_work(tmp_path, monkeypatch, overri
     error = f"{raised.value} {raised.value.__cause__ or ''}"
     assert message in error and "fra-eng.zip" not in error
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "runs"]), "nothing was downloaded or cached"
+
+
+def test_the_resume_command_printed_on_an_interrupt_pastes_into_a_shell_as_the_overrides_were_given(tmp_path):
+    overrides = ["data=files", f"data.train={tmp_path / 'my data' / 'train.tsv'}", "resume=last",
+                 "+trainer.callbacks=[{_target_: helpers.runs.SignalAt, step: 5}]", "name=it's"]  # fmt: skip
+    run_dir = tmp_path / "runs" / "a run"
+    command = resume_command(overrides, run_dir)
+    assert command.startswith("python -m seq2seq.train ")
+    assert shlex.split(command)[3:] == [*overrides[:2], *overrides[3:], f"resume={run_dir}"]

@@ -7,6 +7,7 @@ import difflib
 import inspect
 import json
 import logging
+import shlex
 import sys
 import time
 import warnings
@@ -51,6 +52,13 @@ from seq2seq.training.task import TranslationTask
 from seq2seq.vocab import BOS
 
 log = logging.getLogger(__name__)
+
+
+def resume_command(overrides: list[str], run_dir: Path) -> str:
+    """The shell command that resumes ``run_dir`` with the same overrides, each quoted as a shell needs (a path with
+    a space, ``+trainer.callbacks=[{...}]``), so that it can be pasted as printed."""
+    kept = [override for override in overrides if not override.startswith("resume=")]
+    return shlex.join(["python", "-m", "seq2seq.train", *kept, f"resume={run_dir}"])
 
 
 def uses_gpu(accelerator: str) -> bool:
@@ -252,8 +260,6 @@ def train_into(
     if trainer_args["strategy"] == "ddp":
         trainer_args["strategy"] = DDPStrategy(find_unused_parameters=bool(unused_parameters(task.model)))
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    kept = [o for o in overrides if not o.startswith("resume=")]
-    resume_command = " ".join(["python -m seq2seq.train", *kept, f"resume={checkpoint_dir.parent}"])
     trainer = L.Trainer(
         **trainer_args,
         callbacks=[
@@ -262,7 +268,7 @@ def train_into(
             for_averaging,
             EarlyStoppingOnBleu(cfg.patience),
             ValidateAtTheEnd(),
-            SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command),
+            SaveOnInterrupt(checkpoint_dir / "interrupted.ckpt", resume_command(overrides, checkpoint_dir.parent)),
             RandomState(),
             SamplerEpoch(),
             throughput,
