@@ -113,6 +113,26 @@ def dies_halfway(checkpoint, file):  # torch.save as a kill would stop it
 real_save = torch.save
 
 
+class FullAfter(io.RawIOBase):
+    """A file on a disk that fills after ``room`` bytes."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return len(data)
+
+
+def fills_the_disk(checkpoint, file):  # torch's zip writer raises a RuntimeError over the write's OSError
+    real_save(checkpoint, FullAfter(64))
+
+
 def crosses_file_systems(rename):
     """``os.rename`` as it fails between two file systems: here, between any two directories."""
 
@@ -125,7 +145,9 @@ def crosses_file_systems(rename):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["killed-mid-write", "disk-full", "temporary-file-on-another-file-system"])
+@pytest.mark.parametrize(
+    "fault", ["killed-mid-write", "disk-full", "disk-full-mid-write", "temporary-file-on-another-file-system"]
+)
 def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch, fault):
     task = fit(toy_batches(3), poisoned=set())
     path = tmp_path / "run" / "last.ckpt"
@@ -138,6 +160,8 @@ def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, 
         monkeypatch.setattr(torch, "save", dies_halfway)
     elif fault == "disk-full":
         monkeypatch.setattr(os, "fsync", no_space)
+    elif fault == "disk-full-mid-write":
+        monkeypatch.setattr(torch, "save", fills_the_disk)
     else:  # a rename across file systems fails, and the copy that replaces it finds the disk full
         monkeypatch.setattr(os, "rename", crosses_file_systems(os.rename))
         monkeypatch.setattr(os, "replace", crosses_file_systems(os.replace))

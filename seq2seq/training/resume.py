@@ -182,7 +182,12 @@ class SaveBesideTarget(TorchCheckpointIO):
 def _save_synced(checkpoint: dict[str, Any], path: Path) -> None:
     """On disk before the rename: a power loss after it must not leave the new name with no data."""
     with path.open("wb") as file:
-        torch.save(checkpoint, file)
+        try:
+            torch.save(checkpoint, file)
+        except RuntimeError as error:  # torch's zip writer reports a failed write (a full disk) so, over the OSError
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from error
+            raise
         file.flush()
         os.fsync(file.fileno())
 
