@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from seq2seq.checkpoint import FORMAT_VERSION
 from seq2seq.data import cache
 from seq2seq.data.batches import Batch, TokenBucketSampler
-from seq2seq.errors import CacheError, CorpusError, RunBusyError, SettingsError
+from seq2seq.errors import CacheError, CheckpointError, CorpusError, RunBusyError, SettingsError
 from seq2seq.settings.presets import composed
 from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
 from seq2seq.training.run import check_prepared, resume_command
@@ -456,6 +456,14 @@ def test_resume_refuses_a_weights_only_checkpoint_and_says_where_it_found_nothin
         find_resume_checkpoint("last", tmp_path, "other", small_config())
     with pytest.raises(FileNotFoundError, match=rf"^resume={tmp_path / 'gone'}: no such file or directory; give a run"):
         find_resume_checkpoint(str(tmp_path / "gone"), tmp_path, "default", small_config())
+
+
+@pytest.mark.parametrize("hyper_parameters", [{"x": 1}, {"config": "a string"}, ["a list"]])
+def test_resume_refuses_a_checkpoint_without_a_training_config_in_one_line(tmp_path, hyper_parameters):
+    checkpoint = saved_run(tmp_path, "2026-01-01_00-00-00", small_config(), age=0)
+    torch.save({**torch.load(checkpoint), "hyper_parameters": hyper_parameters}, checkpoint)
+    with pytest.raises(CheckpointError, match=r"not a seq2seq checkpoint \(no training config inside\); resume from"):
+        find_resume_checkpoint(str(checkpoint), tmp_path, "default", small_config())
 
 
 def splits_of(**sizes: int) -> SimpleNamespace:

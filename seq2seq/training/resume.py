@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.data.cache import atomic_write
-from seq2seq.errors import RunBusyError, SettingsError
+from seq2seq.errors import CheckpointError, RunBusyError, SettingsError
 from seq2seq.resources import TRAINING_LOCK
 
 # Settings a resumed run may change: how long it trains, where its files are, how its data is loaded and shown.
@@ -67,7 +67,12 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
 
 def saved_config(checkpoint: Path) -> dict[str, Any]:
     """The resolved config a checkpoint was trained with; reading it refuses a file that could run code."""
-    return read_checkpoint(checkpoint)["hyper_parameters"]["config"]
+    hparams = read_checkpoint(checkpoint)["hyper_parameters"]
+    config = hparams.get("config") if isinstance(hparams, dict) else None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{checkpoint}: not a seq2seq checkpoint (no training config inside); resume from a "
+                              "run's last.ckpt or interrupted.ckpt")  # fmt: skip
+    return config
 
 
 def find_resume_checkpoint(resume: str | None, runs_dir: Path, name: str, config: dict[str, Any]) -> str | None:
