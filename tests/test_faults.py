@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,7 +34,13 @@ from seq2seq.data import cache
 from seq2seq.data.batches import Batch, TokenBucketSampler
 from seq2seq.errors import CacheError, CheckpointError, CorpusError, RunBusyError, SettingsError
 from seq2seq.settings.presets import composed
-from seq2seq.training.resume import SaveBesideTarget, checkpoint_directory, find_resume_checkpoint, training_lock
+from seq2seq.training.resume import (
+    MovableCheckpoints,
+    SaveBesideTarget,
+    checkpoint_directory,
+    find_resume_checkpoint,
+    training_lock,
+)
 from seq2seq.training.run import check_prepared, resume_command
 from seq2seq.training.task import MAX_NONFINITE_IN_A_ROW, TranslationTask
 
@@ -293,6 +300,16 @@ def train_in_process(cache: Path, run_dir: Path, *overrides: str) -> dict:
     return train(composed("train", f"data.mirror={tutorial_mirror()}", f"data.cache_dir={cache}", *overrides), run_dir)
 
 
+def test_a_new_run_into_a_directory_holding_another_runs_checkpoints_is_refused_and_they_are_kept(kill_cache, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"another run's")
+    refused = rf"^{tmp_path} holds another run's checkpoints \(a fixed hydra.run.dir\?\); resume it \(resume="
+    with pytest.raises(SettingsError, match=refused):
+        train_in_process(kill_cache, tmp_path, *TINY)
+    assert [path.name for path in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == b"another run's"
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, kill_cache) -> dict:
     return train_in_process(kill_cache, tmp_path_factory.mktemp("uninterrupted"), *EPOCH_END)
@@ -432,6 +449,27 @@ def test_resume_accepts_other_lengths_paths_and_loading(tmp_path):
         data={"cache_dir": "/elsewhere", "mirror": "/elsewhere", "num_workers": 4},
     )  # fmt: skip
     assert find_resume_checkpoint(str(checkpoint), tmp_path, "default", current) == str(checkpoint)
+
+
+@pytest.mark.parametrize("how", ["moved", "a new run from its best"])
+def test_a_run_moved_elsewhere_resumes_knowing_its_best_checkpoint_there(tmp_path, how):
+    """Lightning saves absolute paths: from another folder it would forget the best score and file (and write -v1)."""
+    old, here = tmp_path / "old" / "checkpoints", tmp_path / "here" / "checkpoints"
+    best, score = str(old / "best.ckpt"), torch.tensor(0.86)
+    saved = {"dirpath": str(old), "best_model_path": best, "best_model_score": score, "best_k_models": {best: score},
+             "kth_best_model_path": best, "kth_value": score, "last_model_path": "", "current_score": score,
+             "monitor": "val/bleu"}  # fmt: skip
+    here.mkdir(parents=True)
+    if how == "moved":
+        (here / "best.ckpt").write_bytes(b"the run's best, moved here")
+    callback = MovableCheckpoints(dirpath=here, filename="best", monitor="val/bleu", mode="max")
+    with warnings.catch_warnings(record=True):
+        callback.load_state_dict(saved)
+    if how == "moved":
+        assert callback.best_model_path == str(here / "best.ckpt") and callback.best_model_score == score
+        assert list(callback.best_k_models) == [str(here / "best.ckpt")]
+    else:  # another trajectory in its own folder: Lightning's reading, its best to be found anew
+        assert callback.best_model_score is None
 
 
 def test_resume_last_takes_the_newest_run_of_the_same_settings(tmp_path):

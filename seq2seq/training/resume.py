@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from filelock import FileLock, Timeout
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -195,6 +195,28 @@ def _save_synced(checkpoint: dict[str, Any], path: Path) -> None:
             raise
         file.flush()
         os.fsync(file.fileno())
+
+
+class MovableCheckpoints(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, resumable from a run directory that was moved or copied.
+
+    Its state holds absolute paths; resumed from another folder, Lightning forgets which checkpoint was best (its
+    score and file), keeps the old folder's path and numbers new files ``-v1``. Where the saved folder's checkpoints
+    lie in this one (the run was moved or copied here), the saved paths are read as this folder's.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved, here = state_dict.get("dirpath"), self.dirpath
+        best = Path(state_dict.get("best_model_path") or "")
+        if saved and here and saved != here and best.name and (Path(here) / best.name).is_file():
+
+            def moved(path: Any) -> Any:
+                return here + path[len(saved) :] if isinstance(path, str) and path.startswith(saved + os.sep) else path
+
+            state_dict = {key: moved(value) for key, value in state_dict.items()} | {"dirpath": here}
+            kept = state_dict.get("best_k_models", {})
+            state_dict["best_k_models"] = {moved(path): score for path, score in kept.items()}
+        super().load_state_dict(state_dict)
 
 
 class EarlyStoppingOnBleu(EarlyStopping):

@@ -21,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning_utilities.core import rank_zero
@@ -39,6 +39,7 @@ from seq2seq.settings import ModelSettings, TrainingSettings, check_command, rea
 from seq2seq.training.monitor import EpochThroughput, ProjectedTime, hardware
 from seq2seq.training.resume import (
     EarlyStoppingOnBleu,
+    MovableCheckpoints,
     RandomState,
     SamplerEpoch,
     SaveBesideTarget,
@@ -185,6 +186,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs_dir), cfg.name, config)
     checkpoint_dir = checkpoint_directory(resume_from, run_dir)
     with training_lock(checkpoint_dir.parent):
+        if checkpoint_dir == run_dir / "checkpoints" and any(checkpoint_dir.glob("*.ckpt")):
+            raise SettingsError(  # Lightning would number this run's checkpoints -v1 among the other run's
+                f"{run_dir} holds another run's checkpoints (a fixed hydra.run.dir?); resume it (resume={run_dir}) "
+                "or give another hydra.run.dir"
+            )
         return train_into(cfg, config, run_dir, checkpoint_dir, resume_from, started, loggers, user_callbacks)
 
 
@@ -241,11 +247,11 @@ def train_into(
     # every checkpoint is saved at a validation's end, never at an epoch's end: resuming from an epoch-end save
     # re-enters the finished epoch, which Lightning then counts twice (max_epochs would stop an epoch early)
     at_validation_end = {"dirpath": checkpoint_dir, "save_on_train_epoch_end": False}
-    checkpoints = ModelCheckpoint(filename="best", monitor="val/bleu", mode="max", **at_validation_end)
+    checkpoints = MovableCheckpoints(filename="best", monitor="val/bleu", mode="max", **at_validation_end)
     # ModelCheckpoint's own save_last refreshes last.ckpt only when "best" improves; resuming needs the latest
-    latest = ModelCheckpoint(filename="last", enable_version_counter=False, **at_validation_end)
+    latest = MovableCheckpoints(filename="last", enable_version_counter=False, **at_validation_end)
     # the last keep_last validations' weights (no optimiser: a third of the size), for python -m seq2seq.average
-    for_averaging = ModelCheckpoint(filename=STEP_CHECKPOINT, monitor="step", mode="max", save_top_k=cfg.keep_last,
+    for_averaging = MovableCheckpoints(filename=STEP_CHECKPOINT, monitor="step", mode="max", save_top_k=cfg.keep_last,
                                     save_weights_only=True, auto_insert_metric_name=False,
                                     **at_validation_end)  # fmt: skip
     throughput = EpochThroughput(
