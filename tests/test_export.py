@@ -155,7 +155,7 @@ def test_checkpoints_of_another_model_are_not_averaged(checkpoint, tmp_path):
 
 def test_a_run_is_averaged_over_its_last_step_checkpoints_in_step_order(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    for name in ("step000009", "step001000", "step000010", "best", "last"):
+    for name in ("step000009", "step001000", "step000010", "best", "last", "step000010-v1"):  # -v1: Lightning's
         (tmp_path / "checkpoints" / f"{name}.ckpt").touch()
     assert [path.stem for path in last_checkpoints(tmp_path, 2)] == ["step000010", "step001000"]
     assert [path.stem for path in last_checkpoints(tmp_path, 5)] == ["step000009", "step000010", "step001000"]

@@ -27,8 +27,9 @@ DEFAULT_LAST = 5  # last=null with run=: the checkpoints training keeps by defau
 
 def last_checkpoints(run_dir: Path, last: int) -> list[Path]:
     """The ``last`` latest of the step checkpoints a run kept (``keep_last``), oldest first."""
-    found = (run_dir / "checkpoints").glob(f"{STEP_PREFIX}*.ckpt")
-    kept = sorted(found, key=lambda path: int(path.stem.removeprefix(STEP_PREFIX)))
+    found = (run_dir / "checkpoints").glob(f"{STEP_PREFIX}*.ckpt")  # not Lightning's step000010-v1.ckpt and such
+    kept = sorted((path for path in found if path.stem.removeprefix(STEP_PREFIX).isdigit()),
+                  key=lambda path: int(path.stem.removeprefix(STEP_PREFIX)))  # fmt: skip
     if not kept:
         raise CheckpointError(
             f"run={run_dir}: no checkpoints/step*.ckpt; train with keep_last >= 1, or give checkpoints=[A,B,...]"
