@@ -628,3 +628,11 @@ def test_training_on_a_tatoeba_pair_downloaded_from_a_local_server(tmp_path, mon
     paths = SimpleNamespace(mirror=None, cache_dir=str(tmp_path / "cache"))
     test = corpus_split(trained, "test", paths)
     assert len(test) == summary["test"]["greedy"]["sentences"] and all(s.isupper() for s, _ in test)
+
+
+def test_the_split_of_an_exported_model_of_your_own_files_is_one_line_saying_to_give_input():
+    """An export drops this machine's paths (data.train, valid, test): no split to find, and no guessing one."""
+    exported = SimpleNamespace(config={"data": {"source": "files", "src_lang": "src", "tgt_lang": "tgt"}})
+    with pytest.raises(CheckpointError, match=r"^this model of your own files, exported, names none of them .* so not "
+                       r"its test split: evaluate it with input=FILE, or give the run's \.ckpt$"):  # fmt: skip
+        corpus_split(exported, "test", SimpleNamespace(cache_dir=None, mirror=None))

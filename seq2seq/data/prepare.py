@@ -359,6 +359,11 @@ def corpus_split(trained: Any, split: str, paths: Any) -> list[tuple[str, str]]:
     SPLIT.rule.check("split", split)
     data = plain_config(trained.config, "the checkpoint")["data"]  # loaded models are plain already; made ones too
     chosen = {"source": "tatoeba"} | {key: data[key] for key in SPLIT_KEYS if key in data}  # old checkpoints: Tatoeba
+    if chosen["source"] == "files" and "train" not in data:  # an export drops its machine's own paths
+        raise CheckpointError(
+            f"this model of your own files, exported, names none of them (they were its machine's), so not its {split} "
+            "split: evaluate it with input=FILE, or give the run's .ckpt"
+        )
     defaults = OmegaConf.merge(
         OmegaConf.load(resource_dir("conf") / "data" / "common.yaml"),
         OmegaConf.load(resource_dir("conf") / "data" / f"{chosen['source']}.yaml"),
