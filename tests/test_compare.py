@@ -80,3 +80,15 @@ def test_runs_of_one_setting_seeds_only_or_the_first_run_so_far_are_one_cell_and
     [cell] = [line for line in table.splitlines() if line.startswith("| ") and not {"seeds", "---"} & set(line.split())]
     assert cell.startswith("| 2 | 31.00 ± ")  # no setting differs: only the seeds column and the scores
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_swept_list_setting_is_a_column_of_its_json(tmp_path):
+    for job, callbacks in enumerate([[], [{"_target_": "my.Callback"}]]):
+        write_run(tmp_path / str(job), "h_n", True, 1, 30.0 + job)
+        summary = json.loads((tmp_path / str(job) / "test_metrics.json").read_text())
+        summary["config"]["trainer"] = {"callbacks": callbacks}
+        (tmp_path / str(job) / "test_metrics.json").write_text(json.dumps(summary))
+    compare(tmp_path)
+    with open(tmp_path / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["trainer.callbacks"] for row in rows) == ["[]", '[{"_target_": "my.Callback"}]']

@@ -51,12 +51,17 @@ def swept_keys(configs: list[dict[str, Any]]) -> list[str]:
     return [k for k in varying if k not in IGNORED]
 
 
+def shown(value: Any) -> Any:
+    """A setting's value as a table cell: a list or a mapping (``trainer.callbacks``) as its JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
 def run_rows(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     configs = [flatten(run["config"]) for run in runs]
     keys = swept_keys(configs)
     rows = []
     for run, config in zip(runs, configs):
-        row = {key: config.get(key) for key in keys}
+        row = {key: shown(config.get(key)) for key in keys}
         row["seed"] = config.get("seed")
         row.update({name: round(run["test"][search][metric], 2) for name, (search, metric) in METRICS.items()})
         row["valid_bleu_curve"] = " ".join(f"{step}:{bleu}" for step, bleu in run["validation_bleu_curve"])
