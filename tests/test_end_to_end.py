@@ -172,6 +172,10 @@ def test_sweep_then_compare(cache, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(sweep_dir.glob("*/test_metrics.json"))) == 2
+    assert sorted(path.relative_to(sweep_dir).as_posix() for path in sweep_dir.glob("*/*.log")) == [
+        "0/train.log",
+        "1/train.log",
+    ], "each run's log named as a single run's (docs/training.md)"
     report = cli("seq2seq.compare", f"sweep={sweep_dir}")  # compare's one command-line test
     assert report.returncode == 0, report.stderr
     assert "| context | seeds |" in report.stdout and "(complete)" in report.stdout
