@@ -94,7 +94,6 @@ class Batcher:
         self.queued = 0  # sentences in ``waiting``
         self.arrived = asyncio.Event()
         self.returning = 0  # the last batch's sentences if it held several requests: their clients' next ones
-        self.batch_size = base.settings.batch_size
 
     @lru_cache(maxsize=16)  # noqa: B019 (one batcher per server, alive as long as it)
     def translator(self, decode: tuple[tuple[str, Any], ...]) -> Translator:
@@ -129,7 +128,7 @@ class Batcher:
         taken, size, kept = [first], len(first.sentences), deque()
         while self.waiting:
             job = self.waiting.popleft()
-            if job.decode == first.decode and size + len(job.sentences) <= self.batch_size:
+            if job.decode == first.decode and size + len(job.sentences) <= self.base.settings.batch_size:
                 taken.append(job)
                 size += len(job.sentences)
             else:
@@ -189,7 +188,7 @@ class Batcher:
         try:
             while True:
                 if self.returning:  # not after a lone request: a lone user's next request would only wait
-                    await self._gather(min(self.queued + self.returning, self.batch_size), decoded)
+                    await self._gather(min(self.queued + self.returning, self.base.settings.batch_size), decoded)
                 while not self.waiting:  # a request may leave (``abandon``) between its arrival and this
                     self.arrived.clear()
                     await self.arrived.wait()
